@@ -1,0 +1,271 @@
+"""Validation of a raw spec (the parsed YAML mapping) into the values the Spec model is built from.
+
+The document is walked in order, so problems come out in the order they appear in the file;
+then the cross-field checks run, section by section. Every problem is collected rather than
+stopping at the first, so one run of `xsweep validate` shows all that needs fixing.
+Problems are (dotted field path, message) pairs; xsweep.spec adds the file name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.parse
+from typing import Any
+
+from .spec_fields import did_you_mean, key_text, number_text, section_rules, show
+from .spec_models import SECTION_MODELS, Spec, SpaceEntry, name_problem
+from .spec_space import Problem, check_space, leaf_match
+
+INVALID = object()  # stands for a value that failed its own check: cross-field checks skip it
+NAME_EXAMPLE = "a short name such as my-sweep"
+TRACKING_URI_FORMS = "sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, postgresql://..., databricks"
+STORAGE_FORMS = "a local folder, an NFS path or s3://bucket/prefix"
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)")
+
+
+def check(raw: Any) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """(values for Spec.model_validate, []) if raw is a valid spec, else (None, problems)."""
+    if raw is None:
+        return None, [("", "the file is empty (a spec needs at least name: my-sweep)")]
+    if not isinstance(raw, dict):
+        return None, [("", f"expected a mapping of sections (name:, data:, train:, ...) at the top "
+                           f"level (got {show(raw)})")]
+    checked = _Checked()
+    if raw.get("name") is None:
+        checked.problems.append(("name", f"required field is missing ({NAME_EXAMPLE})"))
+    for key, value in raw.items():
+        if key == "name":
+            checked.check_name(value)
+        elif key in SECTION_MODELS:
+            checked.check_section(key, value)
+        else:
+            checked.problems.append((key_text(key), _unknown_top_level(key_text(key))))
+    checked.check_cross_fields()
+    if checked.problems:
+        return None, checked.problems
+    return checked.values(), []
+
+
+def _unknown_top_level(key: str) -> str:
+    guess = did_you_mean(key, ["name", *SECTION_MODELS]) or leaf_match(key, all_field_paths())
+    if guess:
+        return f"unknown field (did you mean {guess}?)"
+    return f"unknown field (top-level fields: name, {', '.join(SECTION_MODELS)})"
+
+
+def all_field_paths() -> list[str]:
+    return [f"{section}.{field}" for section, model in SECTION_MODELS.items() for field in model.model_fields]
+
+
+class _Checked:
+    """The clean values and problems found so far."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.name: str | None = None
+        self.clean: dict[str, dict[str, Any]] = {section: {} for section in SECTION_MODELS}
+        self.invalid: set[str] = set()  # paths given with a bad value; a section name for a whole section
+        self.space: dict[str, SpaceEntry] = {}  # the valid entries
+        self.space_keys: set[str] = set()  # every path the space names, valid or not
+        self.space_complete = True  # false when search.space or any entry had a problem
+
+    # ---- single fields, in document order ----
+
+    def check_name(self, value: Any) -> None:
+        if value is None:
+            return  # reported as missing
+        name, problem = section_rules(Spec, "")["name"].parse(value)
+        problem = problem or name_problem(name)
+        if problem:
+            self.problems.append(("name", problem))
+        else:
+            self.name = name
+
+    def check_section(self, section: str, raw: Any) -> None:
+        if raw is None:
+            return  # `train:` with every field commented out: all defaults
+        if not isinstance(raw, dict):
+            self.problems.append((section, f"expected a mapping of fields (got {show(raw)})"))
+            self.invalid.add(section)
+            return
+        rules = section_rules(SECTION_MODELS[section], section)
+        for key, value in raw.items():
+            path = f"{section}.{key_text(key)}"
+            if section == "search" and key == "space":
+                self._check_space(value)
+            elif key in rules:
+                clean, problem = rules[key].check(value)
+                if problem is None and clean is not None and path in FIELD_CHECKS:
+                    problem = FIELD_CHECKS[path](clean)
+                if problem:
+                    self.problems.append((path, problem))
+                    self.invalid.add(path)
+                else:
+                    self.clean[section][key] = clean
+            else:
+                self.problems.append((path, _unknown_in_section(section, key_text(key))))
+
+    def _check_space(self, raw: Any) -> None:
+        self.space, problems = check_space(raw)
+        self.problems += problems
+        self.space_complete = not problems
+        if isinstance(raw, dict):
+            self.space_keys = {key for key in raw if isinstance(key, str)}
+
+    # ---- reading values back for the cross-field checks ----
+
+    def value(self, path: str) -> Any:
+        """A field's clean value, its default if it was not written, or INVALID."""
+        section, field = path.split(".")
+        if section in self.invalid or path in self.invalid:
+            return INVALID
+        if field in self.clean[section]:
+            return self.clean[section][field]
+        return section_rules(SECTION_MODELS[section], section)[field].default
+
+    def possible(self, path: str) -> list[Any]:
+        """The values of a data/model/train field that trials may run with: the space's
+        choices or range ends when it is searched, else the fixed value; [] if unknown."""
+        if path in self.space:
+            entry = self.space[path]
+            return list(entry.values or []) if entry.kind == "choice" else [entry.low, entry.high]
+        value = self.value(path)
+        return [] if path in self.space_keys or value is INVALID else [value]
+
+    def where(self, path: str) -> str:
+        """Where to report a problem with a trial field: its space entry if it has one."""
+        return f"search.space.{path}" if path in self.space_keys else path
+
+    # ---- cross-field checks, section by section ----
+
+    def check_cross_fields(self) -> None:
+        if "imagefolder" in self.possible("data.dataset") and None in self.possible("data.root"):
+            self.problems.append((self.where("data.root"), "required when data.dataset is imagefolder "
+                                                           "(the path of the image folder)"))
+        if self.value("resources.gpus_per_trial") == 0 and "cuda" in self.possible("train.device"):
+            self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
+                                                              "(e.g. 1, or 0.5 to share a GPU)"))
+        self._check_search()
+        grace, epochs = self.value("scheduler.grace_period"), self.possible("train.epochs")
+        if grace is not INVALID and epochs and grace > min(epochs):
+            if "train.epochs" in self.space:
+                allowed = f"search.space can set train.epochs to {min(epochs)}"
+            else:
+                allowed = f"train.epochs is {min(epochs)}"
+            self.problems.append(("scheduler.grace_period",
+                                  f"must be <= train.epochs (got {grace}; {allowed})"))
+        path, endpoint = self.value("storage.path"), self.value("storage.endpoint_url")
+        if endpoint not in (None, INVALID) and path is not INVALID and not path.startswith("s3://"):
+            self.problems.append(("storage.endpoint_url", "only used with an s3:// storage.path "
+                                                          f"(storage.path is {show(path)})"))
+
+    def _check_search(self) -> None:
+        metric, mode = self.value("search.metric"), self.value("search.mode")
+        if INVALID not in (metric, mode):
+            best = "max" if metric.endswith("accuracy") else "min"
+            if mode != best:
+                self.problems.append(("search.mode", f"{mode} with metric {metric} would search for "
+                                                     f"the worst model (use mode: {best})"))
+        if self.value("search.algorithm") == "grid":
+            self._check_grid()
+        repeats = self.value("search.repeats")
+        if repeats is not INVALID and repeats > 1 and "train.seed" in self.space_keys:
+            self.problems.append(("search.space.train.seed", "cannot be searched when search.repeats > 1 "
+                                  "(repeats set the seed to train.seed + repeat index; remove one)"))
+
+    def _check_grid(self) -> None:
+        for path, entry in self.space.items():
+            if entry.kind != "choice":
+                self.problems.append((f"search.space.{path}", f"grid search needs choice entries; {path} "
+                                                              f"is {entry.kind} (use choice: [...])"))
+        if not self.space_complete or "search" in self.invalid:
+            return  # the size of a grid with a broken entry is unknown
+        if not self.space:
+            self.problems.append(("search.space", "grid search needs at least one choice entry "
+                                                  "(e.g. model.residual: {choice: [true, false]})"))
+            return
+        num_samples = self.clean["search"].get("num_samples")
+        size = self.grid_size()
+        if num_samples is not None and size is not None and num_samples != size:
+            self.problems.append(("search.num_samples", f"grid has {size} configurations but num_samples is "
+                                  f"{num_samples} (a grid runs each configuration once: set num_samples: "
+                                  f"{size} or remove it)"))
+
+    def grid_size(self) -> int | None:
+        if any(entry.kind != "choice" for entry in self.space.values()):
+            return None
+        return math.prod(len(entry.values or []) for entry in self.space.values())
+
+    # ---- the result ----
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        out.update({section: dict(fields) for section, fields in self.clean.items()})
+        out["search"]["space"] = self.space
+        if self.value("search.algorithm") == "grid" and "num_samples" not in self.clean["search"]:
+            out["search"]["num_samples"] = self.grid_size()
+        return out
+
+
+def _unknown_in_section(section: str, key: str) -> str:
+    fields = list(SECTION_MODELS[section].model_fields)
+    local = did_you_mean(key, fields)
+    guess = f"{section}.{local}" if local else leaf_match(f"{section}.{key}", all_field_paths())
+    if guess:
+        return f"unknown field (did you mean {guess}?)"
+    return f"unknown field (fields of {section}: {', '.join(fields)})"
+
+
+# ---- checks a single field needs beyond its type and bounds; each returns a message or None ----
+
+def _gpus_problem(gpus: float) -> str | None:
+    if gpus > 1 and not gpus.is_integer():
+        return (f"fractions are allowed only below 1 (got {number_text(gpus)}; "
+                "use a whole number of GPUs above 1)")
+    return None
+
+
+def _tracking_uri_problem(uri: str) -> str | None:
+    if uri == "databricks" or uri.startswith("databricks://"):
+        return None
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    scheme = scheme.split("+", 1)[0]  # postgresql+psycopg2://
+    if scheme == "sqlite" and not (uri.startswith("sqlite:///") and len(uri) > len("sqlite:///")):
+        return (f"{show(uri)} needs three slashes and a file (sqlite:///mlflow.db for a relative path, "
+                "sqlite:////abs/mlflow.db for an absolute one)")
+    if scheme in ("http", "https") and not urllib.parse.urlsplit(uri).netloc:
+        return f"{show(uri)} has no host (such as http://localhost:5000)"
+    if scheme == "postgresql" and "://" not in uri:
+        return f"{show(uri)} is not a PostgreSQL URI (postgresql://user:password@host:5432/db)"
+    if scheme == "file" and not uri[len("file:"):]:
+        return f"{show(uri)} names no folder (such as file:./mlruns)"
+    if scheme in ("sqlite", "file", "http", "https", "postgresql"):
+        return None
+    return f"{show(uri)} is not a supported tracking URI (one of {TRACKING_URI_FORMS})"
+
+
+def _storage_path_problem(path: str) -> str | None:
+    url = _URL_SCHEME.fullmatch(path)
+    if url and url[1].lower() != "s3":
+        return f"{show(path)} is not supported ({STORAGE_FORMS})"
+    if url and not url[2].split("/", 1)[0]:
+        return f"{show(path)} has no bucket (s3://bucket/prefix)"
+    if not url and path.lower().startswith("s3:"):
+        return f"{show(path)} is not an S3 URL (s3://bucket/prefix)"
+    return None
+
+
+def _endpoint_url_problem(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{show(url)} is not an http(s) URL (such as http://minio:9000)"
+    return None
+
+
+FIELD_CHECKS = {
+    "resources.gpus_per_trial": _gpus_problem,
+    "tracking.uri": _tracking_uri_problem,
+    "storage.path": _storage_path_problem,
+    "storage.endpoint_url": _endpoint_url_problem,
+}

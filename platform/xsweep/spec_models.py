@@ -1,0 +1,218 @@
+"""The sweep spec's schema as pydantic models.
+
+The Field(...) defaults and bounds here are the single source of truth: spec_fields reads
+them back to check raw YAML and to word its own messages, so a bound changed here changes
+both validation and the message. Build a Spec through xsweep.spec.load_spec/parse_spec;
+constructing these models directly skips the cross-field checks and the friendly messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The kinds a search-space entry can take, in the order messages list them.
+SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
+# The sections one trial's config is made of; only their fields can be searched.
+TRIAL_SECTIONS = ("data", "model", "train")
+# Spec fields that record where the spec came from rather than what it asks for; they are
+# not keys a user writes, and resolved()/sha256() leave them out so that moving a file or
+# editing its comments does not change a sweep's identity.
+META_FIELDS = ("source", "text", "overrides")
+
+# The name becomes a folder under storage.path and the MLflow experiment name, so it is
+# limited to characters every filesystem and URL accepts unquoted.
+NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+NAME_MAX_LENGTH = 64  # keeps folder paths and MLflow run names readable
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a sweep, or None if it can (shared by the checker and pydantic)."""
+    if not name:
+        return "must not be empty (a short name such as my-sweep)"
+    if len(name) > NAME_MAX_LENGTH:
+        return f"is too long: {len(name)} characters (at most {NAME_MAX_LENGTH})"
+    # "." and ".." pass the character set but would make the sweep folder the storage root
+    # or its parent.
+    if not NAME_CHARS.fullmatch(name) or name in (".", ".."):
+        return (f"{name!r} is not allowed (1-{NAME_MAX_LENGTH} letters, digits, '_', '.' or '-'; "
+                "it names folders and the MLflow experiment)")
+    return None
+
+
+class _Section(BaseModel):
+    # frozen: a loaded spec is the record of what a sweep ran; nobody should edit it in place.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Section):
+    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    # Required for imagefolder; for cifar10/100 null means "./data".
+    root: str | None = Field(None, min_length=1)
+    # Xception downsamples 32x before global pooling, so smaller images leave nothing to pool;
+    # 1024 is far beyond the paper's 299 and guards against a typo costing all GPU memory.
+    image_size: int = Field(32, ge=32, le=1024)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    augment: bool = True  # training split only
+    synthetic_size: int = Field(512, ge=16)  # enough for a train/val split of a few batches
+    synthetic_classes: int = Field(10, ge=2)  # one class cannot be classified
+
+
+class ModelSpec(_Section):
+    residual: bool = True
+    activation: Literal["none", "relu", "elu"] = "none"  # between depthwise and pointwise conv
+    # Channel multiplier; parameters grow about as width**2, so 4 is ~16x the paper's 23M.
+    width: float = Field(1.0, gt=0, le=4)
+    middle_blocks: int = Field(8, ge=0, le=32)  # the paper uses 8
+    dropout: float = Field(0.5, ge=0, lt=1)  # 1 would drop everything
+
+
+class TrainSpec(_Section):
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(64, ge=1, le=65536)
+    lr: float = Field(0.045, gt=0)  # the paper's initial rate
+    optimizer: Literal["sgd", "rmsprop", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)  # 1 never forgets a gradient and diverges
+    weight_decay: float = Field(1e-5, ge=0)  # the paper found 4e-5 "quite suboptimal"
+    lr_schedule: Literal["constant", "paper", "cosine"] = "paper"  # paper = x0.94 every 2 epochs
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # on CPU this is bf16 autocast, so it is allowed there too
+    channels_last: bool = True
+    threads: int | None = Field(None, ge=1)  # null: int(resources.cpus_per_trial), at least 1
+    compile: bool = False  # torch.compile
+
+
+class SpaceEntry(_Section):
+    """One searched field: a range (low, high) for loguniform/uniform/int, or values for choice."""
+
+    kind: Literal["loguniform", "uniform", "int", "choice"]
+    low: int | float | None = None
+    high: int | float | None = None
+    values: list[Any] | None = None
+
+    def as_yaml(self) -> dict[str, list[Any]]:
+        """The entry in the form a spec file writes it, e.g. {"loguniform": [0.01, 0.2]}."""
+        if self.kind == "choice":
+            return {"choice": list(self.values or [])}
+        return {self.kind: [self.low, self.high]}
+
+
+class SearchSpec(_Section):
+    algorithm: Literal["optuna-tpe", "random", "grid"] = "optuna-tpe"
+    # For grid, parse_spec fills in the grid size when num_samples is not written.
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    space: dict[str, SpaceEntry] = Field(default_factory=dict)  # keyed by dotted path, e.g. train.lr
+    repeats: int = Field(1, ge=1)  # seeds per configuration: train.seed + repeat index
+    seed: int = Field(0, ge=0)  # the searcher's own seed
+
+
+class SchedulerSpec(_Section):
+    kind: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
+    reduction_factor: float = Field(2, ge=2)  # below 2 ASHA barely stops anything
+
+
+class ResourcesSpec(_Section):
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)  # fractions below 1 share a GPU
+
+
+class FailureSpec(_Section):
+    max_failures: int = Field(2, ge=-1)  # -1 = retry forever, Tune's convention
+
+
+class TrackingSpec(_Section):
+    uri: str | None = Field(None, min_length=1)  # null: MLflow's default, sqlite:///mlflow.db here
+    experiment: str | None = Field(None, min_length=1)  # null: the spec's name
+
+
+class StorageSpec(_Section):
+    path: str = Field("results", min_length=1)  # local folder, NFS path or s3://bucket/prefix
+    endpoint_url: str | None = Field(None, min_length=1)  # S3-compatible endpoint (MinIO); s3:// only
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    failure: FailureSpec = Field(default_factory=FailureSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    source: str = "<spec>"  # the path as given
+    text: str = ""  # the file as written, for the MLflow artifact
+    overrides: tuple[str, ...] = ()  # the --set lines applied on top of text
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        # A safety net only: parse_spec reports this with the file name before we get here.
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def threads(self) -> int:
+        """train.threads, or one thread per reserved CPU (at least one)."""
+        if self.train.threads is not None:
+            return self.train.threads
+        return max(1, int(self.resources.cpus_per_trial))
+
+    def resolved(self) -> dict[str, Any]:
+        """Every field with its default filled in, as plain YAML/JSON types.
+
+        The result is itself a valid spec (parse_spec(spec.resolved()) gives the same
+        resolved()); source, text and overrides are left out (see META_FIELDS).
+        """
+        out = self.model_dump(mode="json", exclude=set(META_FIELDS))
+        out["train"]["threads"] = self.threads
+        out["tracking"]["experiment"] = self.experiment
+        out["search"]["space"] = {path: entry.as_yaml() for path, entry in self.search.space.items()}
+        return out
+
+    def base_trial_config(self) -> dict[str, Any]:
+        """{"data": ..., "model": ..., "train": ...} before the searched values are applied."""
+        resolved = self.resolved()
+        return {section: resolved[section] for section in TRIAL_SECTIONS}
+
+    def sha256(self) -> str:
+        """Hash of resolved() as canonical JSON: the same sweep gives the same hash whatever
+        the key order, comments or defaults written out."""
+        canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def grid_size(self) -> int | None:
+        if self.search.algorithm != "grid":
+            return None
+        return math.prod(len(entry.values or []) for entry in self.search.space.values())
+
+    def total_trials(self) -> int:
+        # For grid, num_samples is the grid size (parse_spec fills it in and rejects others).
+        return self.search.num_samples * self.search.repeats
+
+
+# Section name -> model, in the order sections are documented and resolved.
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    name: info.annotation  # type: ignore[misc]
+    for name, info in Spec.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+}
