@@ -1,0 +1,374 @@
+"""Datasets and loaders for a trial: digits, CIFAR-10/100, an image folder, or synthetic noise.
+
+Everything small enough is held in memory as uint8 tensors and augmented a whole batch at a
+time: sweeps run many short epochs on CPU, where per-image PIL work would dominate.
+"""
+
+import os
+import pickle
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+# Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
+PAD_FRACTION = 1 / 8
+# ImageNet statistics for image folders: computing our own would mean reading every image twice.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# A download that cannot start within this many seconds will not work; fail fast instead of
+# hanging a trial (or a test) on a machine with no network.
+NETWORK_PROBE_SECONDS = 3.0
+# Set to 1 to never try a download (CI, air-gapped clusters).
+OFFLINE_ENV = "XSWEEP_OFFLINE"
+
+
+class DataError(Exception):
+    """A data problem the user can fix; the message is one line naming the field and the fix."""
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+
+
+class InMemoryImages(Dataset):
+    """uint8 images N x C x H x W with int64 labels; indexing by a list returns a whole batch.
+
+    DataLoader calls __getitems__ with a batch's indices, so augmentation and normalisation
+    run once per batch. Random crop/flip draw from torch's global RNG: fit seeds it and
+    checkpoints its state, so augmented epochs replay exactly on resume.
+    """
+
+    def __init__(self, images, labels, *, mean, std, augment=False, flip=False):
+        self.images = images
+        self.labels = labels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.augment = augment
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        x = self.images[index]
+        if self.augment:
+            x = random_crop(x, pad=max(1, round(x.shape[-1] * PAD_FRACTION)))
+            if self.flip:
+                x = random_flip(x)
+        x = (x.float() / 255 - self.mean) / self.std
+        return x, self.labels[index]
+
+
+def random_crop(x, *, pad):
+    """Zero-pad a uint8 batch by `pad` and crop each image back to size at a random offset."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1))
+    dx = torch.randint(0, 2 * pad + 1, (n, 1))
+    rows = (dy + torch.arange(h))[:, :, None]  # n x h x 1
+    cols = (dx + torch.arange(w))[:, None, :]  # n x 1 x w
+    # Advanced indexing around the channel slice yields n x h x w x c.
+    return padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x):
+    """Mirror a random half of the batch left-right."""
+    flip = torch.rand(x.shape[0]) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def stratified_split(labels, *, val_fraction, seed):
+    """Indices (train, val): each class contributes round(val_fraction * its count) to val."""
+    g = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for c in torch.unique(labels):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=g)]
+        k = round(val_fraction * len(members))
+        val.append(members[:k])
+        train.append(members[k:])
+    # Sorted so the split is a set: shuffling is the loader's job.
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def resize_uint8(images, size):
+    """Bilinear resize of a uint8 batch, once up front, in chunks to bound float memory."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(y.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def split_in_memory(images, labels, data, *, seed, flip):
+    """Train/val datasets from one labelled pool; normalised by the training split's statistics."""
+    train_idx, val_idx = stratified_split(labels, val_fraction=data["val_fraction"], seed=seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DataError(
+            f"data.val_fraction: {data['val_fraction']} leaves an empty train or val split of "
+            f"{len(labels)} images (use a value strictly between 0 and 1, or more data)"
+        )
+    train_images = images[train_idx].float() / 255
+    mean = train_images.mean(dim=(0, 2, 3)).tolist()
+    std = train_images.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()  # clamp: constant images
+    del train_images
+    kw = dict(mean=mean, std=std)
+    return (
+        InMemoryImages(images[train_idx], labels[train_idx], augment=data["augment"], flip=flip, **kw),
+        InMemoryImages(images[val_idx], labels[val_idx], **kw),
+    )
+
+
+def load_digits_pool(size):
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float()[:, None] * (255 / 16)  # 16 grey levels
+    images = images.round().to(torch.uint8)
+    return resize_uint8(images, size), torch.from_numpy(digits.target).long()
+
+
+@dataclass(frozen=True)
+class CifarFormat:
+    name: str
+    folder: str
+    train_files: tuple
+    label_key: str
+    num_classes: int
+    url: str
+    archive: str
+    archive_md5: str
+
+
+CIFAR = {
+    "cifar10": CifarFormat(
+        "CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "labels", 10,
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+    ),
+    "cifar100": CifarFormat(
+        "CIFAR-100", "cifar-100-python", ("train",), "fine_labels", 100,
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
+}
+
+
+def load_cifar_pool(dataset, root, *, download):
+    """The CIFAR training files as uint8 N x 3 x 32 x 32 plus labels.
+
+    We read the official python-pickle batches ourselves rather than through torchvision's
+    CIFAR10 class: that class md5-checks every file against the official archive, so it would
+    refuse files in the exact same format written elsewhere (tests, re-packed mirrors), and it
+    converts each image to PIL on access. The test batch is never read: validation comes from
+    the training files, keeping the test set untouched.
+    """
+    fmt = CIFAR[dataset]
+    root = Path(root if root is not None else "data").expanduser().resolve()
+    folder = root / fmt.folder
+
+    def missing():
+        return [f for f in fmt.train_files if not (folder / f).is_file()]
+
+    if missing() and download and can_download(fmt.url):
+        try:
+            from torchvision.datasets.utils import download_and_extract_archive
+
+            download_and_extract_archive(fmt.url, str(root), filename=fmt.archive, md5=fmt.archive_md5)
+        except Exception:
+            pass  # reported below as "could not be downloaded", with where to put the files
+    if missing():
+        raise DataError(
+            f"data.root: {fmt.name} not found in {folder} (missing {', '.join(missing())}) and it "
+            f"could not be downloaded (extract {fmt.archive} from {fmt.url} into {root})"
+        )
+    images, labels = [], []
+    for name in fmt.train_files:
+        try:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            # The official files were pickled by Python 2 (keys load as bytes); accept str keys too.
+            batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[fmt.label_key])
+        except Exception as e:
+            raise DataError(
+                f"data.root: {folder / name} is not a {fmt.name} python batch ({type(e).__name__}: {e}); "
+                f"re-extract {fmt.archive} into {root}"
+            ) from None
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long), fmt.num_classes
+
+
+def can_download(url):
+    """True if the download host answers within NETWORK_PROBE_SECONDS and downloads are allowed.
+
+    The probe runs in a daemon thread because DNS lookups ignore socket timeouts.
+    """
+    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        return False
+    host = url.split("/")[2]
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=NETWORK_PROBE_SECONDS).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(NETWORK_PROBE_SECONDS)
+    return bool(result)
+
+
+def synthetic_pool(data, *, seed):
+    """torchvision FakeData rendered once into memory (random images, random labels)."""
+    from torchvision.datasets import FakeData
+    from torchvision.transforms.functional import pil_to_tensor
+
+    s, n = data["image_size"], data["synthetic_size"]
+    # Offset by whole dataset sizes so different seeds draw disjoint samples.
+    fake = FakeData(size=n, image_size=(3, s, s), num_classes=data["synthetic_classes"], random_offset=seed * n)
+    images, labels = zip(*((pil_to_tensor(img), label) for img, label in fake))
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+
+
+def check_image_folder(data):
+    """The class names of an imagefolder root, checked up front so mistakes read as one line."""
+    if data.get("root") is None:
+        raise DataError("data.root: not set (an imagefolder root needs train/ and val/ folders of class subfolders)")
+    root = Path(data["root"]).expanduser().resolve()
+    hint = "(an imagefolder root needs train/ and val/ folders of class subfolders)"
+    if not root.is_dir():
+        raise DataError(f"data.root: {root} not found {hint}")
+    classes = {}
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DataError(f"data.root: {root / split} not found {hint}")
+        classes[split] = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+    if len(classes["train"]) < 2:
+        raise DataError(
+            f"data.root: {root / 'train'} has {len(classes['train'])} class folder(s); "
+            f"classification needs at least 2 {hint}"
+        )
+    if classes["val"] != classes["train"]:
+        extra = sorted(set(classes["val"]) ^ set(classes["train"]))
+        raise DataError(
+            f"data.root: class folders of {root / 'val'} differ from {root / 'train'} "
+            f"(only in one of them: {', '.join(extra)}); give both the same class subfolders"
+        )
+    return classes["train"]
+
+
+def image_folder_datasets(data):
+    """ImageFolder on root/train and root/val."""
+    from torchvision import datasets, transforms
+
+    classes = check_image_folder(data)
+    root = Path(data["root"]).expanduser().resolve()
+    s = data["image_size"]
+    normalise = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    val_tf = transforms.Compose([transforms.Resize(s), transforms.CenterCrop(s), *normalise])
+    train_tf = val_tf
+    if data["augment"]:
+        pad = max(1, round(s * PAD_FRACTION))
+        train_tf = transforms.Compose([
+            transforms.Resize(s), transforms.CenterCrop(s), transforms.RandomCrop(s, padding=pad),
+            transforms.RandomHorizontalFlip(), *normalise,
+        ])
+    out = {}
+    for split, tf in (("train", train_tf), ("val", val_tf)):
+        try:
+            out[split] = datasets.ImageFolder(str(root / split), transform=tf)
+        except FileNotFoundError as e:  # a class folder without any image file
+            reason = str(e).splitlines()[0]
+            raise DataError(f"data.root: {root / split}: {reason} (put .png/.jpg images in every class folder)") from None
+    return Datasets(out["train"], out["val"], num_classes=len(classes), in_channels=3)
+
+
+def build_datasets(data, *, seed, download=True):
+    """Train/val datasets for the trial's `data` config; the split depends only on `seed`.
+
+    download=False never touches the network (tests, air-gapped runs); so does XSWEEP_OFFLINE=1.
+    """
+    name = data["dataset"]
+    size = data["image_size"]
+    if name == "imagefolder":
+        return image_folder_datasets(data)
+    if name == "digits":
+        images, labels = load_digits_pool(size)
+        # No flips: a mirrored digit is another digit (or none).
+        train, val = split_in_memory(images, labels, data, seed=seed, flip=False)
+        return Datasets(train, val, num_classes=10, in_channels=1)
+    if name in CIFAR:
+        images, labels, num_classes = load_cifar_pool(name, data.get("root"), download=download)
+        train, val = split_in_memory(resize_uint8(images, size), labels, data, seed=seed, flip=True)
+        return Datasets(train, val, num_classes=num_classes, in_channels=3)
+    if name == "synthetic":
+        images, labels = synthetic_pool(data, seed=seed)
+        train, val = split_in_memory(images, labels, data, seed=seed, flip=True)
+        return Datasets(train, val, num_classes=data["synthetic_classes"], in_channels=3)
+    raise DataError(f"data.dataset: unknown dataset {name!r} (use digits, cifar10, cifar100, imagefolder or synthetic)")
+
+
+def dataset_shape(data):
+    """(num_classes, in_channels) of a data config, checking that the data is there.
+
+    Run by the driver before a sweep starts, so a missing folder is one line instead of N failed
+    trials, and a CIFAR download happens once rather than in every trial at the same time.
+    """
+    name = data["dataset"]
+    if name == "digits":
+        return 10, 1
+    if name == "synthetic":
+        return data["synthetic_classes"], 3
+    if name == "imagefolder":
+        return len(check_image_folder(data)), 3
+    if name in CIFAR:
+        _, _, num_classes = load_cifar_pool(name, data.get("root"), download=True)
+        return num_classes, 3
+    raise DataError(f"data.dataset: unknown dataset {name!r} (use digits, cifar10, cifar100, imagefolder or synthetic)")
+
+
+def collate_batch(batch):
+    """InMemoryImages already returns a collated (images, labels) batch."""
+    return batch
+
+
+def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=None):
+    """(train_loader, val_loader). Training order comes from a torch.Generator seeded by `seed`;
+    fit checkpoints that generator (train_loader.generator) so a resumed run sees the same order.
+    """
+    in_memory = isinstance(datasets.train, InMemoryImages)
+    collate = collate_batch if in_memory else None
+    # Drop the last partial batch: at 32 px Xception's exit flow is 1x1, so a batch of one would
+    # make BatchNorm fail in training mode. Kept when the split is smaller than a single batch.
+    drop_last = len(datasets.train) > batch_size
+    generator = torch.Generator().manual_seed(seed)
+    train = DataLoader(
+        datasets.train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=generator,
+        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0,
+    )
+    val = DataLoader(
+        datasets.val, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
+        num_workers=num_workers, collate_fn=collate,
+    )
+    return train, val

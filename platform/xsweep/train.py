@@ -1,0 +1,254 @@
+"""Train one trial: `fit(config)` runs the epochs, reports each one, and can resume.
+
+Kept free of Ray and MLflow: the caller's `on_epoch` decides where reports and checkpoints go.
+"""
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xception import Xception
+from xsweep.data import build_datasets, make_loaders
+
+# The paper's ImageNet schedule (Chollet 2017, sec. 4): lr x0.94 every 2 epochs.
+PAPER_DECAY, PAPER_EVERY = 0.94, 2
+# RMSprop's eps is added to sqrt(mean square). Torch's 1e-8 makes the first steps, and any
+# weight whose gradients are ~0 (dead channels after a ReLU), move by ~lr per step, which
+# diverges at the paper's lr scale; TF-Inception used 1.0, which turns RMSprop into plain
+# momentum SGD for small gradients. 1e-3 (TF-ported EfficientNet/timm) keeps it adaptive but bounded.
+RMSPROP_EPS = 1e-3
+# RMSprop's moving average of squared gradients: 0.9, as in the Inception/Xception TF setups.
+RMSPROP_ALPHA = 0.9
+# Checking the loss for NaN/inf needs a host sync on GPU; every 10 steps costs nothing
+# measurable and still stops a blown-up trial within a fraction of an epoch.
+DIVERGENCE_CHECK_EVERY = 10
+TIMING_KEYS = ("epoch_seconds", "images_per_second")
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # finished epochs, 1-based
+    metrics: dict  # train_loss, train_accuracy, val_loss, val_accuracy, lr, epoch_seconds, images_per_second
+    diverged: bool
+    _state: Callable[[], dict] = field(repr=False)
+
+    def state(self) -> dict:
+        """The checkpoint state after this epoch. Built on demand (it costs a state_dict copy
+        of everything); its tensors are live, so save it during the on_epoch call."""
+        return self._state()
+
+
+@dataclass
+class FitResult:
+    status: str  # "completed" or "diverged"
+    history: list  # one metrics dict per epoch, with an "epoch" key
+    best: dict  # the history entry with the highest val_accuracy (earliest on ties)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(config, *, num_classes, in_channels):
+    m = config["model"]
+    return Xception(
+        num_classes, in_channels, residual=m["residual"], activation=m["activation"],
+        width=m["width"], middle_blocks=m["middle_blocks"], dropout=m["dropout"],
+    )
+
+
+def build_optimizer(model, train):
+    name, lr, wd = train["optimizer"], train["lr"], train["weight_decay"]
+    params = model.parameters()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train["momentum"], weight_decay=wd, nesterov=False)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS, momentum=train["momentum"], weight_decay=wd
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"train.optimizer: unknown optimizer {name!r} (use sgd, rmsprop or adamw)")
+
+
+def build_scheduler(optimizer, train):
+    """A scheduler stepped once per epoch."""
+    name = train["lr_schedule"]
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    if name == "paper":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=PAPER_EVERY, gamma=PAPER_DECAY)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"])
+    raise ValueError(f"train.lr_schedule: unknown schedule {name!r} (use constant, paper or cosine)")
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def rng_state(loader_generator):
+    """Every RNG a resumed run needs, as weights_only-loadable types (no numpy arrays)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+        "loader": loader_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state, loader_generator):
+    random.setstate(_tuples(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    loader_generator.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x):
+    """random.setstate wants tuples; a checkpoint may hand back lists."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def to_device(x, y, device, channels_last):
+    x = x.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model, loader, *, device, amp=False, channels_last=False):
+    """(mean cross-entropy, accuracy in [0, 1]) of `model` over `loader`, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for x, y in loader:
+        x, y = to_device(x, y, device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+        n += len(y)
+    model.train(was_training)
+    return loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
+
+
+def train_epoch(model, loader, optimizer, *, device, amp, channels_last):
+    """One pass over `loader`; returns (mean loss, accuracy, images, diverged)."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for step, (x, y) in enumerate(loader, 1):
+        x, y = to_device(x, y, device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        n += len(y)
+        # Losses are >= 0, so once one is NaN/inf the running sum stays non-finite.
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+            break
+    mean_loss = loss_sum.item() / max(n, 1)
+    return mean_loss, correct.item() / max(n, 1), n, not math.isfinite(mean_loss)
+
+
+def fit(config, *, on_epoch=None, resume=None):
+    """Train the trial `config`; call on_epoch(EpochReport) after every epoch.
+
+    resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
+    at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
+    """
+    tc = config["train"]
+    seed_everything(tc["seed"])
+    torch.set_num_threads(tc["threads"])
+    device = pick_device(tc["device"])
+    # Bitwise-reproducible trials on CPU cost nothing. On CUDA, deterministic kernels are slower
+    # and need CUBLAS_WORKSPACE_CONFIG set before CUDA starts, so GPU trials favour speed.
+    torch.use_deterministic_algorithms(device.type == "cpu")
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+    datasets = build_datasets(config["data"], seed=tc["seed"])
+    train_loader, val_loader = make_loaders(
+        datasets, batch_size=tc["batch_size"], seed=tc["seed"],
+    )
+    model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
+    model.to(device)
+    if tc["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, tc)
+
+    history, start = [], 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        set_rng_state(resume["rng"], train_loader.generator)
+        history = [dict(h) for h in resume["history"]]
+        start = resume["epoch"] + 1
+    # Compile after loading weights: the compiled wrapper shares the parameters, while
+    # checkpoints keep the plain module's state_dict keys (no "_orig_mod." prefix).
+    step_model = torch.compile(model) if tc["compile"] else model
+    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+
+    status = "completed"
+    for epoch in range(start, tc["epochs"] + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        train_loss, train_acc, images, diverged = train_epoch(step_model, train_loader, optimizer, **run)
+        train_seconds = time.perf_counter() - t0
+        if diverged:
+            # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
+            val_loss, val_acc = float("nan"), 0.0
+        else:
+            val_loss, val_acc = evaluate(step_model, val_loader, **run)
+            scheduler.step()
+        metrics = {
+            "train_loss": train_loss, "train_accuracy": train_acc,
+            "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+            "epoch_seconds": time.perf_counter() - t0,
+            "images_per_second": images / max(train_seconds, 1e-9),
+        }
+        history.append({"epoch": epoch, **metrics})
+        if on_epoch is not None:
+            rng = rng_state(train_loader.generator)  # now, before anything draws again
+            snapshot = list(history)
+
+            def state(epoch=epoch, rng=rng, snapshot=snapshot):
+                return {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch,
+                    "config": config, "history": [dict(h) for h in snapshot],
+                }
+
+            on_epoch(EpochReport(epoch=epoch, metrics=dict(metrics), diverged=diverged, _state=state))
+        if diverged:
+            status = "diverged"
+            break
+
+    best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
+    return FitResult(status=status, history=history, best=best)

@@ -1,0 +1,86 @@
+"""xsweep.checkpoint: atomic writes, sha256 sidecars, weights_only loads."""
+
+import hashlib
+import os
+import pickle
+
+import pytest
+import torch
+
+from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+
+
+def sample_state():
+    return {
+        "model": {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(3)},
+        "rng": {"python": (3, tuple(range(5)), None), "numpy": ("MT19937", [1, 2, 3], 0, 0, 0.0)},
+        "epoch": 2, "config": {"train": {"lr": 0.1, "amp": False, "root": None}},
+        "history": [{"epoch": 1, "val_accuracy": 0.5}],
+    }
+
+
+def test_roundtrip(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    digest = save_checkpoint(sample_state(), path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (tmp_path / "ckpt.pt.sha256").read_text().split()[0] == digest
+    state = load_checkpoint(path)
+    assert torch.equal(state["model"]["w"], sample_state()["model"]["w"])
+    assert state["rng"] == sample_state()["rng"]
+    assert state["epoch"] == 2 and state["config"] == sample_state()["config"]
+    assert state["history"] == sample_state()["history"]
+
+
+def test_overwrite_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(sample_state(), path)
+    save_checkpoint({**sample_state(), "epoch": 3}, path)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "ckpt.pt.sha256"]
+    assert load_checkpoint(path)["epoch"] == 3
+
+
+def test_failed_save_keeps_the_old_checkpoint_and_no_temp_file(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(sample_state(), path)
+    with pytest.raises(Exception):
+        save_checkpoint({"bad": lambda: None}, path)  # lambdas cannot be pickled
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "ckpt.pt.sha256"]
+    assert load_checkpoint(path)["epoch"] == 2
+
+
+class NotATensor:
+    pass
+
+
+def test_load_is_weights_only(tmp_path):
+    # A checkpoint holding an arbitrary object (which could run code on unpickling) is refused,
+    # even with a valid checksum.
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"x": NotATensor()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+
+
+def test_truncated_file_is_corrupt(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(sample_state(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptCheckpoint, match="damaged"):
+        load_checkpoint(path)
+
+
+def test_missing_sidecar_or_file_is_corrupt(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    with pytest.raises(CorruptCheckpoint, match="does not exist"):
+        load_checkpoint(path)
+    save_checkpoint(sample_state(), path)
+    os.remove(str(path) + ".sha256")
+    with pytest.raises(CorruptCheckpoint, match="sha256"):
+        load_checkpoint(path)
+
+
+def test_loads_onto_cpu(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(sample_state(), str(path))  # str paths work as well as Path
+    assert load_checkpoint(str(path))["model"]["w"].device.type == "cpu"
