@@ -1,0 +1,119 @@
+"""`xsweep`: validate, run, resume and inspect sweeps.
+
+Errors a user can cause print one line naming the field (or flag) and the fix, and exit with 2;
+tracebacks are reserved for bugs of ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Ray reads this when it starts its processes: the embedded node listens on loopback only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+EXIT_USAGE = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'the user can fix this' (imported lazily: validate stays fast)."""
+    from xsweep.spec import SpecError
+
+    errors: list[type[BaseException]] = [SpecError]
+    if "xsweep.sweep" in sys.modules:
+        from xsweep.cluster import ClusterError
+        from xsweep.data import DataError
+        from xsweep.sweep import SweepError
+        from xsweep.tracking import TrackingUnavailable
+
+        errors += [ClusterError, DataError, SweepError, TrackingUnavailable]
+    return tuple(errors)
+
+
+def cmd_validate(args) -> int:
+    from xsweep.spec import SpecError, load_spec
+
+    failed = False
+    for path in args.specs:
+        try:
+            spec = load_spec(path, overrides=args.set)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+            continue
+        print(f"{path}: ok ({spec.total_trials()} trials, experiment '{spec.experiment}')")
+    return EXIT_USAGE if failed else 0
+
+
+def _preflight(spec) -> None:
+    """What can be checked before anything starts: the data must be there."""
+    from xsweep.data import dataset_shape
+
+    dataset_shape(spec.base_trial_config()["data"])
+
+
+def cmd_run(args) -> int:
+    from xsweep.spec import load_spec
+
+    spec = load_spec(args.spec, overrides=args.set)
+    from xsweep import sweep
+
+    _preflight(spec)
+    outcome = sweep.run_sweep(spec, overrides=args.set, address=args.address, workdir=os.getcwd())
+    return outcome.exit_code
+
+
+def cmd_resume(args) -> int:
+    from xsweep import sweep
+
+    outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd())
+    return outcome.exit_code
+
+
+def cmd_status(args) -> int:
+    from xsweep import sweep
+    from xsweep.status import print_status
+
+    storage, name = sweep.locate_sweep(args.sweep, workdir=os.getcwd())
+    print_status(storage, name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xsweep", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check sweep specs without running them")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--set", action="append", default=[], metavar="a.b=value", help="override a spec field")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a sweep (embedded Ray on this machine unless --address)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--set", action="append", default=[], metavar="a.b=value", help="override a spec field")
+    p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto or 10.0.0.1:6379)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted sweep; finished trials are not run again")
+    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a sweep folder, or a spec name (its latest sweep)")
+    p.add_argument("--address", default=None)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="a table of a sweep's trials")
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        print(f"xsweep: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Connecting to Ray: an embedded one-machine Ray on loopback, or an existing cluster.
+
+Checks what would otherwise make a sweep wait forever or lose results, before any trial starts:
+a trial asking for more GPUs or CPUs than any node has, and a local results folder on a
+multi-node cluster (trials on other nodes could not write to it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("xsweep")
+
+LOOPBACK = "127.0.0.1"
+
+
+class ClusterError(Exception):
+    """A user-fixable cluster problem; one line naming the field or flag and the fix."""
+
+
+def connect(address: str | None, *, spec, storage) -> str:
+    """Start or join Ray; returns the address to record (no credentials in it)."""
+    # Must be set before Ray starts its processes: binds the embedded node to loopback only.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        recorded = address or "embedded"
+    elif address is None:
+        ray.init(
+            _node_ip_address=LOOPBACK,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+        recorded = f"embedded ({LOOPBACK})"
+    else:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"--address: cannot connect to Ray at {address}: {first[:160]} "
+                               f"(check the address and that the cluster is up)") from None
+        recorded = address
+    check_resources(spec, storage=storage)
+    return recorded
+
+
+def check_resources(spec, *, storage) -> None:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    gpus = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+    cpus = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+    want_gpus = spec.resources.gpus_per_trial
+    want_cpus = spec.resources.cpus_per_trial
+    if want_gpus > gpus:
+        raise ClusterError(
+            f"resources.gpus_per_trial: {want_gpus:g} per trial but the largest node has {gpus:g} GPUs "
+            f"(lower it, or add GPU nodes to the cluster)"
+        )
+    if want_cpus > cpus:
+        raise ClusterError(
+            f"resources.cpus_per_trial: {want_cpus:g} per trial but the largest node has {cpus:g} CPUs "
+            f"(lower it)"
+        )
+    if len(nodes) > 1 and storage.is_local:
+        print(
+            f"warning: storage.path: {storage.root} is a local folder but the cluster has {len(nodes)} "
+            f"nodes; trials elsewhere can only restore from it if every node mounts it at that path "
+            f"(use s3://... or a shared NFS path)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,198 @@
+"""Run, resume and summarise a sweep: the spec becomes a Ray Tune `Tuner` tracked to MLflow.
+
+    spec --> parent run (MLflow) --> Tuner(SweepSearcher, scheduler, resources, failures, storage)
+         --> trials (trainable.py) report to Tune --> TrackingCallback writes child runs
+         --> summary: best trial, counts per status, best model registered with alias `best`
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xsweep import cluster
+from xsweep.spec import Spec, load_spec_text
+from xsweep.storage import (
+    Storage,
+    find_sweeps,
+    new_sweep_name,
+    open_storage,
+    read_sweep_record,
+    write_sweep_record,
+)
+
+log = logging.getLogger("xsweep")
+
+# At the end of a sweep, how long to wait for queued tracking writes (a server that is down
+# right then gets this long to come back) before saying what is left and exiting.
+FLUSH_TIMEOUT_S = float(os.environ.get("XSWEEP_TRACKING_FLUSH_TIMEOUT", "600"))
+
+
+class SweepError(Exception):
+    """A user-caused problem found while starting a sweep: one line, exit code 2."""
+
+
+@dataclass
+class SweepOutcome:
+    sweep_path: str
+    parent_run_id: str
+    experiment: str
+    counts: dict[str, int] = field(default_factory=dict)
+    best: dict | None = None  # {"trial_id", "run_id", "metric", "value", "config"}
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 0 if self.counts.get("completed", 0) + self.counts.get("stopped", 0) else 1
+
+
+def tracking_uri(spec: Spec, *, workdir: str) -> str:
+    from xsweep.tracking import default_uri
+
+    return spec.tracking.uri or default_uri(workdir)
+
+
+def _trial_dirname(trial) -> str:
+    """Short folder names: Tune's default spells out every parameter, MLflow run id included."""
+    return f"trial_{trial.trial_id}"
+
+
+def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
+    from ray import tune
+
+    from xsweep.search import build_scheduler, build_searcher
+    from xsweep.trainable import train_trial
+
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(spec, open_run=runs),
+            scheduler=build_scheduler(spec),
+            metric=spec.search.metric,
+            mode=spec.search.mode,
+            num_samples=spec.total_trials(),
+            max_concurrent_trials=spec.search.max_concurrent,
+            # A trial's process outlives it and serves the next one: no new Python process,
+            # torch import and data load per trial (seconds each, on short CPU trials).
+            reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep,
+            storage_path=storage.root,
+            storage_filesystem=storage.filesystem,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+            # Keep the best checkpoint by the sweep's metric; Tune always keeps the latest too,
+            # which is the one a restarted trial continues from.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=spec.search.metric,
+                checkpoint_score_order=spec.search.mode,
+            ),
+            callbacks=[callback],
+            verbose=1,
+        ),
+    )
+
+
+def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
+    from xsweep.tracking import TrackingCallback, check_reachable, start_sweep
+
+    uri = tracking_uri(spec, workdir=workdir)
+    check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
+    storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
+    ray_address = cluster.connect(address, spec=spec, storage=storage)
+
+    sweep = new_sweep_name(spec.name)
+    sweep_path = f"{storage.root}/{sweep}"
+    runs = start_sweep(spec, uri=uri, sweep_path=sweep_path, ray_address=ray_address)
+    write_sweep_record(storage, sweep, {
+        "spec_text": spec.text,
+        "spec_source": spec.source,
+        "overrides": list(overrides),
+        "parent_run_id": runs.parent_run_id,
+        "experiment_id": runs.experiment_id,
+        "workdir": str(Path(workdir).resolve()),
+    })
+    print(f"sweep {sweep}: {spec.total_trials()} trials, results in {sweep_path}", flush=True)
+    print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
+
+    callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
+                                epochs=spec.train.epochs)
+    tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callback=callback)
+    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
+
+
+def locate_sweep(name_or_path: str, *, workdir: str) -> tuple[Storage, str]:
+    """A sweep folder (local or s3://) or a spec name (its latest sweep under ./results)."""
+    looks_like_path = "/" in name_or_path or name_or_path.startswith(".")
+    if looks_like_path:
+        root, _, sweep = name_or_path.rstrip("/").rpartition("/")
+        storage = open_storage(root or ".", workdir=workdir)
+        if read_sweep_record(storage, sweep) is None:
+            raise SweepError(f"{name_or_path}: not a sweep folder (no xsweep.json; pass a folder that "
+                             f"`xsweep run` printed, or a sweep name)")
+        return storage, sweep
+    storage = open_storage("results", workdir=workdir)
+    sweeps = find_sweeps(storage, name_or_path)
+    if not sweeps:
+        raise SweepError(f"{name_or_path}: no sweep of that name under {storage.root} "
+                         f"(pass the sweep's folder instead)")
+    return storage, sweeps[-1]
+
+
+def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> SweepOutcome:
+    from ray import tune
+
+    from xsweep.tracking import SweepRuns, TrackingCallback, check_reachable
+    from xsweep.trainable import train_trial
+
+    storage, sweep = locate_sweep(name_or_path, workdir=workdir)
+    record = read_sweep_record(storage, sweep)
+    spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
+    uri = tracking_uri(spec, workdir=record["workdir"])
+    check_reachable(uri)
+    cluster.connect(address, spec=spec, storage=storage)
+    sweep_path = f"{storage.root}/{sweep}"
+    runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"],
+                     parent_run_id=record["parent_run_id"], base_config=spec.base_trial_config())
+    runs.client.update_run(runs.parent_run_id, status="RUNNING")
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    # The searcher (Optuna's study included) and the tracking callback come back from Tune's own
+    # experiment state; finished trials are not run again, unfinished and errored ones continue.
+    tuner = tune.Tuner.restore(sweep_path, trainable, resume_unfinished=True, resume_errored=True,
+                               storage_filesystem=storage.filesystem)
+    print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
+    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
+
+
+def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str) -> SweepOutcome:
+    from xsweep.delivery import shared_delivery
+    from xsweep.summary import finish_sweep
+    from xsweep.tracking import TrackingCallback
+
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        results = None
+    # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
+    if results is not None:
+        TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
+                         epochs=spec.train.epochs).sync_results(results)
+    left = shared_delivery().flush(timeout=FLUSH_TIMEOUT_S)
+    if left:
+        print(f"warning: {left} tracking writes could not be delivered (server unreachable); "
+              f"`xsweep resume {sweep_path}` delivers them later", file=sys.stderr)
+    return finish_sweep(results, spec, runs=runs, sweep_path=sweep_path)

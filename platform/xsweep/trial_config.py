@@ -1,0 +1,68 @@
+"""A trial's config: the spec's base config with the searched values and the repeat's seed applied.
+
+Tune's own config for a trial holds only what varies (dotted paths such as "train.lr") plus
+xsweep's bookkeeping under "xsweep/..." keys; this module turns that into the fully resolved
+config that `fit` takes and that MLflow stores, and gives the trial its readable name.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from xsweep.spec import set_dotted
+
+REPEAT_KEY = "xsweep/repeat"  # index of the seed repeat: seed = train.seed + index
+RUN_ID_KEY = "xsweep/run_id"  # the trial's MLflow run, opened by the searcher before it starts
+FIXED_KEY = "xsweep/fixed"  # placeholder dimension for a sweep with an empty search space
+
+# Short names for the run name: what a user scans for in a list of 50 runs.
+_SHORT = {
+    "train.lr": "lr",
+    "model.residual": "res",
+    "model.activation": "act",
+    "model.width": "width",
+    "model.middle_blocks": "mid",
+    "model.dropout": "drop",
+    "train.batch_size": "bs",
+    "train.weight_decay": "wd",
+    "train.optimizer": "opt",
+    "train.momentum": "mom",
+}
+
+
+def sampled_params(tune_config: dict[str, Any]) -> dict[str, Any]:
+    """The searched values of a Tune trial config (dotted paths only, no xsweep bookkeeping)."""
+    return {k: v for k, v in tune_config.items() if not k.startswith("xsweep/")}
+
+
+def resolve_trial_config(base: dict, tune_config: dict[str, Any]) -> dict:
+    """The full config `fit` runs: base config, searched values, and the repeat's seed."""
+    config = copy.deepcopy(base)
+    for path, value in sampled_params(tune_config).items():
+        set_dotted(config, path, value)
+    config["train"]["seed"] = config["train"]["seed"] + int(tune_config.get(REPEAT_KEY, 0))
+    return config
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def trial_name(tune_config: dict[str, Any]) -> str:
+    """e.g. 'lr=0.031 res=on act=none s0' (s = the seed repeat)."""
+    parts = [
+        f"{_SHORT.get(path, path.split('.')[-1])}={_format(value)}"
+        for path, value in sorted(sampled_params(tune_config).items(), key=lambda kv: _order(kv[0]))
+    ]
+    parts.append(f"s{int(tune_config.get(REPEAT_KEY, 0))}")
+    return " ".join(parts)
+
+
+def _order(path: str) -> tuple[int, str]:
+    keys = list(_SHORT)
+    return (keys.index(path) if path in keys else len(keys), path)

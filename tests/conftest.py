@@ -1,0 +1,44 @@
+"""Shared fixtures: real PostgreSQL, a real `mlflow server` on it, and the xsweep CLI as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services import MlflowServer, Postgres, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "search_spaces"
+XSWEEP = Path(sys.executable).parent / "xsweep"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    server = Postgres(folder=tmp_path_factory.mktemp("postgres"), port=free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """`mlflow server` on PostgreSQL with proxied artifacts, as a team would run it."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(
+        backend_uri=postgres.create_database("mlflow"),
+        artifacts=folder / "artifacts",
+        port=free_port(),
+        log=folder / "server.log",
+    ).start()
+    yield server
+    server.stop()
+
+
+def run_xsweep(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `xsweep` console script the way a user does, in its own working folder."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([str(XSWEEP), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)

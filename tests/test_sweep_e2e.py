@@ -1,0 +1,129 @@
+"""`xsweep run` / `resume` / `status` end to end: real embedded Ray on loopback, real MLflow (sqlite).
+
+These run the console script in a temp working folder exactly as a user does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import SPECS, XSWEEP, run_xsweep
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+def _child_runs(client: MlflowClient, experiment: str, parent_run_id: str):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                              max_results=1000)
+
+
+def _sweep_folder(workdir: Path, name: str) -> Path:
+    (folder,) = sorted((workdir / "results").glob(f"{name}-*"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    """One real smoke sweep, shared by the tests that only read what it left behind."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    started = time.monotonic()
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), cwd=workdir)
+    return workdir, proc, time.monotonic() - started
+
+
+def test_smoke_sweep_runs_every_trial_and_prints_the_best(smoke_sweep):
+    workdir, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "sweep finished: 4 completed" in proc.stdout
+    assert "best trial:" in proc.stdout and "xsweep reproduce --experiment smoke" in proc.stdout
+    folder = _sweep_folder(workdir, "smoke")
+    record = json.loads((folder / "xsweep.json").read_text())
+    trial_dirs = [d for d in folder.iterdir() if d.is_dir() and d.name.startswith("trial_")]
+    assert len(trial_dirs) == 4
+    for trial in trial_dirs:
+        # Every epoch reported a checkpoint; Tune kept the best and the latest.
+        checkpoints = sorted(trial.glob("checkpoint_*"))
+        assert 1 <= len(checkpoints) <= 2, checkpoints
+        assert all((c / "state.pt").exists() and (c / "state.pt.sha256").exists() for c in checkpoints)
+    assert record["parent_run_id"]
+
+
+def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
+    workdir, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    folder = _sweep_folder(workdir, "smoke")
+    parent_id = json.loads((folder / "xsweep.json").read_text())["parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["train.epochs"] == "2"
+    assert len(parent.data.tags["xsweep.spec_sha256"]) == 64
+    assert parent.data.tags["xsweep.trials.completed"] == "4"
+    children = _child_runs(client, "smoke", parent_id)
+    assert len(children) == 4
+    best_value = float(parent.data.metrics["best_val_accuracy"])
+    seen_best = 0.0
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["xsweep.status"] == "completed"
+        assert child.info.run_name.startswith("lr=") and child.info.run_name.endswith(" s0")
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]  # every epoch exactly once, step = epoch
+        seen_best = max(seen_best, *(m.value for m in history))
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints/best")]
+        assert "checkpoints/best/state.pt" in artifacts
+    assert best_value == pytest.approx(seen_best)
+    version = client.get_model_version_by_alias("smoke", "best")
+    assert version.tags["xsweep.trial_run_id"] in {c.info.run_id for c in children}
+
+
+def test_status_lists_every_trial(smoke_sweep):
+    workdir, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    status = run_xsweep("status", "smoke", cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    lines = [line for line in status.stdout.splitlines() if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"]
+    assert len(lines) == 4 and all("terminated" in line and "2/2" in line for line in lines)
+
+
+def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
+    """SIGINT the driver mid-sweep, then `xsweep resume`: every configured trial finishes exactly once."""
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [str(XSWEEP), "run", str(SPECS / "smoke.yaml"), "--set", "train.epochs=3", "--set", "search.num_samples=3"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    # Wait until some trial has reported its first epoch, then interrupt the driver.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if list(tmp_path.glob("results/smoke-*/trial_*/checkpoint_000000")):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert "resume:" in out, out[-3000:]
+
+    resumed = run_xsweep("resume", "smoke", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "sweep finished: 3 completed" in resumed.stdout
+
+    folder = _sweep_folder(tmp_path, "smoke")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent_id = json.loads((folder / "xsweep.json").read_text())["parent_run_id"]
+    assert len(client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
+                                  filter_string="tags.`xsweep.kind` = 'sweep'")) == 1
+    children = _child_runs(client, "smoke", parent_id)
+    assert len(children) == 3
+    for child in children:
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
+        assert steps == [1, 2, 3], (child.info.run_name, steps)
+    assert client.get_run(parent_id).info.status == "FINISHED"
