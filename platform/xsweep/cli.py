@@ -13,22 +13,9 @@ import sys
 # Ray reads this when it starts its processes: the embedded node listens on loopback only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+from xsweep.errors import UserError  # noqa: E402 - after the environment above
+
 EXIT_USAGE = 2
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'the user can fix this' (imported lazily: validate stays fast)."""
-    from xsweep.spec import SpecError
-
-    errors: list[type[BaseException]] = [SpecError]
-    if "xsweep.sweep" in sys.modules:
-        from xsweep.cluster import ClusterError
-        from xsweep.data import DataError
-        from xsweep.sweep import SweepError
-        from xsweep.tracking import TrackingUnavailable
-
-        errors += [ClusterError, DataError, SweepError, TrackingUnavailable]
-    return tuple(errors)
 
 
 def cmd_validate(args) -> int:
@@ -110,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _user_errors() as exc:
+    except UserError as exc:
         print(f"xsweep: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
         return EXIT_USAGE
 

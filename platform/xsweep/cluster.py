@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 
+from xsweep.errors import UserError
+
 log = logging.getLogger("xsweep")
 
 LOOPBACK = "127.0.0.1"
 
 
-class ClusterError(Exception):
+class ClusterError(UserError):
     """A user-fixable cluster problem; one line naming the field or flag and the fix."""
 
 
@@ -29,6 +31,9 @@ def connect(address: str | None, *, spec, storage) -> str:
     if ray.is_initialized():
         recorded = address or "embedded"
     elif address is None:
+        # The embedded node generates its own token and listens on loopback only; Ray's
+        # "token authentication is enabled" notice would only be noise before our first line.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(
             _node_ip_address=LOOPBACK,
             include_dashboard=False,

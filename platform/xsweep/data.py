@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from xsweep.errors import UserError
+
 # Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
 PAD_FRACTION = 1 / 8
 # ImageNet statistics for image folders: computing our own would mean reading every image twice.
@@ -28,7 +30,7 @@ NETWORK_PROBE_SECONDS = 3.0
 OFFLINE_ENV = "XSWEEP_OFFLINE"
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data problem the user can fix; the message is one line naming the field and the fix."""
 
 

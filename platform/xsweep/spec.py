@@ -24,6 +24,7 @@ from typing import Any
 import pydantic
 import yaml
 
+from .errors import UserError
 from .spec_check import check
 from .spec_fields import show
 from .spec_models import (
@@ -40,7 +41,7 @@ __all__ = [
 OVERRIDE_EXAMPLE = "write path=value, e.g. train.lr=0.1"
 
 
-class SpecError(Exception):
+class SpecError(UserError):
     """A user error in a spec. .lines holds one-line messages; str(e) joins them with newlines."""
 
     def __init__(self, lines: Iterable[str] | str):

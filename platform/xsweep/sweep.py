@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xsweep import cluster
+from xsweep.errors import UserError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.storage import (
     Storage,
@@ -31,7 +32,7 @@ log = logging.getLogger("xsweep")
 FLUSH_TIMEOUT_S = float(os.environ.get("XSWEEP_TRACKING_FLUSH_TIMEOUT", "600"))
 
 
-class SweepError(Exception):
+class SweepError(UserError):
     """A user-caused problem found while starting a sweep: one line, exit code 2."""
 
 

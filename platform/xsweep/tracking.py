@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from ray import tune  # noqa: E402
 
 from xsweep.delivery import retry, shared_delivery  # noqa: E402
+from xsweep.errors import UserError  # noqa: E402
 from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name  # noqa: E402
 
 log = logging.getLogger("xsweep.tracking")
@@ -49,12 +50,13 @@ TAG_KIND = "xsweep.kind"  # "sweep" | "trial" | "reproduction"
 TAG_TRIAL_ID = "xsweep.trial_id"
 TAG_STATUS = "xsweep.status"
 TAG_SWEEP_PATH = "xsweep.sweep_path"
+TAG_CONFIG = "xsweep.config"
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
 # How long opening a trial's run may wait for an absent server before the sweep gives up.
 OPEN_RUN_DEADLINE_S = 600.0
 
 
-class TrackingUnavailable(Exception):
+class TrackingUnavailable(UserError):
     """The tracking server cannot be reached; the message is one line naming tracking.uri."""
 
 
@@ -217,6 +219,9 @@ class SweepRuns:
                 TAG_TRIAL_ID: trial_id,
                 TAG_STATUS: "pending",
                 "xsweep.searched": json.dumps(sampled_params(tune_config), sort_keys=True),
+                # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
+                # re-runs a trial from MLflow alone.
+                TAG_CONFIG: json.dumps(config, sort_keys=True),
             },
         )
         log_params(self.client, run.info.run_id, flatten(config))
