@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,13 @@ XSWEEP = Path(sys.executable).parent / "xsweep"
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    server = Postgres(folder=tmp_path_factory.mktemp("postgres"), port=free_port()).start()
+def postgres():
+    # Not under pytest's tmp_path: that tree is private to root, and PostgreSQL runs as `postgres`.
+    folder = Path(tempfile.mkdtemp(prefix="xsweep-postgres-"))
+    server = Postgres(folder=folder, port=free_port()).start()
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

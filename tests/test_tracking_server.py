@@ -1,0 +1,126 @@
+"""Sweeps tracked to a team MLflow server (`mlflow server` on PostgreSQL, proxied artifacts).
+
+What a user relies on: the run tree, run names, params, one metric point per epoch, checkpoint
+artifacts and the registry alias — also when a trial's worker is SIGKILLed mid-trial, and when
+the tracking server goes away for a while during the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import SPECS, XSWEEP
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+EPOCHS = 4
+
+
+def _start_sweep(workdir: Path, uri: str, experiment: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(XSWEEP), "run", str(SPECS / "smoke.yaml"), "--set", f"tracking.uri={uri}",
+         "--set", f"tracking.experiment={experiment}", "--set", f"train.epochs={EPOCHS}",
+         "--set", "failure.max_failures=2", *extra],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _wait_for_epoch(workdir: Path, epoch: int, *, timeout: float = 300) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for trial_dir in workdir.glob("results/smoke-*/trial_*"):
+            results = _results(trial_dir)
+            if results and results[-1].get("epoch") == epoch:
+                return trial_dir
+        time.sleep(0.2)
+    raise TimeoutError(f"no trial reached epoch {epoch}")
+
+
+def _children(client: MlflowClient, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`xsweep.kind` = 'sweep'")
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, children
+
+
+def test_killed_worker_resumes_its_trial_and_its_run(mlflow_server, tmp_path):
+    proc = _start_sweep(tmp_path, mlflow_server.uri, "killed-worker")
+    victim = _wait_for_epoch(tmp_path, 2)
+    pid = _results(victim)[-1]["pid"]  # the trial's own worker process, as Tune recorded it
+    os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+
+    # Tune: the trial restarted from its last checkpoint, so its epochs continue, never restart.
+    epochs = [r["epoch"] for r in _results(victim)]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == EPOCHS, epochs
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    parent, children = _children(client, "killed-worker")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4  # no duplicate run for the restarted trial
+    trial_id = victim.name.removeprefix("trial_")
+    (restarted,) = [c for c in children if c.data.tags["xsweep.trial_id"] == trial_id]
+    for child in children:
+        for key in ("val_accuracy", "train_loss", "lr"):
+            steps = [m.step for m in client.get_metric_history(child.info.run_id, key)]
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), (child.info.run_name, key, steps)
+        assert child.data.tags["xsweep.status"] == "completed"
+        assert child.data.params["train.epochs"] == str(EPOCHS)
+        assert json.loads(child.data.tags["xsweep.config"])["train"]["epochs"] == EPOCHS
+        assert child.data.tags["xsweep.node_ip"] == "127.0.0.1"
+    assert restarted.info.status == "FINISHED"
+
+    # The best checkpoint is an artifact, served through the tracking server (proxied artifacts).
+    with tempfile.TemporaryDirectory() as folder:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=restarted.info.run_id, artifact_path="checkpoints/best", tracking_uri=mlflow_server.uri,
+            dst_path=folder,
+        )
+        state = torch.load(Path(local, "state.pt"), weights_only=True)
+        best = json.loads(Path(local, "best.json").read_text())
+        assert state["epoch"] == best["epoch"] and state["mlflow_run_id"] == restarted.info.run_id
+
+    # The sweep's best model is registered under the experiment's name with alias `best`.
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    model = mlflow.pytorch.load_model("models:/killed-worker@best")
+    images = torch.zeros(2, 1, 32, 32)
+    assert model(images).shape == (2, 10)
+
+
+def test_tracking_outage_loses_no_metric(mlflow_server, tmp_path):
+    """The server is stopped ~20 s mid-sweep and started again: the sweep finishes, nothing missing."""
+    proc = _start_sweep(tmp_path, mlflow_server.uri, "outage")
+    _wait_for_epoch(tmp_path, 1)
+    mlflow_server.stop()
+    time.sleep(20)
+    mlflow_server.start()
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    parent, children = _children(client, "outage")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), (child.info.run_name, steps)
