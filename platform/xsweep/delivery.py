@@ -29,6 +29,7 @@ class Delivery:
         self._thread = threading.Thread(target=self._loop, name="xsweep-tracking", daemon=True)
         self._thread.start()
         self.failures = 0  # failed attempts so far (each later retried)
+        self.busy_seconds = 0.0  # time spent in successful writes (benchmarks/sweep_overhead.py)
 
     def submit(self, what: str, write: Callable[[], None]) -> None:
         """Queue `write` (a call to the tracking server); `what` names it in log lines."""
@@ -57,7 +58,9 @@ class Delivery:
             backoff = FIRST_BACKOFF_S
             while True:
                 try:
+                    started = time.perf_counter()
                     write()
+                    self.busy_seconds += time.perf_counter() - started
                     break
                 except Exception as exc:  # noqa: BLE001 - any failure is retried; the server may be down
                     self.failures += 1

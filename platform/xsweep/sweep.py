@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -130,7 +131,7 @@ def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir:
     callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
                                 epochs=spec.train.epochs)
     tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callback=callback)
-    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
+    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, callback=callback)
 
 
 def locate_sweep(name_or_path: str, *, workdir: str) -> tuple[Storage, str]:
@@ -179,7 +180,7 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> Swe
     return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
 
 
-def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str) -> SweepOutcome:
+def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
     from xsweep.delivery import shared_delivery
     from xsweep.summary import finish_sweep
     from xsweep.tracking import TrackingCallback
@@ -192,7 +193,13 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str) -> SweepOutcome
     if results is not None:
         TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
                          epochs=spec.train.epochs).sync_results(results)
-    left = shared_delivery().flush(timeout=FLUSH_TIMEOUT_S)
+    delivery = shared_delivery()
+    left = delivery.flush(timeout=FLUSH_TIMEOUT_S)
+    if callback is not None and os.environ.get("XSWEEP_PROFILE_TRACKING") == "1":
+        Path(sweep_path, "tracking_profile.json").write_text(json.dumps({
+            "callback_seconds": callback.callback_seconds, "results": callback.results_seen,
+            "delivery_busy_seconds": delivery.busy_seconds,
+        }))
     if left:
         print(f"warning: {left} tracking writes could not be delivered (server unreachable); "
               f"`xsweep resume {sweep_path}` delivers them later", file=sys.stderr)

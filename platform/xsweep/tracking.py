@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -290,6 +291,8 @@ class TrackingCallback(tune.Callback):
         self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
         self._tagged: set[str] = set()
         self._steps_lock = threading.Lock()
+        self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)
+        self.results_seen = 0
 
     def __getstate__(self) -> dict:
         return {k: self.__dict__[k] for k in ("runs", "metric", "mode", "epochs")}
@@ -310,8 +313,6 @@ class TrackingCallback(tune.Callback):
         logged = self._steps_of(run_id)
         if epoch in logged:
             return  # already in MLflow (a retried or re-synced epoch): never log a step twice
-        import time
-
         ts = timestamp or int(time.time() * 1000)
         batch = [Metric(key, value, ts, epoch) for key, value in metrics.items()]
         self.runs.client.log_batch(run_id, metrics=batch)
@@ -326,6 +327,12 @@ class TrackingCallback(tune.Callback):
 
     # ---- Tune events -------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        started = time.perf_counter()
+        self._on_result(trial, result)
+        self.callback_seconds += time.perf_counter() - started
+        self.results_seen += 1
+
+    def _on_result(self, trial, result) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
         if not run_id or "epoch" not in result:
             return
@@ -341,6 +348,11 @@ class TrackingCallback(tune.Callback):
         self.log_epoch(run_id, result)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        started = time.perf_counter()
+        self._on_checkpoint(trial, checkpoint)
+        self.callback_seconds += time.perf_counter() - started
+
+    def _on_checkpoint(self, trial, checkpoint) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
         result = trial.last_result or {}
         value = result.get(self.metric)
