@@ -127,3 +127,31 @@ def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
         assert steps == [1, 2, 3], (child.info.run_name, steps)
     assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_diverging_trial_is_marked_and_the_sweep_goes_on(tmp_path):
+    """lr = 1000 blows up: that trial ends as 'diverged' in Tune, MLflow and the Optuna study."""
+    import pickle
+
+    proc = run_xsweep(
+        "run", str(SPECS / "smoke.yaml"), "--set", "search.algorithm=grid", "--set", "search.num_samples=2",
+        "--set", 'search.space={"train.lr": {"choice": [0.05, 1000.0]}}', cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sweep finished: 1 completed, 1 diverged" in proc.stdout
+
+    folder = _sweep_folder(tmp_path, "smoke")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent_id = json.loads((folder / "xsweep.json").read_text())["parent_run_id"]
+    by_lr = {json.loads(c.data.tags["xsweep.config"])["train"]["lr"]: c for c in _child_runs(client, "smoke", parent_id)}
+    assert by_lr[1000.0].data.tags["xsweep.status"] == "diverged"
+    assert by_lr[0.05].data.tags["xsweep.status"] == "completed"
+    assert client.get_run(parent_id).data.tags["xsweep.best_run_id"] == by_lr[0.05].info.run_id
+
+    # The searcher was told: Optuna's study holds the diverged configuration as FAILED.
+    (state_file,) = folder.glob("searcher-state-*.pkl")
+    with open(state_file, "rb") as f:
+        searcher_state = pickle.load(f)
+    study = searcher_state["inner"]._ot_study
+    states = {t.params["train.lr"]: t.state.name for t in study.trials}
+    assert states == {0.05: "COMPLETE", 1000.0: "FAIL"}

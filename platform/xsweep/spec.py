@@ -44,6 +44,8 @@ OVERRIDE_EXAMPLE = "write path=value, e.g. train.lr=0.1"
 class SpecError(UserError):
     """A user error in a spec. .lines holds one-line messages; str(e) joins them with newlines."""
 
+    prefix = ""  # each line already starts with the file (or --set) it is about
+
     def __init__(self, lines: Iterable[str] | str):
         # Accepting the joined text back lets the error survive pickling (Ray ships exceptions
         # between processes, and pickle rebuilds them from args).
