@@ -36,8 +36,10 @@ test-fast: setup
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+# Speed measurements (not tests): each script writes its table to benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/model_throughput.py
+	$(PY) benchmarks/sweep_overhead.py
 
 clean:
 	rm -rf results mlruns mlartifacts mlflow.db reports

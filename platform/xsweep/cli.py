@@ -67,6 +67,13 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from xsweep.reproduce import reproduce
+
+    return reproduce(experiment=args.experiment, run_id=args.run, from_checkpoint=args.from_checkpoint,
+                     tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="a table of a sweep's trials")
     p.add_argument("sweep", metavar="NAME_OR_PATH")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reproduce", help="re-run a tracked trial (or evaluate its checkpoint) and compare with MLflow")
+    p.add_argument("--experiment", required=True, help="the MLflow experiment of the sweep")
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="a trial's run id (default: the latest sweep's best)")
+    p.add_argument("--from-checkpoint", action="store_true", help="evaluate the best checkpoint instead of re-training")
+    p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
+    p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",
+                   help="allowed difference of the final metric: percentage points for accuracies (default 0.5)")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"xsweep: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        print(f"{exc.prefix}{exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -153,7 +153,7 @@ def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
         client.log_batch(run_id, tags=chunk)
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -162,6 +162,13 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_dirty() -> bool:
+    """Whether the project's checkout has uncommitted or untracked changes."""
+    out = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
+                         cwd=Path(__file__).resolve().parent)
+    return bool(out.stdout.strip())
 
 
 def _versions() -> dict[str, str]:
@@ -246,9 +253,11 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         "xsweep.storage_path": sweep_path,
         **_versions(),
     }
-    commit = _git_commit()
+    commit = git_commit()
     if commit:
         tags["xsweep.git_commit"] = commit
+        # A commit alone cannot tell that the code that ran had local edits.
+        tags["xsweep.git_dirty"] = str(git_dirty()).lower()
     run = client.create_run(experiment_id, run_name=Path(sweep_path).name, tags=tags)
     run_id = run.info.run_id
     log_params(client, run_id, flatten(resolved))

@@ -1,0 +1,486 @@
+"""`xsweep reproduce`: re-run a tracked trial from MLflow alone and compare it with what was logged.
+
+Two checks. Re-train (default): the trial's exact config comes from its `xsweep.config` tag (the
+Ray results folder may be on another machine), `fit` runs in-process, and every epoch is compared
+with the logged history. Checkpoint: the trial's best checkpoint is downloaded, checked against
+its sha256, and evaluated on the validation split. Either way the reproduction is logged as a run
+of its own, tagged with the run it reproduces, so a later reader finds the evidence beside the sweep.
+Exit codes: 0 within tolerance, 1 not (or a damaged checkpoint), 2 a user error (UserError).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A checkpoint is three small files: MLflow's download progress bar would only clutter stderr.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from mlflow.entities import Metric  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from xsweep.errors import UserError  # noqa: E402
+from xsweep.tracking import (  # noqa: E402
+    EPOCH_METRICS,
+    TAG_CONFIG,
+    TAG_KIND,
+    TAG_STATUS,
+    check_reachable,
+    default_uri,
+    log_params,
+    redact,
+    set_tags,
+)
+
+# Metrics that depend only on the seed and the arithmetic; timings never repeat, so they are
+# logged for the record but not compared.
+COMPARED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+FINISHED_STATUSES = ("completed", "stopped")  # trial statuses that left a full, usable history
+DEFAULT_TOLERANCE_PP = 0.5
+
+
+class ReproduceError(UserError):
+    """One line naming the flag and the fix; the CLI exits with 2."""
+
+
+class _EnoughEpochs(Exception):
+    """Raised from fit's on_epoch to end a re-run after the epochs the trial actually ran."""
+
+
+@dataclass
+class Trial:
+    run_id: str
+    name: str
+    experiment_id: str
+    config: dict
+    metric: str  # the sweep's search.metric
+    mode: str  # max | min
+    device_tag: str  # where the sweep ran it ("cpu", "cuda:<name>"), "" if unknown
+    sweep_tags: dict = field(default_factory=dict)  # the parent run's tags: provenance
+    logged: dict[int, dict[str, float]] = field(default_factory=dict)  # epoch -> metrics
+
+
+@dataclass
+class Comparison:
+    metric: str
+    epoch: int
+    logged: float
+    reproduced: float
+    tolerance: float  # in `unit`
+    identical: bool  # every compared metric of every epoch bit-equal
+
+    @property
+    def unit(self) -> str:
+        return "pp" if _is_accuracy(self.metric) else ""
+
+    @property
+    def difference(self) -> float:
+        scale = 100.0 if _is_accuracy(self.metric) else 1.0
+        return (self.reproduced - self.logged) * scale
+
+    @property
+    def passed(self) -> bool:
+        return self.identical or abs(self.difference) <= self.tolerance  # NaN compares False: fail
+
+
+def _is_accuracy(metric: str) -> bool:
+    return metric.endswith("accuracy")
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    """Bit-equal, with NaN equal to NaN (a diverged epoch's val_loss)."""
+    if a is None or b is None:
+        return a is b
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+# ---- finding the trial -----------------------------------------------------------------------
+def open_client(tracking_uri: str | None, *, workdir: str) -> tuple[MlflowClient, str]:
+    """The store at --tracking-uri, MLFLOW_TRACKING_URI, or ./mlflow.db, in that order."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
+    if uri.startswith("sqlite:///"):
+        # MLflow would create an empty store on the spot: a typo'd folder must not leave one behind.
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise ReproduceError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's "
+                                 f"folder, or pass --tracking-uri)")
+    else:
+        check_reachable(uri)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None = None, uri: str = "") -> Trial:
+    """--run's trial, else the best trial of the experiment's latest sweep."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage != "active":
+        known = sorted(e.name for e in client.search_experiments(max_results=20))
+        raise ReproduceError(f"--experiment: no experiment '{experiment}' in {redact(uri)} "
+                             f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
+    if run_id:
+        run = _get_run(client, run_id, experiment=exp)
+        if run.data.tags.get(TAG_KIND) == "sweep":  # a sweep's id: reproduce its best trial
+            run = _best_trial(client, run)
+    else:
+        sweeps = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
+                                    order_by=["attributes.start_time DESC"], max_results=1)
+        if not sweeps:
+            raise ReproduceError(f"--experiment: experiment '{experiment}' has no sweep "
+                                 f"(run one with `xsweep run SPEC`, or pass --run RUN_ID)")
+        run = _best_trial(client, sweeps[0])
+    return _trial(client, run, flag="--run" if run_id else "--experiment")
+
+
+def _get_run(client: MlflowClient, run_id: str, *, experiment):
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        run = None
+    if run is None or run.info.experiment_id != experiment.experiment_id:
+        raise ReproduceError(f"--run: no run {run_id} in experiment '{experiment.name}' "
+                             f"(pass a trial's run id from `xsweep run`'s output or the MLflow UI)")
+    return run
+
+
+def _best_trial(client: MlflowClient, sweep):
+    """The sweep's recorded best trial; without one (interrupted sweep), the best finished child."""
+    best_id = sweep.data.tags.get("xsweep.best_run_id")
+    if best_id:
+        try:
+            return client.get_run(best_id)
+        except MlflowException:
+            pass  # deleted since: choose again below
+    metric, mode = _search(sweep)
+    children = client.search_runs(
+        [sweep.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{sweep.info.run_id}' and tags.`{TAG_KIND}` = 'trial'",
+        max_results=10_000,
+    )
+    best, best_value = None, None
+    for child in children:
+        if child.data.tags.get(TAG_STATUS) not in FINISHED_STATUSES:
+            continue
+        # Best at any epoch, as the sweep's own summary ranks trials (its best checkpoint's epoch).
+        values = [m.value for m in client.get_metric_history(child.info.run_id, metric) if math.isfinite(m.value)]
+        if not values:
+            continue
+        value = max(values) if mode == "max" else min(values)
+        if best is None or (value > best_value if mode == "max" else value < best_value):
+            best, best_value = child, value
+    if best is None:
+        raise ReproduceError(f"--experiment: the latest sweep {sweep.info.run_name} has no finished trial "
+                             f"(wait for it to finish, `xsweep resume` it, or pass --run RUN_ID)")
+    return best
+
+
+def _search(sweep) -> tuple[str, str]:
+    params = sweep.data.params if sweep is not None else {}
+    return params.get("search.metric", "val_accuracy"), params.get("search.mode", "max")
+
+
+def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
+    tags = run.data.tags
+    if TAG_CONFIG not in tags:
+        # Also the case for trials of sweeps run before xsweep recorded the config as a tag.
+        raise ReproduceError(f"{flag}: run {run.info.run_id} has no {TAG_CONFIG} tag, so it cannot be re-run "
+                             f"(pass the run id of a trial, or of a sweep, run by this xsweep)")
+    parent_id = tags.get("mlflow.parentRunId")
+    try:
+        parent = client.get_run(parent_id) if parent_id else None
+    except MlflowException:
+        parent = None
+    metric, mode = _search(parent)
+    trial = Trial(run_id=run.info.run_id, name=run.info.run_name or tags.get("xsweep.trial_id", run.info.run_id),
+                  experiment_id=run.info.experiment_id, config=json.loads(tags[TAG_CONFIG]), metric=metric,
+                  mode=mode, device_tag=tags.get("xsweep.device", ""),
+                  sweep_tags=parent.data.tags if parent is not None else {})
+    trial.logged = logged_history(client, run.info.run_id)
+    if not trial.logged:
+        raise ReproduceError(f"{flag}: run {run.info.run_id} has no logged epochs yet "
+                             f"(wait for its first epoch, or pass another --run)")
+    return trial
+
+
+def logged_history(client: MlflowClient, run_id: str) -> dict[int, dict[str, float]]:
+    """epoch -> {metric: value}, from MLflow's metric history (step = epoch)."""
+    history: dict[int, dict[str, float]] = {}
+    for key in COMPARED:
+        # If a step was ever logged twice, the later write is what the UI shows: keep that one.
+        for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            history.setdefault(int(m.step), {})[key] = m.value
+    return dict(sorted(history.items()))
+
+
+# ---- the two checks --------------------------------------------------------------------------
+def run_config(trial: Trial) -> dict:
+    """The logged config, pinned to the CPU when the sweep ran the trial there.
+
+    "auto" would pick a GPU on a GPU machine and lose bit-exactness with a CPU trial.
+    """
+    import torch
+
+    config = json.loads(json.dumps(trial.config))  # a deep copy
+    device = config["train"]["device"]
+    if device == "auto" and trial.device_tag == "cpu":
+        config["train"]["device"] = "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ReproduceError(f"--run: trial {trial.run_id} has train.device={device} and this machine has no "
+                             f"GPU (reproduce it on a GPU machine)")
+    return config
+
+
+def retrain(config: dict, *, epochs: int, on_epoch=None) -> dict[int, dict[str, float]]:
+    """Re-run `fit` in-process for the first `epochs` epochs; epoch -> metrics."""
+    from xsweep.train import fit
+
+    history: dict[int, dict[str, float]] = {}
+
+    def report(r) -> None:
+        history[r.epoch] = dict(r.metrics)
+        if on_epoch is not None:
+            on_epoch(r.epoch, r.metrics)
+        # Stop here rather than lower train.epochs: the cosine schedule's length depends on it.
+        if r.epoch >= epochs:
+            raise _EnoughEpochs
+
+    try:
+        fit(config, on_epoch=report)
+    except _EnoughEpochs:
+        pass
+    return history
+
+
+def download_checkpoint(client: MlflowClient, trial: Trial, *, dst: str) -> Path:
+    """checkpoints/best/ of the trial's run into `dst`; the path of state.pt in it."""
+    names = {Path(a.path).name for a in client.list_artifacts(trial.run_id, "checkpoints/best")}
+    if "state.pt" not in names:
+        raise ReproduceError(f"--from-checkpoint: run {trial.run_id} has no checkpoints/best/state.pt artifact "
+                             f"(re-train instead: drop --from-checkpoint)")
+    folder = client.download_artifacts(trial.run_id, "checkpoints/best", dst_path=dst)
+    return Path(folder, "state.pt")
+
+
+def check_checkpoint(path: Path, config: dict) -> tuple[int, dict[str, float], list[str]]:
+    """(epoch, {val_loss, val_accuracy}, notes) of the checkpoint at `path`, evaluated on the val split.
+
+    Raises CorruptCheckpoint when it does not match its sha256 sidecar.
+    """
+    import torch
+
+    from xsweep.checkpoint import load_checkpoint
+    from xsweep.data import build_datasets, make_loaders
+    from xsweep.train import build_model, evaluate, pick_device, seed_everything
+
+    state = load_checkpoint(path)  # checks the sha256 sidecar; weights_only=True
+    notes = []
+    if state.get("config", {}).get("model", config["model"]) != config["model"]:
+        notes.append("note: the checkpoint's model config differs from the run's xsweep.config tag")
+    tc = config["train"]
+    seed_everything(tc["seed"])
+    # The same threads and algorithms as the trial: CPU reductions are only bit-equal that way.
+    torch.set_num_threads(tc["threads"])
+    device = pick_device(tc["device"])
+    torch.use_deterministic_algorithms(device.type == "cpu")
+    datasets = build_datasets(config["data"], seed=tc["seed"])
+    _, val_loader = make_loaders(datasets, batch_size=tc["batch_size"], seed=tc["seed"])
+    model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    if tc["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    val_loss, val_acc = evaluate(model, val_loader, device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+    return int(state["epoch"]), {"val_loss": val_loss, "val_accuracy": val_acc}, notes
+
+
+def compare(logged: dict[int, dict], reproduced: dict[int, dict], *, metric: str, epoch: int,
+            tolerance: float) -> Comparison:
+    """The verdict on `metric` at `epoch`; `identical` looks at every compared metric of every epoch."""
+    identical = all(
+        e in reproduced and _same(values[k], reproduced[e].get(k))
+        for e, values in logged.items() for k in COMPARED if k in values
+    )
+    nan = float("nan")
+    return Comparison(metric=metric, epoch=epoch, logged=logged.get(epoch, {}).get(metric, nan),
+                      reproduced=reproduced.get(epoch, {}).get(metric, nan), tolerance=tolerance,
+                      identical=identical)
+
+
+# ---- printing --------------------------------------------------------------------------------
+def _cells(metric: str, logged: float | None, reproduced: float | None) -> list[str]:
+    acc = _is_accuracy(metric)
+    value = (lambda v: f"{100 * v:.2f}") if acc else (lambda v: f"{v:.6f}")
+    out = [value(logged) if logged is not None else "-", value(reproduced) if reproduced is not None else "-"]
+    if logged is None or reproduced is None:
+        out.append("-")
+    elif _same(logged, reproduced):
+        out.append("same")
+    else:
+        out.append(f"{100 * (reproduced - logged):+.2f}" if acc else f"{reproduced - logged:+.2e}")
+    return out
+
+
+def print_table(logged: dict[int, dict], reproduced: dict[int, dict], *, columns: list[str]) -> None:
+    """epoch | logged, reproduced, difference — per metric in `columns` (accuracies in %)."""
+    width = 32
+    print("      " + "".join(f"{(c + (' (%)' if _is_accuracy(c) else '')):^{width}}" for c in columns))
+    print(f"{'epoch':>5} " + f"{'logged':>11}{'reproduced':>11}{'diff':>10}" * len(columns))
+    for epoch in sorted(set(logged) | set(reproduced)):
+        row = f"{epoch:>5} "
+        for c in columns:
+            a, b, d = _cells(c, logged.get(epoch, {}).get(c), reproduced.get(epoch, {}).get(c))
+            row += f"{a:>11}{b:>11}{d:>10}"
+        print(row)
+
+
+def verdict_line(c: Comparison) -> str:
+    unit = f" {c.unit}" if c.unit else ""
+    show = (lambda v: f"{100 * v:.2f}%") if _is_accuracy(c.metric) else (lambda v: f"{v:.6g}")
+    shown = f"logged {show(c.logged)}, reproduced {show(c.reproduced)}"
+    if c.identical:
+        return f"verdict: pass - identical: every compared metric reproduced bit for bit ({c.metric} {shown})"
+    word = "pass" if c.passed else "fail"
+    return (f"verdict: {word} - {c.metric} at epoch {c.epoch}: {shown} "
+            f"(difference {c.difference:+.4g}{unit}, tolerance {c.tolerance:g}{unit})")
+
+
+# ---- the reproduction's own run --------------------------------------------------------------
+class ReproductionRun:
+    """The run that records a reproduction. Opened before the work so a re-train's epochs stream
+    into it; left FAILED (KILLED on Ctrl-C) if the work never reaches a verdict."""
+
+    def __init__(self, client: MlflowClient, trial: Trial, *, mode: str, params: dict):
+        self.client = client
+        self.name = f"reproduce {trial.name}"
+        self.run_id = client.create_run(trial.experiment_id, run_name=self.name, tags={
+            TAG_KIND: "reproduction", "xsweep.reproduces": trial.run_id, "xsweep.mode": mode,
+        }).info.run_id
+        self.finished = False
+        log_params(client, self.run_id, params)
+
+    def __enter__(self) -> "ReproductionRun":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if not self.finished:
+            self.client.set_terminated(self.run_id, status="KILLED" if kind is KeyboardInterrupt else "FAILED")
+
+    def log(self, epoch: int, metrics: dict) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k in EPOCH_METRICS]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def finish(self, c: Comparison | None, *, note: str = "") -> None:
+        tags = {"xsweep.verdict": "pass" if c is not None and c.passed else "fail"}
+        if c is not None:
+            tags["xsweep.difference"] = f"{c.difference:.6g}{(' ' + c.unit) if c.unit else ''}"
+            tags["xsweep.identical"] = str(c.identical).lower()
+        if note:
+            tags["xsweep.note"] = note
+        set_tags(self.client, self.run_id, tags)
+        self.client.set_terminated(self.run_id, status="FINISHED")
+        self.finished = True
+        print(f"logged as run {self.run_id} ('{self.name}')")
+
+
+# ---- the command -----------------------------------------------------------------------------
+def reproduce(*, experiment: str, run_id: str | None = None, from_checkpoint: bool = False,
+              tracking_uri: str | None = None, tolerance: float = DEFAULT_TOLERANCE_PP,
+              workdir: str | os.PathLike = ".") -> int:
+    """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail)."""
+    if not (tolerance >= 0):  # also rejects NaN
+        raise ReproduceError(f"--tolerance: must be >= 0 (got {tolerance:g})")
+    client, uri = open_client(tracking_uri, workdir=str(workdir))
+    trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri)
+    config = run_config(trial)
+    print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'), "
+          f"sweep metric {trial.metric} ({trial.mode})")
+    for line in provenance_notes(trial):
+        print(line)
+    if from_checkpoint:
+        return _from_checkpoint(client, trial, config, tolerance=tolerance)
+    return _retrain(client, trial, config, tolerance=tolerance)
+
+
+def provenance_notes(trial: Trial) -> list[str]:
+    """What differs between the sweep's code and ours: the first suspect when numbers differ."""
+    import torch
+
+    from xsweep.tracking import git_commit
+
+    notes = []
+    theirs, ours = trial.sweep_tags.get("xsweep.git_commit"), git_commit()
+    if theirs and ours and theirs != ours:
+        notes.append(f"note: the sweep ran xsweep at commit {theirs[:12]}, this is {ours[:12]}")
+    theirs = trial.sweep_tags.get("xsweep.version.torch")
+    if theirs and theirs != torch.__version__:
+        notes.append(f"note: the sweep ran torch {theirs}, this is torch {torch.__version__}")
+    return notes
+
+
+def _where(trial: Trial, config: dict) -> str:
+    tc = config["train"]
+    ran = f"; the sweep ran it on {trial.device_tag}" if trial.device_tag and trial.device_tag != tc["device"] else ""
+    return f"device {tc['device']}, {tc['threads']} thread(s), seed {tc['seed']}{ran}"
+
+
+def _conclude(repro: ReproductionRun, logged: dict, reproduced: dict, c: Comparison, *,
+              columns: list[str], note: str = "") -> int:
+    print()
+    print_table(logged, reproduced, columns=columns)
+    print()
+    print(verdict_line(c))
+    repro.finish(c, note=note)
+    return 0 if c.passed else 1
+
+
+def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:
+    epochs = max(trial.logged)
+    planned = config["train"]["epochs"]
+    print(f"re-training {epochs} epoch(s) in-process: {_where(trial, config)}")
+    note = ""
+    if epochs < planned:
+        note = f"the trial ran {epochs} of {planned} epochs (stopped early): only those are re-trained and compared"
+        print(f"note: {note}")
+    params = {"epochs": epochs, "tolerance": tolerance, "device": config["train"]["device"]}
+    with ReproductionRun(client, trial, mode="retrain", params=params) as repro:
+        reproduced = retrain(config, epochs=epochs, on_epoch=repro.log)
+        c = compare(trial.logged, reproduced, metric=trial.metric, epoch=epochs, tolerance=tolerance)
+        columns = ["val_accuracy", "train_loss"]
+        columns += [trial.metric] if trial.metric not in columns else []
+        return _conclude(repro, trial.logged, reproduced, c, columns=columns, note=note)
+
+
+def _from_checkpoint(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:
+    from xsweep.checkpoint import CorruptCheckpoint
+
+    # Only the validation split is evaluated: the verdict is on a val metric.
+    metric = trial.metric if trial.metric.startswith("val_") else "val_accuracy"
+    with tempfile.TemporaryDirectory(prefix="xsweep-reproduce-") as tmp:
+        path = download_checkpoint(client, trial, dst=tmp)
+        best_json = path.parent / "best.json"  # {"epoch", "metric", "value", "trial_id"}
+        best = json.loads(best_json.read_text()) if best_json.is_file() else {}
+        print(f"evaluating the best checkpoint (epoch {best.get('epoch', '?')}) on the validation split: "
+              f"{_where(trial, config)}")
+        with ReproductionRun(client, trial, mode="checkpoint", params={"tolerance": tolerance}) as repro:
+            try:
+                epoch, evaluated, notes = check_checkpoint(path, config)
+            except CorruptCheckpoint as exc:
+                print(f"checkpoint: {exc}")
+                print("verdict: fail - the checkpoint does not match its sha256 (damaged after it was logged)")
+                repro.finish(None, note="sha256 mismatch")
+                return 1
+            if best.get("epoch") not in (None, epoch):
+                notes.append(f"note: best.json says epoch {best['epoch']}, the checkpoint holds epoch {epoch}")
+            logged = {k: v for k, v in trial.logged.get(epoch, {}).items() if k in evaluated}
+            if metric not in logged and best.get("metric") == metric:
+                logged[metric] = best["value"]  # no history at that step: best.json recorded it
+            repro.log(epoch, evaluated)
+            c = compare({epoch: logged}, {epoch: evaluated}, metric=metric, epoch=epoch, tolerance=tolerance)
+            for line in notes:
+                print(line)
+            return _conclude(repro, {epoch: logged}, {epoch: evaluated}, c, columns=["val_accuracy", "val_loss"])
