@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",
                    help="allowed difference of the final metric: percentage points for accuracies (default 0.5)")
     p.set_defaults(func=cmd_reproduce)
+    from xsweep.submit import add_commands  # XSWEEP-SUBMIT-TEMP
+    add_commands(sub)  # XSWEEP-SUBMIT-TEMP
+    from xsweep.report import add_commands as add_report_commands
+
+    add_report_commands(sub)
     return parser
 
 

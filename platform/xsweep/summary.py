@@ -7,8 +7,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from xsweep.tracking import RUN_ID_KEY, TAG_STATUS, set_tags, trial_status
-from xsweep.trial_config import resolve_trial_config, sampled_params, trial_name
+from xsweep.tracking import TAG_STATUS, set_tags
+from xsweep.tracking_callback import trial_status
+from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 
 BEST_ALIAS = "best"
 

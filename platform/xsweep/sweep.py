@@ -107,7 +107,8 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
 
 
 def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
-    from xsweep.tracking import TrackingCallback, check_reachable, start_sweep
+    from xsweep.tracking import check_reachable, start_sweep
+    from xsweep.tracking_callback import TrackingCallback
 
     uri = tracking_uri(spec, workdir=workdir)
     check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
@@ -155,7 +156,7 @@ def locate_sweep(name_or_path: str, *, workdir: str) -> tuple[Storage, str]:
 def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> SweepOutcome:
     from ray import tune
 
-    from xsweep.tracking import SweepRuns, TrackingCallback, check_reachable
+    from xsweep.tracking import SweepRuns, check_reachable
     from xsweep.trainable import train_trial
 
     storage, sweep = locate_sweep(name_or_path, workdir=workdir)
@@ -183,7 +184,7 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> Swe
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
     from xsweep.delivery import shared_delivery
     from xsweep.summary import finish_sweep
-    from xsweep.tracking import TrackingCallback
+    from xsweep.tracking_callback import TrackingCallback
 
     try:
         results = tuner.fit()

@@ -2,7 +2,7 @@
 
 All MLflow writes happen in the driver, never in the trial processes: trials report to Tune,
 and the driver's Tune callback turns each report into one batched MLflow request per epoch,
-delivered in the background (xsweep.delivery). That keeps tracking off the training path, lets
+delivered in the background (xsweep.delivery; the callback is in tracking_callback.py). That keeps tracking off the training path, lets
 a trial on any node be tracked even to a local sqlite store, and means a single place retries
 when the server is away. Tune's results on storage stay the source of truth: `sync_results`
 delivers whatever MLflow is missing (after a driver crash, say), skipping epochs already there.
@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,13 +24,12 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from ray import tune  # noqa: E402
 
-from xsweep.delivery import retry, shared_delivery  # noqa: E402
+from xsweep.delivery import retry  # noqa: E402
 from xsweep.errors import UserError  # noqa: E402
-from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name  # noqa: E402
+from xsweep.trial_config import resolve_trial_config, sampled_params, trial_name  # noqa: E402
 
 log = logging.getLogger("xsweep.tracking")
 
@@ -267,149 +262,3 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         client.log_artifacts(run_id, tmp, artifact_path="spec")
     return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id,
                      base_config=spec.base_trial_config())
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def trial_status(result: dict | None, *, epochs: int, errored: bool) -> str:
-    """completed | stopped (early, by ASHA) | diverged | failed — the status tag users filter on."""
-    if errored:
-        return "failed"
-    if not result:
-        return "failed"
-    if result.get("diverged"):
-        return "diverged"
-    return "completed" if int(result.get("epoch", 0)) >= epochs else "stopped"
-
-
-class TrackingCallback(tune.Callback):
-    """Turns Tune's events into MLflow writes on the trials' child runs (see module doc)."""
-
-    def __init__(self, runs: SweepRuns, *, metric: str, mode: str, epochs: int):
-        self.runs = runs
-        self.metric = metric
-        self.mode = mode
-        self.epochs = epochs
-        self._init_transient()
-
-    def _init_transient(self) -> None:
-        self.delivery = shared_delivery()
-        self._logged_steps: dict[str, set[int]] = {}  # run id -> epochs already in MLflow
-        self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
-        self._tagged: set[str] = set()
-        self._steps_lock = threading.Lock()
-        self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)
-        self.results_seen = 0
-
-    def __getstate__(self) -> dict:
-        return {k: self.__dict__[k] for k in ("runs", "metric", "mode", "epochs")}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._init_transient()
-
-    # ---- metrics -----------------------------------------------------------------------------
-    def log_epoch(self, run_id: str, result: dict) -> None:
-        epoch = int(result["epoch"])
-        metrics = {k: float(result[k]) for k in EPOCH_METRICS if k in result and result[k] is not None}
-        timestamp = int(float(result.get("timestamp", 0)) * 1000) or None
-        self.delivery.submit(f"metrics of epoch {epoch} for run {run_id}",
-                             lambda: self._write_epoch(run_id, epoch, metrics, timestamp))
-
-    def _write_epoch(self, run_id: str, epoch: int, metrics: dict, timestamp: int | None) -> None:
-        logged = self._steps_of(run_id)
-        if epoch in logged:
-            return  # already in MLflow (a retried or re-synced epoch): never log a step twice
-        ts = timestamp or int(time.time() * 1000)
-        batch = [Metric(key, value, ts, epoch) for key, value in metrics.items()]
-        self.runs.client.log_batch(run_id, metrics=batch)
-        logged.add(epoch)
-
-    def _steps_of(self, run_id: str) -> set[int]:
-        with self._steps_lock:
-            if run_id not in self._logged_steps:
-                history = self.runs.client.get_metric_history(run_id, "val_accuracy")
-                self._logged_steps[run_id] = {m.step for m in history}
-            return self._logged_steps[run_id]
-
-    # ---- Tune events -------------------------------------------------------------------------
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        started = time.perf_counter()
-        self._on_result(trial, result)
-        self.callback_seconds += time.perf_counter() - started
-        self.results_seen += 1
-
-    def _on_result(self, trial, result) -> None:
-        run_id = trial.config.get(RUN_ID_KEY)
-        if not run_id or "epoch" not in result:
-            return
-        if run_id not in self._tagged:
-            self._tagged.add(run_id)
-            tags = {
-                TAG_STATUS: "running",
-                "xsweep.node_ip": result.get("node_ip", ""),
-                "xsweep.hostname": result.get("hostname", ""),
-                "xsweep.device": result.get("device", ""),
-            }
-            self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
-        self.log_epoch(run_id, result)
-
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        started = time.perf_counter()
-        self._on_checkpoint(trial, checkpoint)
-        self.callback_seconds += time.perf_counter() - started
-
-    def _on_checkpoint(self, trial, checkpoint) -> None:
-        run_id = trial.config.get(RUN_ID_KEY)
-        result = trial.last_result or {}
-        value = result.get(self.metric)
-        if not run_id or not _finite(value):
-            return
-        best = self._best.get(run_id)
-        if best is not None and (value <= best if self.mode == "max" else value >= best):
-            return
-        self._best[run_id] = value
-        # Copy now: Tune may delete this checkpoint once a better one exists, before the upload runs.
-        staged = tempfile.mkdtemp(prefix="xsweep-best-")
-        checkpoint.to_directory(staged)
-        Path(staged, "best.json").write_text(json.dumps(
-            {"epoch": result.get("epoch"), "metric": self.metric, "value": value, "trial_id": trial.trial_id}
-        ))
-        self.delivery.submit(f"best checkpoint of run {run_id}", lambda: self._upload(run_id, staged))
-
-    def _upload(self, run_id: str, staged: str) -> None:
-        self.runs.client.log_artifacts(run_id, staged, artifact_path="checkpoints/best")
-        shutil.rmtree(staged, ignore_errors=True)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._end_trial(trial, errored=False)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._end_trial(trial, errored=True)
-
-    def _end_trial(self, trial, *, errored: bool) -> None:
-        run_id = trial.config.get(RUN_ID_KEY)
-        if not run_id:
-            return
-        status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
-        mlflow_status = "FAILED" if status == "failed" else "FINISHED"
-
-        def write() -> None:
-            set_tags(self.runs.client, run_id, {TAG_STATUS: status})
-            self.runs.client.set_terminated(run_id, status=mlflow_status)
-
-        self.delivery.submit(f"status of run {run_id}", write)
-
-    # ---- consistency with Tune's own records ------------------------------------------------
-    def sync_results(self, result_grid) -> None:
-        """Deliver every epoch Tune recorded that MLflow lacks (e.g. after the driver was killed)."""
-        for result in result_grid:
-            run_id = (result.config or {}).get(RUN_ID_KEY)
-            frame = result.metrics_dataframe
-            if not run_id or frame is None or "epoch" not in frame:
-                continue
-            for row in frame.to_dict("records"):
-                if _finite(row.get("epoch")):
-                    self.log_epoch(run_id, row)

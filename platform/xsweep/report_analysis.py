@@ -1,0 +1,313 @@
+"""From a sweep's runs to the report's numbers: factors and their levels, paired comparisons,
+learning-rate panels, mean curves, hyperparameter importance and the best trial.
+
+Everything here returns plain JSON-able dicts (accuracies as fractions, as MLflow holds them):
+`summarize` is what report.json holds and what the figures and the text are drawn from.
+Only completed trials count (their final accuracy is after every epoch); diverged, failed,
+stopped or unfinished trials are counted and listed, never averaged in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import Counter, defaultdict
+from typing import Any
+
+from xsweep import report_stats as st
+from xsweep.report_data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
+from xsweep.tracking import default_uri, redact
+
+LR = "train.lr"
+MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials
+
+_NAMES = {"model.residual": "residual", "model.activation": "activation", LR: "learning rate"}
+_LABELS = {
+    ("model.residual", True): "residual on",
+    ("model.residual", False): "residual off",
+    ("model.activation", "none"): "no activation",
+    ("model.activation", "relu"): "ReLU",
+    ("model.activation", "elu"): "ELU",
+}
+
+
+def factor_name(path: str) -> str:
+    return _NAMES.get(path, path.split(".")[-1])
+
+
+def level_label(path: str, value: Any) -> str:
+    """How a level reads in a sentence: 'no activation', 'ReLU', 'residual connections', 'width=0.5'."""
+    key = (path, value)
+    if isinstance(value, (bool, str)) and key in _LABELS:
+        return _LABELS[key]
+    return f"{factor_name(path)}={_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _key(value: Any) -> tuple:
+    """A hashable, type-aware key (True and 1 are different levels)."""
+    return (type(value).__name__, value)
+
+
+# ---- factors and learning-rate groups ---------------------------------------------------------
+def factors(data: SweepData) -> list[str]:
+    """Searched paths compared level by level: every choice entry but the learning rate, and any
+    path whose sampled values are booleans or strings."""
+    found = []
+    for path, entry in data.space.items():
+        if path == LR:
+            continue
+        values = [t.searched[path] for t in data.trials if path in t.searched]
+        categorical = "choice" in entry or any(isinstance(v, (bool, str)) for v in values)
+        if categorical and len({_key(v) for v in values}) >= 1:
+            found.append(path)
+    order = list(_NAMES)
+    return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
+
+
+def levels(data: SweepData, path: str) -> list[Any]:
+    """The factor's levels in the spec's order, then any others the trials show."""
+    listed = list(data.space.get(path, {}).get("choice", []))
+    seen = {_key(v) for t in data.trials if path in t.searched for v in [t.searched[path]]}
+    ordered = [v for v in listed if _key(v) in seen]
+    extra = sorted({_key(t.searched[path]): t.searched[path] for t in data.trials if path in t.searched
+                    and _key(t.searched[path]) not in {_key(v) for v in ordered}}.values(), key=str)
+    return ordered + extra
+
+
+def lr_groups(data: SweepData, finished: list[TrialRun]) -> dict:
+    """The panels trials of like learning rate are compared in, and a sentence saying how."""
+    entry = data.space.get(LR)
+    if entry is None:
+        fixed = data.params.get(LR, "?")
+        return {"mode": "fixed", "groups": [{"label": f"lr = {fixed} (fixed)", "low": None, "high": None,
+                                             "run_ids": [t.run_id for t in finished]}],
+                "text": f"The learning rate was not searched (lr = {fixed} for every trial): one panel holds "
+                        "all completed trials."}
+    lrs = {t.run_id: float(t.searched[LR]) for t in finished if LR in t.searched}
+    if "choice" in entry:
+        values = sorted({v for v in lrs.values()})
+        groups = [{"label": f"lr = {v:.3g}", "low": v, "high": v,
+                   "run_ids": [r for r, lr in lrs.items() if lr == v]} for v in values]
+        return {"mode": "grid", "groups": groups,
+                "text": "One panel per learning rate of the grid: lines compare trials of the same learning rate."}
+    if len(lrs) < MIN_TRIALS_TO_BIN:
+        return {"mode": "all", "groups": [{"label": "all learning rates", "low": min(lrs.values(), default=None),
+                                           "high": max(lrs.values(), default=None), "run_ids": list(lrs)}],
+                "text": (f"The learning rate was sampled from a continuous range and only {len(lrs)} trials "
+                         "completed: one panel compares all of them, whatever their learning rate.")}
+    ordered = sorted(lrs.items(), key=lambda kv: kv[1])
+    thirds = [ordered[round(i * len(ordered) / 3):round((i + 1) * len(ordered) / 3)] for i in range(3)]
+    groups = [{"label": f"lr {part[0][1]:.3g} to {part[-1][1]:.3g}", "low": part[0][1], "high": part[-1][1],
+               "run_ids": [r for r, _ in part]} for part in thirds if part]
+    return {"mode": "bins", "groups": groups,
+            "text": ("The learning rate was sampled from a continuous range: trials are binned into terciles "
+                     "of learning rate (one panel each), and lines compare trials within a bin.")}
+
+
+# ---- factor tables and comparisons -------------------------------------------------------------
+def _pair_key(trial: TrialRun, path: str) -> tuple:
+    others = tuple(sorted((p, _key(v)) for p, v in trial.searched.items() if p != path))
+    return others, trial.seed
+
+
+def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
+    level_values = levels(data, path)
+    by_level = {_key(v): [t for t in finished if path in t.searched and _key(t.searched[path]) == _key(v)]
+                for v in level_values}
+    paired = data.algorithm == "grid"
+    rows = []
+    for v in level_values:
+        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[_key(v)]])
+        rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": _num(ci.estimate),
+                     "ci_low": _num(ci.low), "ci_high": _num(ci.high),
+                     "run_ids": [t.run_id for t in by_level[_key(v)]]})
+    comparisons = []
+    for a, b in itertools.combinations(level_values, 2):
+        ta, tb = by_level[_key(a)], by_level[_key(b)]
+        if paired:
+            ka = {_pair_key(t, path): t for t in ta}
+            kb = {_pair_key(t, path): t for t in tb}
+            shared = [k for k in ka if k in kb]
+            diff = st.paired_difference([ka[k].final(ACCURACY) for k in shared],
+                                        [kb[k].final(ACCURACY) for k in shared])
+            unpaired = len(ta) + len(tb) - 2 * len(shared)
+            pairs = [[ka[k].run_id, kb[k].run_id] for k in shared]
+        else:
+            diff = st.welch_difference([t.final(ACCURACY) for t in ta], [t.final(ACCURACY) for t in tb])
+            unpaired, pairs = 0, []
+        la, lb = level_label(path, a), level_label(path, b)
+        comparisons.append({
+            "a": a, "b": b, "label_a": la, "label_b": lb, "test": "paired" if paired else "welch",
+            "n": diff.n, "n_b": diff.n_b or None, "difference": _num(diff.estimate), "ci_low": _num(diff.low),
+            "ci_high": _num(diff.high), "p_value": _num(diff.p_value), "df": _num(diff.df),
+            "significant": diff.excludes_zero, "verdict": st.verdict(la, lb, diff),
+            "without_partner": unpaired, "pairs": pairs,
+        })
+    return {"path": path, "name": factor_name(path), "levels": rows, "comparisons": comparisons}
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+# ---- curves -----------------------------------------------------------------------------------
+def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -> list[dict]:
+    """Per lr panel, per level, per metric: the mean over trials at each epoch and its 95% CI."""
+    by_id = {t.run_id: t for t in finished}
+    panels = []
+    for group in groups["groups"]:
+        members = [by_id[r] for r in group["run_ids"] if r in by_id]
+        lines = []
+        for v in levels(data, path):
+            trials = [t for t in members if path in t.searched and _key(t.searched[path]) == _key(v)]
+            if not trials:
+                continue
+            line = {"value": v, "label": level_label(path, v), "n": len(trials), "metrics": {}}
+            for metric in CURVE_METRICS:
+                per_epoch = defaultdict(list)
+                for t in trials:
+                    for epoch, value in t.history.get(metric, []):
+                        if math.isfinite(value):
+                            per_epoch[epoch].append(value)
+                epochs = sorted(per_epoch)
+                cis = [st.mean_ci(per_epoch[e]) for e in epochs]
+                line["metrics"][metric] = {"epochs": epochs, "mean": [c.estimate for c in cis],
+                                           "low": [_num(c.low) for c in cis], "high": [_num(c.high) for c in cis],
+                                           "n": [c.n for c in cis]}
+            lines.append(line)
+        panels.append({"label": group["label"], "lines": lines})
+    return panels
+
+
+# ---- importance -------------------------------------------------------------------------------
+def _distribution(entry: dict, values: list):
+    import optuna
+
+    if "loguniform" in entry:
+        low, high = entry["loguniform"]
+        return optuna.distributions.FloatDistribution(min(low, min(values)), max(high, max(values)), log=True)
+    if "uniform" in entry:
+        low, high = entry["uniform"]
+        return optuna.distributions.FloatDistribution(min(low, min(values)), max(high, max(values)))
+    if "int" in entry:
+        low, high = entry["int"]
+        return optuna.distributions.IntDistribution(int(min(low, min(values))), int(max(high, max(values))))
+    choices = list({_key(v): v for v in list(entry.get("choice", [])) + values}.values())
+    return optuna.distributions.CategoricalDistribution(choices)
+
+
+def importance(data: SweepData, finished: list[TrialRun]) -> dict:
+    """fANOVA (Optuna's, seeded) over the completed trials, target = final val accuracy."""
+    import optuna
+
+    method = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
+    space = data.space
+    paths = [p for p in space if len({_key(t.searched.get(p)) for t in finished}) > 1
+             and all(p in t.searched for t in finished)]
+    result = {"method": method, "target": f"final {ACCURACY}", "n": len(finished), "values": {}, "error": None}
+    if len(finished) < 2 or not paths:
+        result["error"] = (f"not computed: it needs at least 2 completed trials that differ in a searched value "
+                           f"(have {len(finished)})")
+        return result
+    try:
+        distributions = {p: _distribution(space[p], [t.searched[p] for t in finished]) for p in paths}
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize")
+        for t in finished:
+            study.add_trial(optuna.trial.create_trial(
+                params={p: t.searched[p] for p in paths}, distributions=distributions, value=t.final(ACCURACY)))
+        values = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except Exception as exc:  # noqa: BLE001 - a report without importance beats no report
+        result["error"] = f"not computed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return result
+    if not all(math.isfinite(v) for v in values.values()):  # e.g. every trial scored the same
+        result["error"] = "not computed: the completed trials' accuracies do not vary enough"
+        return result
+    result["values"] = {p: float(v) for p, v in values.items()}
+    return result
+
+
+def variants(data: SweepData, finished: list[TrialRun], factor_paths: list[str]) -> list[dict]:
+    """Final accuracy against learning rate, one series per combination of the factors' levels."""
+    series = defaultdict(list)
+    for t in finished:
+        combo = tuple(_key(t.searched.get(p)) for p in factor_paths)
+        series[combo].append(t)
+    out = []
+    for combo, trials in sorted(series.items(), key=lambda kv: str(kv[0])):
+        first = trials[0]
+        label = ", ".join(level_label(p, first.searched.get(p)) for p in factor_paths) or "all trials"
+        points = sorted(((float(t.searched[LR]) if LR in t.searched else float(t.config.get("train", {}).get("lr", 0)),
+                          t.final(ACCURACY), t.run_id) for t in trials))
+        means = []
+        for lr, group in itertools.groupby(points, key=lambda p: p[0]):
+            accs = [p[1] for p in group]
+            means.append({"lr": lr, "mean": statistics.fmean(accs), "n": len(accs)})
+        out.append({"label": label, "points": [{"lr": p[0], "accuracy": p[1], "run_id": p[2]} for p in points],
+                    "means": means})
+    return out
+
+
+# ---- best trial and the whole summary -----------------------------------------------------------
+def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: str) -> dict | None:
+    by_id = {t.run_id: t for t in data.trials}
+    trial = by_id.get(data.best_run_id or "")
+    source = "the sweep's own choice (tag xsweep.best_run_id: best " + data.metric + " at any epoch)"
+    if trial is None:
+        if not finished:
+            return None
+        trial = max(finished, key=lambda t: t.final(ACCURACY))
+        source = (f"the sweep recorded no best trial (status {data.status}): the completed trial with the "
+                  f"highest final {ACCURACY}")
+    command = f"xsweep reproduce --experiment {_quote(data.experiment)} --run {trial.run_id}"
+    if uri != default_uri(workdir):
+        command += f" --tracking-uri {_quote(redact(uri))}"
+    history = trial.history.get(ACCURACY, [])
+    return {"run_id": trial.run_id, "name": trial.name, "status": trial.status, "searched": trial.searched,
+            "seed": trial.seed, "final_val_accuracy": trial.final(ACCURACY),
+            "best_val_accuracy": max((v for _, v in history if math.isfinite(v)), default=None),
+            "source": source, "command": command}
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def summarize(data: SweepData, *, workdir: str) -> dict:
+    finished = [t for t in data.trials if t.finished]
+    excluded = [{"run_id": t.run_id, "name": t.name, "status": t.status,
+                 "reason": ("no final val_accuracy" if t.status == "completed" else f"status {t.status}")}
+                for t in data.trials if not t.finished]
+    groups = lr_groups(data, finished)
+    factor_paths = factors(data)
+    return {
+        "experiment": data.experiment,
+        "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
+                  "algorithm": data.algorithm, "repeats": data.repeats, "epochs": data.epochs,
+                  "metric": data.metric, "mode": data.mode, "tracking_uri": redact(data.uri),
+                  "space": data.space},
+        "outcome": f"final {ACCURACY} (the last epoch's)",
+        "trials": {"total": len(data.trials), "finished": len(finished),
+                   "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,
+                   "runs": [{"run_id": t.run_id, "name": t.name, "status": t.status, "seed": t.seed,
+                             "searched": t.searched, "final_val_accuracy": t.final(ACCURACY)}
+                            for t in data.trials]},
+        "lr_groups": groups,
+        "factors": [factor_table(data, finished, p) for p in factor_paths],
+        "curves": {p: curves(data, finished, p, groups) for p in factor_paths},
+        "importance": importance(data, finished),
+        "variants": variants(data, finished, factor_paths),
+        "best": best_trial(data, finished, uri=data.uri, workdir=workdir),
+    }

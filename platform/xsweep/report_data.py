@@ -1,0 +1,213 @@
+"""The report's data: one sweep and its trials, read from MLflow alone (see tracking.py for the layout).
+
+The sweep is the experiment's parent run tagged xsweep.kind=sweep (the latest one unless a run id
+is given); its params hold the flattened resolved spec. Each trial is a child run with its status,
+searched values and full config in tags, and its per-epoch metrics (step = epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# MLflow's download/upload progress bars would only clutter the report's output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from xsweep.errors import UserError  # noqa: E402
+from xsweep.tracking import TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, redact  # noqa: E402
+
+CURVE_METRICS = ("val_accuracy", "train_loss")
+ACCURACY = "val_accuracy"  # the report's outcome: final validation accuracy
+FINISHED = "completed"  # the only status whose final accuracy is comparable: every epoch ran
+
+
+class ReportError(UserError):
+    """One line naming the argument or flag and the fix; the CLI exits with 2."""
+
+
+@dataclass
+class TrialRun:
+    run_id: str
+    name: str
+    status: str  # completed | stopped | diverged | failed | pending | running
+    searched: dict[str, Any]  # dotted path -> value
+    config: dict
+    seed: int | None
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED and self.final(ACCURACY) is not None
+
+    def final(self, metric: str) -> float | None:
+        """The metric at the last epoch logged, if finite."""
+        points = self.history.get(metric) or []
+        if not points:
+            return None
+        value = max(points)[1]
+        return value if math.isfinite(value) else None
+
+
+@dataclass
+class SweepData:
+    uri: str
+    experiment: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    status: str
+    params: dict[str, str]  # the flattened resolved spec
+    tags: dict[str, str]
+    trials: list[TrialRun]
+
+    @property
+    def algorithm(self) -> str:
+        return self.params.get("search.algorithm", "")
+
+    @property
+    def repeats(self) -> int:
+        return int(self.params.get("search.repeats", "1") or 1)
+
+    @property
+    def epochs(self) -> int | None:
+        value = self.params.get("train.epochs")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def metric(self) -> str:
+        return self.params.get("search.metric", ACCURACY)
+
+    @property
+    def mode(self) -> str:
+        return self.params.get("search.mode", "max")
+
+    @property
+    def space(self) -> dict[str, dict]:
+        """The searched paths and their entries, e.g. {'train.lr': {'choice': [0.05, 0.1]}}."""
+        prefix = "search.space."
+        space = {}
+        for key, value in self.params.items():
+            if key.startswith(prefix):
+                try:
+                    space[key[len(prefix):]] = json.loads(value)
+                except json.JSONDecodeError:
+                    space[key[len(prefix):]] = {}
+        # Trials know their searched paths even if the params were cut short.
+        for trial in self.trials:
+            for path in trial.searched:
+                space.setdefault(path, {})
+        return space
+
+    @property
+    def best_run_id(self) -> str | None:
+        return self.tags.get("xsweep.best_run_id")
+
+
+def tracking_uri(flag: str | None, *, workdir: str | os.PathLike) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db (as `xsweep run` defaults)."""
+    return flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
+
+
+def open_client(uri: str) -> MlflowClient:
+    if uri.startswith("sqlite:///"):
+        # MLflow would create an empty store on the spot: a wrong folder must not leave one behind.
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise ReportError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's folder, "
+                              "or pass --tracking-uri)")
+    else:
+        check_reachable(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
+                                  max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_sweep(client: MlflowClient, *, experiment: str, sweep: str | None, uri: str):
+    """The experiment's sweep run: --sweep's, else the latest."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage != "active":
+        known = sorted(e.name for e in client.search_experiments(max_results=20))
+        raise ReportError(f"EXPERIMENT: no experiment '{experiment}' in {redact(uri)} "
+                          f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
+    if sweep:
+        try:
+            run = client.get_run(sweep)
+        except MlflowException:
+            raise ReportError(f"--sweep: no run {sweep} in {redact(uri)} (pass the sweep's parent run id, "
+                              "or leave --sweep out for the latest sweep)") from None
+        if run.info.experiment_id != exp.experiment_id or run.data.tags.get(TAG_KIND) != "sweep":
+            raise ReportError(f"--sweep: run {sweep} is not a sweep of experiment '{experiment}' (pass the "
+                              "parent run id that `xsweep run` printed, or leave --sweep out)")
+        return exp, run
+    sweeps = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
+                                order_by=["attributes.start_time DESC"], max_results=1)
+    if not sweeps:
+        raise ReportError(f"EXPERIMENT: experiment '{experiment}' has no sweep (run one with `xsweep run SPEC`)")
+    return exp, sweeps[0]
+
+
+def _json_tag(tags: dict, key: str) -> dict:
+    try:
+        value = json.loads(tags.get(key) or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def load_trial(client: MlflowClient, run) -> TrialRun:
+    tags = run.data.tags
+    config = _json_tag(tags, TAG_CONFIG)
+    seed = (config.get("train") or {}).get("seed")
+    history = {}
+    for metric in CURVE_METRICS:
+        points = {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
+        history[metric] = sorted(points.items())
+    return TrialRun(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=tags.get(TAG_STATUS, "unknown"),
+        searched=_json_tag(tags, "xsweep.searched"),
+        config=config,
+        seed=int(seed) if isinstance(seed, int) else None,
+        history=history,
+    )
+
+
+def load_sweep(uri: str, *, experiment: str, sweep: str | None = None) -> tuple[MlflowClient, SweepData]:
+    client = open_client(uri)
+    exp, run = find_sweep(client, experiment=experiment, sweep=sweep, uri=uri)
+    children = _search_all(client, [exp.experiment_id],
+                           f"tags.`mlflow.parentRunId` = '{run.info.run_id}' and tags.`{TAG_KIND}` = 'trial'",
+                           order_by=["attributes.start_time ASC"])
+    if not children:
+        raise ReportError(f"--sweep: sweep {run.info.run_id} of '{experiment}' has no trials yet "
+                          "(wait for it to start, or pass another --sweep)")
+    trials = [load_trial(client, child) for child in children]
+    data = SweepData(
+        uri=uri,
+        experiment=experiment,
+        experiment_id=exp.experiment_id,
+        run_id=run.info.run_id,
+        run_name=run.info.run_name or "",
+        status=run.data.tags.get(TAG_STATUS, "unknown"),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        trials=trials,
+    )
+    return client, data

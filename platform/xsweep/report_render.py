@@ -1,0 +1,195 @@
+"""The report's text: one list of blocks, written out as report.md and as a self-contained report.html
+(CSS inline, every PNG embedded as a base64 data URI, nothing fetched from anywhere)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def ci_text(low: float | None, high: float | None, digits: int = 2) -> str:
+    return "n/a" if low is None or high is None else f"[{pct(low, digits)}, {pct(high, digits)}]"
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (bool, type(None))) else str(value)
+
+
+# ---- the document -------------------------------------------------------------------------------
+def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
+    """('h', level, text) | ('p', text) | ('ul', [text]) | ('table', headers, rows) | ('img', file, alt)
+    | ('code', text)"""
+    sweep, trials = summary["sweep"], summary["trials"]
+    out: list[tuple] = [("h", 1, f"Ablation report: {summary['experiment']}")]
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(trials["by_status"].items()))
+    out.append(("p", f"Sweep run {sweep['run_id']} ({sweep['run_name']}), status {sweep['status']}; "
+                     f"search {sweep['algorithm']} with {sweep['repeats']} seed(s) per configuration, "
+                     f"{sweep['epochs']} epochs per trial; MLflow {sweep['tracking_uri']}."))
+    out.append(("p", f"Trials: {trials['total']} ({statuses}). The outcome throughout is {summary['outcome']}. "
+                     f"Only the {trials['finished']} completed trials enter the curves, means, intervals and "
+                     "importance; diverged, failed, stopped or unfinished trials are counted here and "
+                     "listed below, and excluded from every mean."))
+    if trials["excluded"]:
+        out.append(("p", f"Excluded ({len(trials['excluded'])}):"))
+        out.append(("ul", [f"{e['name']} (run {e['run_id']}): {e['reason']}" for e in trials["excluded"]]))
+    else:
+        out.append(("p", "Excluded: none."))
+
+    # 1. curves
+    out.append(("h", 2, "1. Learning curves"))
+    out.append(("p", summary["lr_groups"]["text"] + " In each panel a line is the mean over the completed "
+                     "trials of one level (pooling the seeds and the other factors' levels); its band is the "
+                     "95% t-interval of that mean (none where a line has a single trial)."))
+    names = {f["path"]: f["name"] for f in summary["factors"]}
+    for path in summary["curves"]:
+        which = FIGURE_OF.get(path)
+        out.append(("h", 3, f"By {names.get(path, path)}" + (f" ({which})" if which else "")))
+        if f"curves:{path}" in figures:
+            out.append(("img", figures[f"curves:{path}"], f"learning curves by {names.get(path, path)}"))
+    if not summary["curves"]:
+        out.append(("p", "No categorical factor was searched: there are no levels to compare."))
+
+    # 2. factors
+    out.append(("h", 2, "2. Final validation accuracy per factor"))
+    paired = sweep["algorithm"] == "grid"
+    out.append(("p", ("Differences are paired: each pair shares every other searched value (the learning rate "
+                      "included) and the seed, which the grid guarantees; n counts pairs. " if paired else
+                      "The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
+                      "unpaired t-interval; n counts the trials of each level. ")
+                     + "Means and differences in percentage points with 95% t-intervals; the intervals of "
+                       "a factor with more than two levels are per comparison, not adjusted for multiplicity."))
+    for factor in summary["factors"]:
+        out.append(("h", 3, f"{factor['name']} ({factor['path']})"))
+        out.append(("table", ["level", "mean (%)", "95% CI (%)", "n"],
+                    [[lv["label"], pct(lv["mean"]), ci_text(lv["ci_low"], lv["ci_high"]), str(lv["n"])]
+                     for lv in factor["levels"]]))
+        if factor["comparisons"]:
+            rows = []
+            for c in factor["comparisons"]:
+                n = f"{c['n']} and {c['n_b']}" if c["n_b"] else str(c["n"])
+                rows.append([f"{c['label_a']} - {c['label_b']}", pct(c["difference"]),
+                             ci_text(c["ci_low"], c["ci_high"]), n, c["test"],
+                             "n/a" if c["p_value"] is None else f"{c['p_value']:.3g}"])
+            out.append(("table", ["difference", "pp", "95% CI (pp)", "n", "test", "p"], rows))
+            verdicts = [f"Verdict: {c['verdict']}." for c in factor["comparisons"]]
+            dropped = sum(c["without_partner"] for c in factor["comparisons"])
+            if dropped:
+                verdicts.append(f"{dropped} trial(s) had no completed partner and were left out of the pairs.")
+            out.append(("ul", verdicts))
+        else:
+            out.append(("p", "Only one level completed: nothing to compare."))
+
+    # 3. importance
+    imp = summary["importance"]
+    out.append(("h", 2, "3. Hyperparameter importance"))
+    if imp["values"]:
+        out.append(("p", f"{imp['method']} over the {imp['n']} completed trials, target: {imp['target']}. "
+                         "Importances sum to 1."))
+        out.append(("table", ["parameter", "importance"], [[p, f"{v:.3f}"] for p, v in imp["values"].items()]))
+        if "importance" in figures:
+            out.append(("img", figures["importance"], "hyperparameter importance"))
+    else:
+        out.append(("p", f"Importance {imp['error']}."))
+    out.append(("h", 3, "Accuracy against learning rate, per variant"))
+    if "accuracy_vs_lr" in figures:
+        out.append(("img", figures["accuracy_vs_lr"], "final accuracy against learning rate"))
+
+    # 4. best
+    best = summary["best"]
+    out.append(("h", 2, "4. Best trial and how to reproduce it"))
+    if best:
+        out.append(("p", f"{best['name']} (run {best['run_id']}, status {best['status']}, seed {best['seed']}): "
+                         f"final val accuracy {pct(best['final_val_accuracy'])}%, best over its epochs "
+                         f"{pct(best['best_val_accuracy'])}%. Chosen as {best['source']}."))
+        out.append(("table", ["searched", "value"], [[p, _value(v)] for p, v in sorted(best["searched"].items())]))
+        out.append(("p", "Reproduce it (re-trains from the config MLflow holds and compares every epoch):"))
+        out.append(("code", best["command"]))
+    else:
+        out.append(("p", "No trial completed: there is no best trial."))
+
+    # appendix
+    out.append(("h", 2, "All trials"))
+    out.append(("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
+                [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
+                 for r in trials["runs"]]))
+    return out
+
+
+# ---- writers ------------------------------------------------------------------------------------
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: list[tuple]) -> str:
+    lines: list[str] = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            lines.append("| " + " | ".join(map(_md_cell, headers)) + " |")
+            lines.append("|" + "|".join("---" for _ in headers) + "|")
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1]})", ""]
+        elif kind == "code":
+            lines += ["```", block[1], "```", ""]
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}img{max-width:100%;height:auto;display:block;margin:.6em 0}
+pre{background:#f6f8fa;padding:.7em;overflow-x:auto}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+"""
+
+
+def to_html(doc: list[tuple], folder: Path, title: str) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"]
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h{block[1]}>{esc(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{esc(str(h))}</th>" for h in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((folder / block[1]).read_bytes()).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{data}" alt="{esc(block[2])}">')
+        elif kind == "code":
+            parts.append(f"<pre><code>{esc(block[1])}</code></pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write(folder: Path, summary: dict, figures: dict[str, str]) -> list[str]:
+    """report.md, report.html and report.json in `folder` (the PNGs are there already)."""
+    doc = blocks(summary, figures)
+    (folder / "report.md").write_text(to_markdown(doc))
+    (folder / "report.html").write_text(to_html(doc, folder, f"Ablation report: {summary['experiment']}"))
+    (folder / "report.json").write_text(json.dumps(summary, indent=1, sort_keys=False, default=str))
+    return ["report.md", "report.html", "report.json", *figures.values()]

@@ -1,0 +1,119 @@
+"""The report's statistics: pure functions of lists of numbers, checked against scipy by the tests.
+
+Intervals use Student's t: the mean of n values (mean_ci), the mean of n paired differences
+(paired_difference), and the difference of two means with unequal variances (welch_difference,
+Welch-Satterthwaite degrees of freedom). Fewer than two values (or pairs) give no interval: its
+ends are NaN and the verdict says there are too few runs to tell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean (or a difference of means) with its confidence interval and sample size."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int  # values, pairs, or for Welch the first group's size
+    n_b: int = 0  # Welch only: the second group's size
+    df: float = math.nan  # degrees of freedom of the t-distribution used
+    p_value: float = math.nan  # two-sided test of estimate == 0 (differences only)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high) and (self.low > 0 or self.high < 0)
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _variance(values: Sequence[float]) -> float:
+    """The sample variance (n - 1 in the denominator)."""
+    m = _mean(values)
+    return math.fsum((v - m) ** 2 for v in values) / (len(values) - 1)
+
+
+def _t_interval(estimate: float, se: float, df: float, n: int) -> Interval:
+    if se == 0.0:  # every value equal: no spread, the interval is the point itself
+        p = 1.0 if estimate == 0 else 0.0
+        return Interval(estimate, estimate, estimate, n, df=df, p_value=p)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
+    p = 2 * stats.t.sf(abs(estimate) / se, df)
+    return Interval(estimate, estimate - half, estimate + half, n, df=float(df), p_value=float(p))
+
+
+def mean_ci(values: Sequence[float]) -> Interval:
+    """The mean of `values` with its 95% t-interval; p_value tests mean == 0."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    if n == 1:
+        return Interval(values[0], math.nan, math.nan, 1)
+    return _t_interval(_mean(values), math.sqrt(_variance(values) / n), n - 1, n)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
+    """Mean of a[i] - b[i] with its 95% t-interval (the paired t-test's); a and b are aligned pairs."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_difference needs aligned pairs (got {len(a)} and {len(b)} values)")
+    return mean_ci([float(x) - float(y) for x, y in zip(a, b)])
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
+    """mean(a) - mean(b) with Welch's 95% t-interval (unequal variances)."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        return Interval(math.nan, math.nan, math.nan, len(a), n_b=len(b))
+    estimate = _mean(a) - _mean(b)
+    if min(len(a), len(b)) < 2:
+        return Interval(estimate, math.nan, math.nan, len(a), n_b=len(b))
+    va, vb = _variance(a) / len(a), _variance(b) / len(b)
+    se2 = va + vb
+    if se2 == 0.0:
+        df = len(a) + len(b) - 2
+        return dataclasses.replace(_t_interval(estimate, 0.0, df, len(a)), n_b=len(b))
+    df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return dataclasses.replace(_t_interval(estimate, math.sqrt(se2), df, len(a)), n_b=len(b))
+
+
+def pp(fraction: float) -> str:
+    """An accuracy difference (as a fraction) in percentage points: 0.0123 -> '1.2'."""
+    return f"{100 * fraction:.1f}"
+
+
+def n_text(diff: Interval) -> str:
+    """'n = 6' (values or pairs), or 'n = 3 and 4' for Welch's two groups."""
+    return f"n = {diff.n} and {diff.n_b}" if diff.n_b else f"n = {diff.n}"
+
+
+def verdict(label_a: str, label_b: str, diff: Interval) -> str:
+    """A plain sentence on a - b (accuracies as fractions), e.g.
+    'no activation beats ReLU by 1.2 pp, 95% CI [0.4, 2.0], n = 6'. The winner is named first, so
+    the difference and its interval read as positive numbers."""
+    n = n_text(diff)
+    if not math.isfinite(diff.low):
+        return f"too few runs to tell at {n}"
+    if not diff.excludes_zero:
+        return (f"no significant difference at {n} ({label_a} - {label_b} = {pp(diff.estimate)} pp, "
+                f"95% CI [{pp(diff.low)}, {pp(diff.high)}])")
+    if diff.estimate > 0:
+        winner, loser, est, low, high = label_a, label_b, diff.estimate, diff.low, diff.high
+    else:
+        winner, loser, est, low, high = label_b, label_a, -diff.estimate, -diff.high, -diff.low
+    return f"{winner} beats {loser} by {pp(est)} pp, 95% CI [{pp(low)}, {pp(high)}], {n}"
