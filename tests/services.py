@@ -129,3 +129,210 @@ class MlflowServer:
                 self.process.wait()
         self.process = None
 
+
+
+# ---- A multi-node Ray cluster on this machine (tests/test_submit.py) -------------------------------
+# Every node is a `ray start --block` under our own Popen in its own session. Ray's worker
+# processes put themselves in process groups of their own, so besides the `ray start` process
+# group we remember every descendant (from /proc) and stop those by PID too.
+
+from dataclasses import field  # noqa: E402 - this section is appended to the file
+
+def _proc_children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # The command name (2nd field) may hold spaces: the fields after its ')' are fixed.
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22): a PID reused by another process has another one."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every process below `pid`, children first."""
+    tree, found, todo = _proc_children(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            started = _start_time(child)
+            if started is not None:
+                found.append((child, started))
+                todo.append(child)
+    return found
+
+
+def kill_remembered(processes: list[tuple[int, str]], sig: int = signal.SIGKILL) -> list[int]:
+    """Signal those of `processes` still alive (same PID and start time); returns their PIDs."""
+    alive = []
+    for pid, started in processes:
+        if _start_time(pid) == started:
+            try:
+                os.kill(pid, sig)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+    return alive
+
+
+def still_running(processes: list[tuple[int, str]]) -> list[int]:
+    """Those of `processes` still running (zombies, already dead, count as gone)."""
+    running = []
+    for pid, started in processes:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[19] == started and fields[0] != "Z":
+            running.append(pid)
+    return running
+
+
+def listening_ports(ports: set[int]) -> set[int]:
+    """Which of these TCP ports something on this machine listens on (any address, v4 or v6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                port = int(fields[1].rpartition(":")[2], 16)
+                if port in ports:
+                    found.add(port)
+    return found
+
+
+def free_tcp_port() -> int:
+    """A port free on every address: Ray's GCS and raylets listen on all interfaces unless their
+    node IP is 127.0.0.1, so a port free on 127.0.0.2 alone is not enough. (Bound, never listened on.)"""
+    return free_port("0.0.0.0")
+
+
+@dataclass
+class RayNode:
+    args: list[str]
+    env: dict
+    log: Path
+    ports: list[int]
+    process: subprocess.Popen | None = None
+    stopped_tree: list = field(default_factory=list)
+
+    def start(self) -> "RayNode":
+        out = open(self.log, "ab")
+        self.process = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--block", *self.args], env=self.env,
+                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, *, timeout: float = 30) -> None:
+        if self.process is None:
+            return
+        tree = descendants(self.process.pid)
+        if self.process.poll() is None:
+            # `ray start --block` stops its node's processes in order on SIGTERM.
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        kill_remembered(tree)
+        self.process.wait()
+        self.process = None
+        self.stopped_tree = tree  # for callers that check nothing of it survived
+
+
+class RayCluster:
+    """A head at `head_ip` and one worker at `worker_ip` (loopback aliases), token auth on.
+
+    The token is generated into `folder/token` (mode 0600) and given to the nodes through
+    RAY_AUTH_TOKEN_PATH; `client_env` is what a client needs to reach the cluster.
+    """
+
+    def __init__(self, folder: Path, *, head_ip: str = "127.0.0.2", worker_ip: str = "127.0.0.3",
+                 cpus_per_node: int = 1, worker_resources: dict | None = None):
+        import json
+        import secrets
+
+        self.folder = folder
+        self.head_ip, self.worker_ip = head_ip, worker_ip
+        self.token = secrets.token_hex(32)
+        self.token_path = folder / "token"
+        self.token_path.write_text(self.token)
+        self.token_path.chmod(0o600)
+        self.gcs_port, self.dashboard_port = free_tcp_port(), free_tcp_port()
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        self.node_env = dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path),
+                             RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}:{env.get('PATH', '')}")
+        self.client_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+
+        def node_ports() -> tuple[list[str], list[int]]:
+            names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                     "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
+            ports = [free_tcp_port() for _ in names]
+            return [a for pair in zip(names, map(str, ports)) for a in pair], ports
+
+        common = ["--num-cpus", str(cpus_per_node), "--object-store-memory", str(100 * 1024 * 1024),
+                  "--disable-usage-stats"]
+        head_args, head_ports = node_ports()
+        client_port = free_tcp_port()
+        self.head = RayNode(
+            ["--head", "--node-ip-address", head_ip, "--port", str(self.gcs_port),
+             "--dashboard-host", head_ip, "--dashboard-port", str(self.dashboard_port),
+             "--ray-client-server-port", str(client_port), "--temp-dir", str(folder / "ray"),
+             *head_args, *common],
+            self.node_env, folder / "head.log", [self.gcs_port, self.dashboard_port, client_port, *head_ports])
+        worker_args, worker_ports = node_ports()
+        self.worker = RayNode(
+            ["--address", f"{head_ip}:{self.gcs_port}", "--node-ip-address", worker_ip,
+             "--resources", json.dumps(worker_resources or {}),
+             # Its own temp dir: two nodes on one machine sharing one would share (and garbage-
+             # collect) each other's unpacked job working_dirs.
+             "--temp-dir", str(folder / "ray-worker"), *worker_args, *common],
+            self.node_env, folder / "worker.log", worker_ports)
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.head_ip}:{self.dashboard_port}"
+
+    @property
+    def ports(self) -> set[int]:
+        return {*self.head.ports, *self.worker.ports}
+
+    def _alive_nodes(self) -> list[str]:
+        response = requests.get(f"{self.address}/api/v0/nodes", timeout=5,
+                                headers={"Authorization": f"Bearer {self.token}"})
+        rows = response.json()["data"]["result"]["result"]
+        return sorted(n["node_ip"] for n in rows if n["state"] == "ALIVE")
+
+    def start(self, *, timeout: float = 240) -> "RayCluster":
+        self.head.start()
+        wait_for(lambda: self.head_ip in self._alive_nodes(), timeout=timeout,
+                 what=f"ray head (log: {self.head.log})")
+        self.worker.start()
+        wait_for(lambda: self._alive_nodes() == sorted([self.head_ip, self.worker_ip]), timeout=timeout,
+                 what=f"ray worker (log: {self.worker.log})")
+        return self
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.head.stop()

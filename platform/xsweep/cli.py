@@ -106,10 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",
                    help="allowed difference of the final metric: percentage points for accuracies (default 0.5)")
     p.set_defaults(func=cmd_reproduce)
-    from xsweep.submit import add_commands  # XSWEEP-SUBMIT-TEMP
-    add_commands(sub)  # XSWEEP-SUBMIT-TEMP
+    # Commands with modules of their own register themselves (their heavy imports stay lazy).
     from xsweep.report import add_commands as add_report_commands
+    from xsweep.submit import add_commands as add_submit_commands
 
+    add_submit_commands(sub)
     add_report_commands(sub)
     return parser
 

@@ -1,0 +1,244 @@
+"""`xsweep submit` / `jobs` / `stop` against a real 2-node Ray cluster with token auth.
+
+The cluster: a head at 127.0.0.2 and a worker at 127.0.0.3 (loopback aliases), one CPU each, so
+the smoke sweep's two concurrent trials run one per node. The sweep's driver is the Ray job on the
+head; it tracks to the session's `mlflow server` on PostgreSQL with proxied artifacts. What a user
+relies on: the job's log and outcome here, trials on both nodes, the whole run tree in MLflow, and
+`xsweep reproduce` of the best trial from the server's data alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, SPECS, XSWEEP, run_xsweep
+from services import RayCluster, free_port, listening_ports, still_running
+
+sys.path.insert(0, str(ROOT / "jobs"))
+import entrypoint  # noqa: E402 - jobs/ is not a package
+
+EXPERIMENT = "cluster-smoke"
+# Long enough that the worker node's trial process (a cold Python importing torch: ~20 s here)
+# is up before the head's first trial ends; Tune would otherwise hand it the next trial.
+EPOCHS = 5
+JOB_ID = re.compile(r"job (xsweep-[\w-]+) submitted")
+
+
+# ---- without a cluster -------------------------------------------------------------------------------
+
+def test_a_bad_spec_fails_before_anything_is_sent(tmp_path):
+    # The address is dead too: the spec error must come first, proving nothing was contacted.
+    proc = run_xsweep("submit", str(SPECS / "smoke.yaml"), "--set", "train.optimizer=adam",
+                      "--address", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "--set train.optimizer: 'adam' is not allowed (one of sgd, rmsprop, adamw)"]
+
+
+def test_unreachable_address_is_one_line_and_exit_2(tmp_path):
+    address = f"http://127.0.0.1:{free_port()}"
+    for args in (["submit", str(SPECS / "smoke.yaml")], ["jobs"], ["stop", "some-job"]):
+        proc = run_xsweep(*args, "--address", address, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"xsweep: --address: cannot reach Ray's Jobs API at {address} "
+            f"(check the address and that the head node is up)"), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_unreadable_token_file_is_one_line(tmp_path):
+    missing = tmp_path / "no-token"
+    proc = run_xsweep("jobs", "--address", "http://127.0.0.1:1", cwd=tmp_path,
+                      env={"RAY_AUTH_TOKEN_PATH": str(missing)}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"xsweep: RAY_AUTH_TOKEN_PATH: {missing} cannot be read or is empty "
+                                   f"(point it at a file holding the head's token, or unset it)")
+
+
+def test_spec_outside_a_project_is_refused(tmp_path):
+    spec = tmp_path / "mine.yaml"
+    shutil.copy(SPECS / "smoke.yaml", spec)
+    proc = run_xsweep("submit", str(spec), "--address", "http://127.0.0.1:1", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"xsweep: {spec}: not inside an xsweep project (no jobs/entrypoint.py in a "
+                                   f"folder above it); put the spec under the project's search_spaces/")
+
+
+def test_what_is_uploaded():
+    from xsweep.submit import entrypoint as command, runtime_env
+
+    env = runtime_env(ROOT)
+    assert env["working_dir"] == str(ROOT)
+    assert env["py_modules"] == [str(ROOT / "platform" / "xsweep")]
+    for heavy in ("/.venv/", "/.git/", "/results/", "/data/", "mlflow.db", "/mlruns/", "__pycache__/"):
+        assert heavy in env["excludes"]
+    assert command("search_spaces/smoke.yaml", ["tracking.uri=http://h:5000", "a.b=x y"]) == (
+        "python jobs/entrypoint.py search_spaces/smoke.yaml --set tracking.uri=http://h:5000 --set 'a.b=x y'")
+
+
+def test_entrypoint_fills_what_the_spec_leaves_to_the_cluster(monkeypatch):
+    from xsweep.spec import load_spec
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    monkeypatch.setenv("XSWEEP_STORAGE_PATH", "s3://ray-results/sweeps")
+    monkeypatch.setenv("XSWEEP_S3_ENDPOINT_URL", "http://minio:9000")
+    spec = load_spec(SPECS / "smoke.yaml")  # tracking.uri null, storage.path relative
+    assert entrypoint.env_overrides(spec, []) == [
+        "tracking.uri=http://mlflow:5000", "storage.path=s3://ray-results/sweeps",
+        "storage.endpoint_url=http://minio:9000"]
+    # What the user --set always wins; an absolute path is left alone.
+    given = ["tracking.uri=http://other:5000", "storage.path=/shared/results"]
+    assert entrypoint.env_overrides(load_spec(SPECS / "smoke.yaml", overrides=given), given) == []
+
+
+# ---- on a 2-node cluster -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    # Under /tmp, short: Ray's unix sockets live below it (108-byte path limit).
+    folder = Path(tempfile.mkdtemp(prefix="xsweep-ray-"))
+    ray = RayCluster(folder, worker_resources={"worker_node": 1})
+    try:
+        ray.start()
+        yield ray
+    finally:
+        ray.stop()
+        stopped = ray.head.stopped_tree + ray.worker.stopped_tree
+        deadline = time.monotonic() + 15  # SIGKILLed processes take a moment to be gone
+        while still_running(stopped) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = still_running(stopped)
+        left = listening_ports(ray.ports)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert not survivors, f"processes of the cluster still running: {survivors}"
+    assert not left, f"ports of the cluster still listened on: {sorted(left)}"
+
+
+@pytest.fixture(scope="module")
+def submitted(ray_cluster, mlflow_server, tmp_path_factory):
+    """One real `xsweep submit` of the smoke sweep; the tests below read what it left."""
+    shared = tmp_path_factory.mktemp("shared-results")  # both nodes are on this machine: shared storage
+    workdir = tmp_path_factory.mktemp("submit")
+    started = time.monotonic()
+    proc = run_xsweep(
+        "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
+        "--set", f"tracking.uri={mlflow_server.uri}", "--set", f"tracking.experiment={EXPERIMENT}",
+        "--set", f"storage.path={shared}", "--set", f"train.epochs={EPOCHS}",
+        cwd=workdir, env=ray_cluster.client_env, timeout=600)
+    return proc, time.monotonic() - started
+
+
+def _runs(uri: str):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`xsweep.kind` = 'sweep'")
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return client, parent, children
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_submit_streams_the_job_and_exits_with_its_outcome(submitted, ray_cluster, mlflow_server):
+    proc, seconds = submitted
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    job_id = JOB_ID.search(proc.stdout).group(1)
+    assert f"MLflow: experiment '{EXPERIMENT}' at {mlflow_server.uri}" in proc.stdout
+    assert "sweep finished: 4 completed" in proc.stdout  # the job's own log, streamed here
+    assert proc.stdout.rstrip().splitlines()[-2] == f"job {job_id}: SUCCEEDED"
+    assert ray_cluster.token not in out  # the token is sent, never shown
+    print(f"submit to result: {seconds:.0f} s")
+
+    listed = run_xsweep("jobs", "--address", ray_cluster.address, cwd=ray_cluster.folder,
+                        env=ray_cluster.client_env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith(job_id)]
+    assert row.split()[1] == "SUCCEEDED" and "jobs/entrypoint.py search_spaces/smoke.yaml" in row
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_trials_ran_on_both_nodes_and_mlflow_holds_every_run(submitted, mlflow_server):
+    client, parent, children = _runs(mlflow_server.uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["xsweep.ray_address"] == "auto"
+    assert len(children) == 4
+    nodes = {c.data.tags.get("xsweep.node_ip") for c in children}
+    assert nodes == {"127.0.0.2", "127.0.0.3"}, nodes
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["xsweep.status"] == "completed"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), (child.info.run_name, steps)
+        best = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoints/best")}
+        assert {"checkpoints/best/state.pt", "checkpoints/best/best.json"} <= best, best
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_reproduce_the_best_trial_from_the_server_alone(submitted, mlflow_server, tmp_path):
+    # A fresh folder on "another machine": no results, no Ray, only the tracking server.
+    proc = run_xsweep("reproduce", "--experiment", EXPERIMENT, "--tracking-uri", mlflow_server.uri,
+                      cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_token_problems_are_one_line(ray_cluster, tmp_path):
+    # No token anywhere: not in the environment, none in this HOME's ~/.ray/auth_token.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    bare["HOME"] = str(tmp_path)
+    cases = {
+        "needs a Ray token": bare,
+        "needs a Ray token; set": dict(bare, RAY_AUTH_MODE="token"),
+        "rejected the Ray token": dict(bare, RAY_AUTH_TOKEN="not-the-token"),
+    }
+    for expected, env in cases.items():
+        proc = subprocess.run([str(XSWEEP), "jobs", "--address", ray_cluster.address], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+        assert proc.stderr.startswith(f"xsweep: --address: {ray_cluster.address} {expected}"), proc.stderr
+        assert "not-the-token" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_stop_ends_a_running_submission_with_exit_1(submitted, ray_cluster, mlflow_server, tmp_path):
+    # After the sweep above (one CPU per node); its own experiment, so `reproduce` above is unaffected.
+    proc = subprocess.Popen(
+        [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
+         "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=stopped",
+         "--set", f"storage.path={tmp_path}", "--set", "train.epochs=200"],
+        cwd=tmp_path, env=dict(os.environ, **ray_cluster.client_env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if JOB_ID.search(line):
+                break
+        job_id = JOB_ID.search("".join(lines)).group(1)
+        stop = run_xsweep("stop", job_id, "--address", ray_cluster.address, cwd=tmp_path,
+                          env=ray_cluster.client_env, timeout=180)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert stop.stdout.strip().splitlines()[-1] == f"job {job_id}: STOPPED"
+        rest, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, rest[-3000:]
+    assert f"job {job_id}: STOPPED" in rest
