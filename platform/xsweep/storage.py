@@ -23,6 +23,11 @@ class Storage:
     filesystem: pyarrow.fs.FileSystem | None  # None: let Tune pick the local filesystem
 
     @property
+    def tune_path(self) -> str:
+        """The root as Tune wants it: given a filesystem object, Tune takes 'bucket/prefix', no scheme."""
+        return self.root if self.is_local else self.root[len("s3://"):]
+
+    @property
     def is_local(self) -> bool:
         return not self.root.startswith("s3://")
 

@@ -90,7 +90,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
         ),
         run_config=tune.RunConfig(
             name=sweep,
-            storage_path=storage.root,
+            storage_path=storage.tune_path,
             storage_filesystem=storage.filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             # Keep the best checkpoint by the sweep's metric; Tune always keeps the latest too,
@@ -166,6 +166,7 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> Swe
     check_reachable(uri)
     cluster.connect(address, spec=spec, storage=storage)
     sweep_path = f"{storage.root}/{sweep}"
+    tune_sweep_path = f"{storage.tune_path}/{sweep}"
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"],
                      parent_run_id=record["parent_run_id"], base_config=spec.base_trial_config())
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
@@ -175,7 +176,7 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> Swe
     )
     # The searcher (Optuna's study included) and the tracking callback come back from Tune's own
     # experiment state; finished trials are not run again, unfinished and errored ones continue.
-    tuner = tune.Tuner.restore(sweep_path, trainable, resume_unfinished=True, resume_errored=True,
+    tuner = tune.Tuner.restore(tune_sweep_path, trainable, resume_unfinished=True, resume_errored=True,
                                storage_filesystem=storage.filesystem)
     print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
     return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
