@@ -77,3 +77,9 @@ def check_resources(spec, *, storage) -> None:
             f"(use s3://... or a shared NFS path)",
             file=sys.stderr,
         )
+
+
+def is_single_node() -> bool:
+    import ray
+
+    return len([n for n in ray.nodes() if n.get("Alive")]) <= 1

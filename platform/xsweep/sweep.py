@@ -83,9 +83,11 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
             mode=spec.search.mode,
             num_samples=spec.total_trials(),
             max_concurrent_trials=spec.search.max_concurrent,
-            # A trial's process outlives it and serves the next one: no new Python process,
-            # torch import and data load per trial (seconds each, on short CPU trials).
-            reuse_actors=True,
+            # On one machine a trial's process outlives it and serves the next one: no new
+            # Python process, torch import and data load per trial (seconds each, on short CPU
+            # trials). On a cluster, reuse would keep handing trials to the node that finished
+            # first instead of spreading them over the nodes.
+            reuse_actors=cluster.is_single_node(),
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
