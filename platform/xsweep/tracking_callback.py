@@ -27,6 +27,18 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _node_address(node_id: str | None) -> str | None:
+    """The address Ray knows a node by (what `ray start --node-ip-address` set)."""
+    import ray
+
+    if not node_id or not ray.is_initialized():
+        return None
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return node.get("NodeManagerAddress")
+    return None
+
+
 def trial_status(result: dict | None, *, epochs: int, errored: bool) -> str:
     """completed | stopped (early, by ASHA) | diverged | failed — the status tag users filter on."""
     if errored:
@@ -103,7 +115,7 @@ class TrackingCallback(tune.Callback):
             self._tagged.add(run_id)
             tags = {
                 TAG_STATUS: "running",
-                "xsweep.node_ip": result.get("node_ip", ""),
+                "xsweep.node_ip": _node_address(result.get("node_id")) or result.get("node_ip", ""),
                 "xsweep.hostname": result.get("hostname", ""),
                 "xsweep.device": result.get("device", ""),
             }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import ray
 import torch
 from ray import tune
 
@@ -38,8 +39,13 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
         with checkpoint.as_directory() as folder:
             resume = load_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
 
+    # Tune's own "node_ip" is the host's routable address, not the Ray node's (on a loopback
+    # cluster they differ); the driver maps this id to the node's address as Ray knows it.
+    node_id = ray.get_runtime_context().get_node_id()
+
     def on_epoch(report) -> None:
-        metrics = dict(report.metrics, epoch=report.epoch, diverged=report.diverged, device=device)
+        metrics = dict(report.metrics, epoch=report.epoch, diverged=report.diverged, device=device,
+                       node_id=node_id)
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
             state = report.state()
             state["mlflow_run_id"] = run_id  # the trial's run travels with its checkpoints
