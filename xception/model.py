@@ -34,8 +34,8 @@ Ablation switches (keyword-only):
 Differences from timm's ``legacy_xception`` (same maths, same parameter count): the dropout
 argument always applies (older timm computed it and threw the result away); the depthwise
 weights are initialised with their true fan-in (9), not timm's fan-out that counts every channel,
-so an ELU between the two steps does not sit in its linear range at init; on CPU with
-channels_last inputs the 1x1 pointwise step runs as a GEMM (see :class:`PointwiseConv2d`).
+so an ELU between the two steps does not sit in its linear range at init; on CPU the 1x1
+pointwise step runs as a GEMM where that is faster (see :class:`PointwiseConv2d`).
 Module names differ (``block2``..``block13`` follow the paper's module numbers, the middle flow is
 ``middle``), so timm checkpoints need a key mapping.
 """
@@ -92,25 +92,36 @@ def scale_channels(channels: int, width: float) -> int:
 class PointwiseConv2d(nn.Conv2d):
     """1x1 convolution without bias; an ``nn.Conv2d`` (same weight shape, state dict and hooks).
 
-    On CPU with a channels_last input it computes the same product as a plain matrix
-    multiply over the channel axis (``F.linear`` on the NHWC view, no copies): PyTorch sends 1x1
-    convolutions to oneDNN there, which is measurably slower than MKL's GEMM for the small
-    feature maps of 32x32 inputs (e.g. the 2x2 middle flow). Elsewhere (NCHW, CUDA/cuDNN) it is
-    the ordinary convolution.
+    A 1x1 convolution is a matrix product over the channel axis. On CPU, PyTorch sends it to
+    oneDNN (or to its unfold-based fallback), which is measurably slower than MKL's GEMM where
+    the feature maps are small, e.g. all of the network after the stem for 32x32 inputs. So, on
+    CPU only, this computes the same product as a GEMM:
+
+    * channels_last input: one ``F.linear`` over the NHWC view (no copies, result channels_last);
+    * NCHW input with a map of at most ``GEMM_MAX_PIXELS`` pixels: a batched matmul over the
+      (N, C, H*W) view. Larger NCHW maps keep the convolution, which is faster there.
+
+    Elsewhere (CUDA, where cuDNN handles it well) it is the ordinary convolution.
     """
+
+    #: NCHW maps up to this many pixels use the batched GEMM (measured crossover on CPU: the
+    #: 10x10 exit flow at 299 input gains, the 19x19 middle flow does not).
+    GEMM_MAX_PIXELS = 100
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.device.type == "cpu"
-            and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()  # a real NHWC layout, not a 1x1 map that is both
-        ):
-            out = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1))
-            return out.permute(0, 3, 1, 2)  # channels_last NCHW view of the NHWC result
+        if x.device.type == "cpu" and x.dim() == 4:
+            n, c, h, w = x.shape
+            weight = self.weight.flatten(1)
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                # A real NHWC layout (not a 1x1 map, which is both): NCHW view of an NHWC result.
+                return F.linear(x.permute(0, 2, 3, 1), weight).permute(0, 3, 1, 2)
+            if x.is_contiguous() and h * w <= self.GEMM_MAX_PIXELS:
+                if h * w == 1:
+                    return F.linear(x.view(n, c), weight).view(n, -1, 1, 1)
+                return torch.matmul(weight, x.view(n, c, h * w)).view(n, -1, h, w)
         return super().forward(x)
 
 

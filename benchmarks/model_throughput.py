@@ -1,0 +1,337 @@
+"""Training throughput of xception.Xception against timm's legacy_xception.
+
+One training step = forward, cross-entropy loss, backward, SGD (momentum 0.9) step. Both models
+get the same input shape, seed, thread count, batch, class count (10) and dropout (0.5, the
+paper's). Warm-up steps are not timed. The timed steps of the two models in both layouts are
+interleaved round by round (in a rotating order) so that load from other processes on a shared
+machine hits all of them alike; the median step time gives images/s.
+
+Rows: fp32 on CPU at 32x32 batch 64 and 299x299 batch 8, each in NCHW and channels_last; with a
+CUDA device, also bf16 autocast at 299x299 batch 64 and 32x32 batch 256.
+
+    python benchmarks/model_throughput.py            # full run, writes the results file
+    python benchmarks/model_throughput.py --quick    # short smoke run, does not overwrite it
+
+Needs timm: ``pip install -e .[bench]`` (or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from xception import Xception  # noqa: E402
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "model_throughput.md"
+NUM_CLASSES = 10
+DROPOUT = 0.5
+
+
+@dataclass(frozen=True)
+class Row:
+    device: str
+    dtype: str  # "fp32" or "bf16" (autocast)
+    size: int
+    batch: int
+    warmup: int
+    iters: int
+
+
+@dataclass
+class Result:
+    row: Row
+    layout: str
+    ours_times: list[float]  # wall-clock seconds per timed step
+    timm_times: list[float]
+    ours_cpu: list[float]  # CPU seconds of this process per timed step
+    timm_cpu: list[float]
+
+    @property
+    def ours(self) -> float:
+        """images/s from the median step"""
+        return self.row.batch / statistics.median(self.ours_times)
+
+    @property
+    def timm(self) -> float:
+        return self.row.batch / statistics.median(self.timm_times)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.timm
+
+    @property
+    def cpu_ratio(self) -> float:
+        """ours/timm from median CPU time per step: with one thread, the compute itself, hardly
+        disturbed by other processes competing for the cores (meaningless on CUDA)"""
+        return statistics.median(self.timm_cpu) / statistics.median(self.ours_cpu)
+
+
+def import_timm():
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        sys.exit(
+            "model_throughput: timm is not installed; run `pip install -e .[bench]` "
+            "(or `make bench`) and retry."
+        )
+    return timm
+
+
+def build_model(timm, which: str, seed: int, device: str, channels_last: bool) -> nn.Module:
+    torch.manual_seed(seed)
+    if which == "ours":
+        model = Xception(NUM_CLASSES, dropout=DROPOUT)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # legacy_xception may warn that it is deprecated
+            model = timm.create_model(
+                "legacy_xception", pretrained=False, num_classes=NUM_CLASSES, drop_rate=DROPOUT
+            )
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device=device, memory_format=fmt).train()
+
+
+class Stepper:
+    """One model's training step, timed."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str):
+        self.model, self.x, self.y = model, x, y
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.autocast = dtype == "bf16"
+        self.cuda = x.device.type == "cuda"
+        self.times: list[float] = []
+        self.cpu_times: list[float] = []
+
+    def step(self, timed: bool) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.loss_fn(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        if self.cuda:
+            torch.cuda.synchronize()
+        if timed:
+            self.times.append(time.perf_counter() - t0)
+            self.cpu_times.append(time.process_time() - c0)
+
+
+def run_row(timm, row: Row, seed: int) -> list[Result]:
+    """Both models in both layouts, their timed steps interleaved round by round.
+
+    Each round runs the four (model, layout) steps in a rotated order, so slow phases of a shared
+    machine hit all four alike and no step always follows the same other one.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(row.batch, 3, row.size, row.size, generator=g)
+    y = torch.randint(0, NUM_CLASSES, (row.batch,), generator=g)
+    x, y = x.to(row.device), y.to(row.device)
+    steppers: dict[tuple[str, str], Stepper] = {}
+    for layout in ("NCHW", "channels_last"):
+        cl = layout == "channels_last"
+        xi = x.contiguous(memory_format=torch.channels_last) if cl else x
+        for which in ("ours", "timm"):
+            steppers[(which, layout)] = Stepper(build_model(timm, which, seed, row.device, cl), xi, y, row.dtype)
+    order = list(steppers.values())
+    for _ in range(row.warmup):
+        for s in order:
+            s.step(False)
+    for i in range(row.iters):
+        k = i % len(order)
+        for s in order[k:] + order[:k]:
+            s.step(True)
+    results = []
+    for layout in ("NCHW", "channels_last"):
+        a, b = steppers[("ours", layout)], steppers[("timm", layout)]
+        results.append(Result(row, layout, a.times, b.times, a.cpu_times, b.cpu_times))
+    del steppers, order
+    if row.device == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine_lines(threads: int, load_before: str) -> list[str]:
+    lines = [
+        f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores visible",
+        f"- torch {torch.__version__}, {threads} intra-op thread(s), Python {platform.python_version()}",
+        f"- load average (1/5/15 min) before / after the run: {load_before} / {load_average()} "
+        "(other jobs share these cores: compare ratios, not absolute numbers)",
+    ]
+    try:
+        import timm
+
+        lines.append(f"- timm {timm.__version__}")
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        lines.append(f"- GPU: {torch.cuda.get_device_name(0)}")
+    else:
+        lines.append("- GPU: none (bf16 autocast rows need CUDA and were skipped)")
+    return lines
+
+
+def table(results: list[Result]) -> list[str]:
+    out = [
+        "| device | dtype | input | batch | layout | ours img/s | timm img/s | ours/timm | ours/timm (CPU time) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cpu = f"{r.cpu_ratio:.3f}" if r.row.device == "cpu" else "n/a"
+        out.append(
+            f"| {r.row.device} | {r.row.dtype} | {r.row.size}x{r.row.size} | {r.row.batch} | "
+            f"{r.layout} | {r.ours:.3g} | {r.timm:.3g} | {r.ratio:.3f} | {cpu} |"
+        )
+    return out
+
+
+def best_layout_lines(results: list[Result]) -> list[str]:
+    """Ours in channels_last (our training layout) against timm in whichever layout is faster."""
+    out = []
+    groups: dict[Row, dict[str, Result]] = {}
+    for r in results:
+        groups.setdefault(r.row, {})[r.layout] = r
+    for row, by_layout in groups.items():
+        if "channels_last" not in by_layout:
+            continue
+        ours = by_layout["channels_last"]
+        best_layout, best = max(by_layout.items(), key=lambda kv: kv[1].timm)
+        line = (
+            f"- {row.device} {row.dtype} {row.size}x{row.size} batch {row.batch}: ours channels_last "
+            f"{ours.ours:.3g} img/s vs timm's best ({best_layout}) {best.timm:.3g} img/s = "
+            f"{ours.ours / best.timm:.3f}x"
+        )
+        if row.device == "cpu":
+            cpu_layout, cpu_best = min(by_layout.items(), key=lambda kv: statistics.median(kv[1].timm_cpu))
+            ratio = statistics.median(cpu_best.timm_cpu) / statistics.median(ours.ours_cpu)
+            line += f"; by CPU time vs timm's best ({cpu_layout}): {ratio:.3f}x"
+        out.append(line)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed steps per row; no results file")
+    p.add_argument("--iters", type=int, default=None, help="timed steps per row (default 20 at 32x32, 8 at 299x299)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default 5 at 32x32, 3 at 299x299)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", default="32,299", help="comma-separated input sizes to run (default 32,299)")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU fp32 rows")
+    p.add_argument("--out", type=Path, default=None, help=f"markdown results file (default {DEFAULT_OUT.relative_to(ROOT)}; not written with --quick)")
+    args = p.parse_args(argv)
+
+    if args.iters is not None and args.iters < 1:
+        p.error("--iters must be >= 1")
+    if args.warmup is not None and args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    timm = import_timm()
+    if args.threads is not None:
+        if args.threads < 1:
+            p.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    load_before = load_average()
+
+    def counts(default_warmup: int, default_iters: int) -> tuple[int, int]:
+        if args.quick:
+            return (args.warmup if args.warmup is not None else 1, args.iters or 2)
+        return (args.warmup if args.warmup is not None else default_warmup, args.iters or default_iters)
+
+    rows: list[Row] = []
+    if not args.no_cpu:
+        rows += [Row("cpu", "fp32", 32, 64, *counts(5, 20)), Row("cpu", "fp32", 299, 8, *counts(3, 8))]
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+        rows += [Row("cuda", "bf16", 299, 64, *counts(5, 20)), Row("cuda", "bf16", 32, 256, *counts(5, 20))]
+
+    try:
+        sizes = {int(v) for v in args.sizes.split(",") if v.strip()}
+    except ValueError:
+        p.error(f"--sizes must be comma-separated integers; got {args.sizes!r}")
+    rows = [r for r in rows if r.size in sizes]
+
+    results: list[Result] = []
+    for row in rows:
+        for r in run_row(timm, row, args.seed):
+            results.append(r)
+            cpu = f" (CPU time {r.cpu_ratio:.3f})" if row.device == "cpu" else ""
+            print(
+                f"{row.device} {row.dtype} {row.size}x{row.size} b{row.batch} {r.layout:>13}: "
+                f"ours {r.ours:8.3g} img/s  timm {r.timm:8.3g} img/s  ours/timm {r.ratio:.3f}{cpu}",
+                flush=True,
+            )
+
+    lines = [
+        "# Xception training throughput: xsweep vs timm legacy_xception",
+        "",
+        "Written by `benchmarks/model_throughput.py`. One step = forward + cross-entropy + backward + "
+        f"SGD (momentum 0.9); {NUM_CLASSES} classes, dropout {DROPOUT} in both models, same seed and input; "
+        "warm-up steps excluded; timed steps of both models in both layouts interleaved; images/s from the median step "
+        "(the last column compares median CPU seconds per step instead: with one intra-op thread that is the "
+        "compute itself, far less disturbed than wall time when other jobs share the cores; with more threads "
+        "it also counts threads spinning while they wait for each other).",
+        "",
+        "## Machine",
+        "",
+        *machine_lines(threads, load_before),
+        "",
+        "## Results",
+        "",
+        *table(results),
+        "",
+        "Steps per row (warm-up + timed): "
+        + ", ".join(f"{r.device} {r.size}x{r.size}: {r.warmup}+{r.iters}" for r in rows),
+        "",
+        "## Our training layout (channels_last) vs timm's best layout",
+        "",
+        *best_layout_lines(results),
+        "",
+    ]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
