@@ -21,7 +21,9 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from xsweep.errors import UserError  # noqa: E402
-from xsweep.tracking import TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, redact  # noqa: E402
+from xsweep.tracking import (  # noqa: E402
+    TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, find_experiment, redact,
+)
 
 CURVE_METRICS = ("val_accuracy", "train_loss")
 ACCURACY = "val_accuracy"  # the report's outcome: final validation accuracy
@@ -140,11 +142,7 @@ def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: 
 
 def find_sweep(client: MlflowClient, *, experiment: str, sweep: str | None, uri: str):
     """The experiment's sweep run: --sweep's, else the latest."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None or exp.lifecycle_stage != "active":
-        known = sorted(e.name for e in client.search_experiments(max_results=20))
-        raise ReportError(f"EXPERIMENT: no experiment '{experiment}' in {redact(uri)} "
-                          f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
+    exp = find_experiment(client, experiment, uri=uri, flag="EXPERIMENT", error=ReportError)
     if sweep:
         try:
             run = client.get_run(sweep)

@@ -33,8 +33,8 @@ from xsweep.tracking import (  # noqa: E402
     TAG_STATUS,
     check_reachable,
     default_uri,
+    find_experiment,
     log_params,
-    redact,
     set_tags,
 )
 
@@ -117,11 +117,7 @@ def open_client(tracking_uri: str | None, *, workdir: str) -> tuple[MlflowClient
 
 def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None = None, uri: str = "") -> Trial:
     """--run's trial, else the best trial of the experiment's latest sweep."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None or exp.lifecycle_stage != "active":
-        known = sorted(e.name for e in client.search_experiments(max_results=20))
-        raise ReproduceError(f"--experiment: no experiment '{experiment}' in {redact(uri)} "
-                             f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
+    exp = find_experiment(client, experiment, uri=uri, flag="--experiment", error=ReproduceError)
     if run_id:
         run = _get_run(client, run_id, experiment=exp)
         if run.data.tags.get(TAG_KIND) == "sweep":  # a sweep's id: reproduce its best trial

@@ -119,6 +119,16 @@ def _reason(exc: BaseException) -> str:
     return redact(first)[:160]
 
 
+def find_experiment(client: MlflowClient, name: str, *, uri: str, flag: str, error: type[UserError]):
+    """The active experiment of that name, or one line naming the flag and the experiments there are."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        known = sorted(e.name for e in client.search_experiments(max_results=20))
+        raise error(f"{flag}: no experiment '{name}' in {redact(uri)} "
+                    f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
+    return experiment
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}; lists and search-space entries become JSON."""
     flat: dict[str, Any] = {}
