@@ -1,21 +1,4 @@
 """Xception (Chollet, CVPR 2017, arXiv:1610.02357) for xsweep's sweeps and ablations."""
 
-from .model import (
-    ACTIVATIONS,
-    Block,
-    PointwiseConv2d,
-    SeparableConv2d,
-    Xception,
-    scale_channels,
-    xception,
-)
-
-__all__ = [
-    "ACTIVATIONS",
-    "Block",
-    "PointwiseConv2d",
-    "SeparableConv2d",
-    "Xception",
-    "scale_channels",
-    "xception",
-]
+from .model import *  # noqa: F401,F403 - the public names are model.__all__
+from .model import __all__  # noqa: F401
