@@ -18,6 +18,7 @@ from typing import Any
 from xsweep import report_stats as st
 from xsweep.report_data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
 from xsweep.tracking import default_uri, redact
+from xsweep.trial_config import format_value
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials
@@ -41,15 +42,7 @@ def level_label(path: str, value: Any) -> str:
     key = (path, value)
     if isinstance(value, (bool, str)) and key in _LABELS:
         return _LABELS[key]
-    return f"{factor_name(path)}={_show(value)}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    return f"{factor_name(path)}={format_value(value)}"
 
 
 def _key(value: Any) -> tuple:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler

@@ -19,7 +19,7 @@ from mlflow.entities import Metric
 from ray import tune
 
 from xsweep.delivery import shared_delivery
-from xsweep.tracking import EPOCH_METRICS, TAG_STATUS, set_tags
+from xsweep.tracking import EPOCH_METRICS, TAG_STATUS, SweepRuns, set_tags
 from xsweep.trial_config import RUN_ID_KEY
 
 

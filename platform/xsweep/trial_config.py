@@ -45,7 +45,8 @@ def resolve_trial_config(base: dict, tune_config: dict[str, Any]) -> dict:
     return config
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """How a searched value reads in run names and reports: on/off, 3 significant digits."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -56,7 +57,7 @@ def _format(value: Any) -> str:
 def trial_name(tune_config: dict[str, Any]) -> str:
     """e.g. 'lr=0.031 res=on act=none s0' (s = the seed repeat)."""
     parts = [
-        f"{_SHORT.get(path, path.split('.')[-1])}={_format(value)}"
+        f"{_SHORT.get(path, path.split('.')[-1])}={format_value(value)}"
         for path, value in sorted(sampled_params(tune_config).items(), key=lambda kv: _order(kv[0]))
     ]
     parts.append(f"s{int(tune_config.get(REPEAT_KEY, 0))}")
