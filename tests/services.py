@@ -7,6 +7,7 @@ nothing is ever stopped by name.
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import pwd
 import signal
@@ -215,6 +216,39 @@ def listening_ports(ports: set[int]) -> set[int]:
                 port = int(fields[1].rpartition(":")[2], 16)
                 if port in ports:
                     found.add(port)
+    return found
+
+
+def _decode_address(hex_address: str) -> str:
+    """/proc/net/tcp{,6} write addresses as host-order 32-bit words in hex; an IPv4-mapped IPv6
+    address (::ffff:127.0.0.1) comes back as the IPv4 address it is."""
+    raw = bytes.fromhex(hex_address)
+    address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+def listening_addresses(pids: list[int]) -> set[str]:
+    """The local addresses ("ip:port") these processes hold TCP listening sockets on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # TCP_LISTEN, one of theirs
+                address, _, port = fields[1].rpartition(":")
+                found.add(f"{_decode_address(address)}:{int(port, 16)}")
     return found
 
 

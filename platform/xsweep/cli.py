@@ -10,10 +10,7 @@ import argparse
 import os
 import sys
 
-# Ray reads this when it starts its processes: the embedded node listens on loopback only.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-from xsweep.errors import UserError  # noqa: E402 - after the environment above
+from xsweep.errors import UserError
 
 EXIT_USAGE = 2
 
@@ -40,8 +37,18 @@ def _preflight(spec) -> None:
     dataset_shape(spec.base_trial_config()["data"])
 
 
+def _loopback_if_embedded(address: str | None) -> None:
+    """Without --address Ray runs embedded, on loopback only. Ray reads this variable once, when
+    it is imported (below, lazily); left to its default, it would turn 127.0.0.1 into the host's
+    address. A driver joining a cluster keeps Ray's default: its nodes must reach it."""
+    if address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
 def cmd_run(args) -> int:
     from xsweep.spec import load_spec
+
+    _loopback_if_embedded(args.address)
 
     spec = load_spec(args.spec, overrides=args.set)
     from xsweep import sweep
@@ -52,6 +59,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    _loopback_if_embedded(args.address)
     from xsweep import sweep
 
     outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd())

@@ -8,7 +8,6 @@ multi-node cluster (trials on other nodes could not write to it).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from xsweep.errors import UserError
@@ -24,8 +23,6 @@ class ClusterError(UserError):
 
 def connect(address: str | None, *, spec, storage) -> str:
     """Start or join Ray; returns the address to record (no credentials in it)."""
-    # Must be set before Ray starts its processes: binds the embedded node to loopback only.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -34,11 +31,15 @@ def connect(address: str | None, *, spec, storage) -> str:
         # The embedded node generates its own token and listens on loopback only; Ray's
         # "token authentication is enabled" notice would only be noise before our first line.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # address="local": always a fresh node of our own. Left as None, Ray would join whatever
+        # cluster RAY_ADDRESS or /tmp/ray/ray_current_cluster names, which may not be on loopback.
         ray.init(
+            address="local",
             _node_ip_address=LOOPBACK,
             include_dashboard=False,
             logging_level=logging.WARNING,
         )
+        _check_loopback_only()
         recorded = f"embedded ({LOOPBACK})"
     else:
         try:
@@ -50,6 +51,20 @@ def connect(address: str | None, *, spec, storage) -> str:
         recorded = address
     check_resources(spec, storage=storage)
     return recorded
+
+
+def _check_loopback_only() -> None:
+    """The embedded node must never listen beyond this machine. Ray turns 127.0.0.1 into the
+    host's address when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER was not "0" at its import; refuse then."""
+    import ray
+
+    addresses = {n.get("NodeManagerAddress") for n in ray.nodes()}
+    if addresses != {LOOPBACK}:
+        ray.shutdown()
+        raise ClusterError(
+            f"the embedded Ray came up on {', '.join(sorted(map(str, addresses)))} instead of {LOOPBACK} "
+            f"(set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before ray is imported)"
+        )
 
 
 def check_resources(spec, *, storage) -> None:

@@ -89,6 +89,12 @@ def finish_sweep(results, spec, *, runs, sweep_path: str):
         # nor ERROR.
         finished = results.num_terminated + results.num_errors
         outcome.interrupted = finished < len(results) or len(results) < spec.total_trials()
+        if not outcome.interrupted:
+            orphans = runs.delete_orphans({r.config.get(RUN_ID_KEY) for r in results})
+            if orphans:
+                print(f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a "
+                      f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
+                      f"{', '.join(orphans)}")
         best, value = _best(results, spec)
         if best is not None:
             outcome.best = {

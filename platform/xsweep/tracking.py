@@ -241,6 +241,27 @@ class SweepRuns:
         return run.info.run_id
 
 
+    def child_run_ids(self) -> list[str]:
+        ids, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+                max_results=1000, page_token=token,
+            )
+            ids += [run.info.run_id for run in page]
+            token = page.token
+            if not token:
+                return ids
+
+    def delete_orphans(self, trial_run_ids: set[str]) -> list[str]:
+        """Soft-delete child runs no trial of the sweep owns: those the searcher opened just before
+        a killed driver's last saved state, which the resume then suggested afresh. Returns them."""
+        orphans = [run_id for run_id in self.child_run_ids() if run_id not in trial_run_ids]
+        for run_id in orphans:
+            self.client.delete_run(run_id)
+        return orphans
+
+
 def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRuns:
     """Create the experiment (once) and the sweep's parent run with the spec and provenance."""
     import yaml
