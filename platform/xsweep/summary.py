@@ -74,7 +74,7 @@ def register_best_model(*, client, runs, spec, result) -> str | None:
     return str(version)
 
 
-def finish_sweep(results, spec, *, runs, sweep_path: str):
+def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False):
     from xsweep.sweep import SweepOutcome
 
     client = runs.client
@@ -85,10 +85,11 @@ def finish_sweep(results, spec, *, runs, sweep_path: str):
         statuses = [trial_status(r.metrics, epochs=spec.train.epochs, errored=r.error is not None)
                     for r in results]
         outcome.counts = dict(Counter(statuses))
-        # Tune returns normally after Ctrl-C too, with the unfinished trials neither TERMINATED
-        # nor ERROR.
+        # Tune returns normally after Ctrl-C too, with the trials it stopped TERMINATED like
+        # finished ones (hence `interrupted`, see interrupt.py) and those not started PENDING.
         finished = results.num_terminated + results.num_errors
-        outcome.interrupted = finished < len(results) or len(results) < spec.total_trials()
+        outcome.interrupted = (interrupted or finished < len(results)
+                               or len(results) < spec.total_trials())
         if not outcome.interrupted:
             orphans = runs.delete_orphans({r.config.get(RUN_ID_KEY) for r in results})
             if orphans:

@@ -95,10 +95,11 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
             storage_path=storage.tune_path,
             storage_filesystem=storage.filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-            # Keep the best checkpoint by the sweep's metric; Tune always keeps the latest too,
-            # which is the one a restarted trial continues from.
+            # Keep the two best checkpoints by the sweep's metric; Tune always keeps the latest
+            # too, which is the one a restarted trial continues from. The second best is what a
+            # trial falls back to when its latest turns out damaged (trainable.restore).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
+                num_to_keep=2,
                 checkpoint_score_attribute=spec.search.metric,
                 checkpoint_score_order=spec.search.mode,
             ),
@@ -186,13 +187,15 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> Swe
 
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
     from xsweep.delivery import shared_delivery
+    from xsweep.interrupt import graceful_interrupt
     from xsweep.summary import finish_sweep
     from xsweep.tracking_callback import TrackingCallback
 
-    try:
-        results = tuner.fit()
-    except KeyboardInterrupt:
-        results = None
+    with graceful_interrupt() as interrupt:
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C
+            results = None
     # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
     if results is not None:
         TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
@@ -207,4 +210,4 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) 
     if left:
         print(f"warning: {left} tracking writes could not be delivered (server unreachable); "
               f"`xsweep resume {sweep_path}` delivers them later", file=sys.stderr)
-    return finish_sweep(results, spec, runs=runs, sweep_path=sweep_path)
+    return finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested)

@@ -64,7 +64,7 @@ class TrackingCallback(tune.Callback):
         self.delivery = shared_delivery()
         self._logged_steps: dict[str, set[int]] = {}  # run id -> epochs already in MLflow
         self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
-        self._tagged: set[str] = set()
+        self._tagged: set = set()  # run ids (and (run id, fallback) pairs) already tagged
         self._steps_lock = threading.Lock()
         self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)
         self.results_seen = 0
@@ -120,6 +120,12 @@ class TrackingCallback(tune.Callback):
                 "xsweep.device": result.get("device", ""),
             }
             self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
+        fallback = result.get("checkpoint_fallback")
+        if fallback and (run_id, fallback) not in self._tagged:
+            # A damaged checkpoint was skipped on restore (trainable.restore): say so on the run.
+            self._tagged.add((run_id, fallback))
+            self.delivery.submit(f"checkpoint fallback tag of run {run_id}",
+                                 lambda: set_tags(self.runs.client, run_id, {"xsweep.checkpoint_fallback": fallback}))
         self.log_epoch(run_id, result)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):

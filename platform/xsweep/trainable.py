@@ -8,13 +8,15 @@ at the epoch where it stopped.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
+import pyarrow.fs
 import ray
 import torch
 from ray import tune
 
-from xsweep.checkpoint import load_checkpoint, save_checkpoint
+from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from xsweep.train import fit, pick_device
 from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config
 
@@ -28,16 +30,45 @@ def _device_name(config: dict) -> str:
     return "cpu"
 
 
+def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other checkpoints older than `checkpoint`, newest first (Tune numbers them)."""
+    trial_dir, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    entries = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True))
+    older = sorted((e.path for e in entries if e.type == pyarrow.fs.FileType.Directory
+                    and e.base_name.startswith("checkpoint_") and e.base_name < name), reverse=True)
+    return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for path in older]
+
+
+def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None]:
+    """The state to continue from: Tune's checkpoint, or, if that one fails its checksum, the
+    newest intact older one (else a fresh start). The second value says what happened, if
+    anything did; it is printed and reported, so it reaches the driver's log and MLflow."""
+    if checkpoint is None:
+        return None, None
+    problems = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        name = candidate.path.rstrip("/").rpartition("/")[2]
+        try:
+            with candidate.as_directory() as folder:
+                state = load_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
+        except CorruptCheckpoint as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if not problems:
+            return state, None
+        return state, f"{'; '.join(problems)}; resumed from {name} (epoch {state['epoch']})"
+    return None, f"{'; '.join(problems)}; no intact checkpoint left, restarted from epoch 0"
+
+
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
     config = resolve_trial_config(base_config, tune_config)
     run_id = tune_config.get(RUN_ID_KEY)
     device = _device_name(config)
 
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            resume = load_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
+    resume, fallback = restore(tune.get_checkpoint())
+    if fallback:
+        print(f"xsweep: warning: trial {tune.get_context().get_trial_name()}: {fallback}",
+              file=sys.stderr, flush=True)
 
     # Tune's own "node_ip" is the host's routable address, not the Ray node's (on a loopback
     # cluster they differ); the driver maps this id to the node's address as Ray knows it.
@@ -46,6 +77,8 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
     def on_epoch(report) -> None:
         metrics = dict(report.metrics, epoch=report.epoch, diverged=report.diverged, device=device,
                        node_id=node_id)
+        if fallback:
+            metrics["checkpoint_fallback"] = fallback  # the tracking callback tags the run with it
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
             state = report.state()
             state["mlflow_run_id"] = run_id  # the trial's run travels with its checkpoints
