@@ -370,3 +370,54 @@ class RayCluster:
     def stop(self) -> None:
         self.worker.stop()
         self.head.stop()
+
+
+# ---- An S3 server on loopback (tests/test_s3_storage.py) -------------------------------------------
+
+@dataclass
+class MotoS3:
+    """moto's S3 server on 127.0.0.1, started by us and stopped by its own PID (its own session)."""
+
+    port: int
+    log: Path
+    process: subprocess.Popen | None = None
+
+    # What a client of this server needs, and what keeps it from looking further: moto takes any
+    # key, and with the region set and EC2 metadata off the AWS SDK never asks 169.254.169.254.
+    ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 60) -> "MotoS3":
+        out = open(self.log, "ab")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            env=dict(os.environ, **self.ENV), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for(lambda: requests.get(self.endpoint_url, timeout=2).ok, timeout=timeout,
+                 what=f"moto S3 server (log: {self.log})")
+        return self
+
+    def filesystem(self, **options):
+        """A pyarrow client of this server with its own keys: the caller's AWS variables don't matter."""
+        import pyarrow.fs
+
+        return pyarrow.fs.S3FileSystem(endpoint_override=self.endpoint_url, region=self.ENV["AWS_DEFAULT_REGION"],
+                                       access_key=self.ENV["AWS_ACCESS_KEY_ID"],
+                                       secret_key=self.ENV["AWS_SECRET_ACCESS_KEY"], **options)
+
+    def create_bucket(self, name: str) -> None:
+        self.filesystem(allow_bucket_creation=True).create_dir(name)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None

@@ -62,7 +62,8 @@ def cmd_resume(args) -> int:
     _loopback_if_embedded(args.address)
     from xsweep import sweep
 
-    outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd())
+    outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(),
+                                 endpoint_url=args.endpoint_url)
     return outcome.exit_code
 
 
@@ -70,7 +71,7 @@ def cmd_status(args) -> int:
     from xsweep import sweep
     from xsweep.status import print_status
 
-    storage, name = sweep.locate_sweep(args.sweep, workdir=os.getcwd())
+    storage, name = sweep.locate_sweep(args.sweep, workdir=os.getcwd(), endpoint_url=args.endpoint_url)
     print_status(storage, name)
     return 0
 
@@ -80,6 +81,11 @@ def cmd_reproduce(args) -> int:
 
     return reproduce(experiment=args.experiment, run_id=args.run, from_checkpoint=args.from_checkpoint,
                      tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd())
+
+
+# resume and status of an s3:// sweep on MinIO: its xsweep.json (with storage.endpoint_url) is
+# only readable once the endpoint is known.
+ENDPOINT_HELP = "the S3-compatible server of an s3:// sweep folder (default: $XSWEEP_S3_ENDPOINT_URL)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,10 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="finish an interrupted sweep; finished trials are not run again")
     p.add_argument("sweep", metavar="NAME_OR_PATH", help="a sweep folder, or a spec name (its latest sweep)")
     p.add_argument("--address", default=None)
+    p.add_argument("--endpoint-url", default=None, metavar="URL", help=ENDPOINT_HELP)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="a table of a sweep's trials")
     p.add_argument("sweep", metavar="NAME_OR_PATH")
+    p.add_argument("--endpoint-url", default=None, metavar="URL", help=ENDPOINT_HELP)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("reproduce", help="re-run a tracked trial (or evaluate its checkpoint) and compare with MLflow")

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs
 
+from xsweep.errors import UserError
+
 SWEEP_FILE = "xsweep.json"
+
+
+class StorageError(UserError):
+    """A storage the sweep cannot use (no credentials, server down, no bucket): one line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,90 @@ class Storage:
         return self.filesystem, "/".join([self.root[len("s3://"):].rstrip("/"), *parts])
 
 
-def open_storage(path: str, *, workdir: str | os.PathLike, endpoint_url: str | None = None) -> Storage:
+def open_storage(path: str, *, workdir: str | os.PathLike, endpoint_url: str | None = None,
+                 endpoint_field: str = "storage.endpoint_url") -> Storage:
+    """The storage at `path`; an s3:// one is checked first (see check_s3), so a sweep that could
+    not write its results fails in a second, before Ray or MLflow start, and writes nothing.
+    `endpoint_field` is what the user set the endpoint with, for the error message."""
     if path.startswith("s3://"):
+        check_s3(path, endpoint_url=endpoint_url, endpoint_field=endpoint_field)
         # Credentials come from the usual AWS variables or files; MinIO and other S3-compatible
         # stores need their endpoint.
         filesystem = pyarrow.fs.S3FileSystem(endpoint_override=endpoint_url) if endpoint_url else \
             pyarrow.fs.S3FileSystem()
         return Storage(root=path.rstrip("/"), filesystem=filesystem)
     return Storage(root=str((Path(workdir) / path).resolve()), filesystem=None)
+
+
+def check_s3(path: str, *, endpoint_url: str | None, endpoint_field: str = "storage.endpoint_url") -> None:
+    """Raise StorageError unless `path`'s bucket can be reached with some credentials.
+
+    Without this, a missing credential or a server that is down only shows when Tune first
+    writes, after the MLflow parent run exists: as a traceback, or as retries that never end.
+    """
+    where = f"storage.path: {path}"
+    if not _aws_credentials_configured():
+        raise StorageError(
+            f"{where}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            f"or AWS_PROFILE with ~/.aws/credentials; for MinIO, its access and secret key)")
+    bucket = path[len("s3://"):].split("/", 1)[0]
+    server = endpoint_url or "AWS S3"
+    # One quick try: a closed port must not cost the SDK's retries with backoff, and a silent
+    # host not its default timeouts. Tune itself gets the patient default filesystem.
+    probe = pyarrow.fs.S3FileSystem(
+        endpoint_override=endpoint_url, connect_timeout=5, request_timeout=10,
+        retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=1))
+    try:
+        info = probe.get_file_info(bucket)
+    except OSError as exc:
+        code, details = _s3_error(exc)
+        if code == "NETWORK_CONNECTION":
+            field = endpoint_field if endpoint_url else "storage.path"
+            raise StorageError(f"{field}: cannot reach {server}: {details} "
+                               f"(start the S3 server or fix {field})") from None
+        raise StorageError(f"{where}: {server} refused bucket '{bucket}' with {code}: {details} "
+                           f"(check the credentials, the bucket's permissions and its region)") from None
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise StorageError(f"{where}: bucket '{bucket}' does not exist on {server} "
+                           f"(create it, or fix storage.path)")
+
+
+def _aws_credentials_configured() -> bool:
+    """Whether any source of the AWS SDK's default credential chain is there, seen without a
+    network request: variables, credential/config files, a web identity (Kubernetes IRSA),
+    container credentials (ECS, EKS Pod Identity), or an EC2 instance role."""
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    if any(env.get(v) for v in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                "AWS_CONTAINER_CREDENTIALS_FULL_URI")):
+        return True
+    files = (env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
+             env.get("AWS_CONFIG_FILE") or "~/.aws/config")
+    if any(Path(f).expanduser().is_file() for f in files):
+        return True
+    # An instance role is served by the EC2 metadata endpoint; asking it off EC2 would only send
+    # a request out to a link-local address, so we look for EC2 on the machine itself instead.
+    return env.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true" and _on_ec2()
+
+
+def _on_ec2() -> bool:
+    for marker in ("/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/board_vendor", "/sys/hypervisor/uuid"):
+        try:
+            text = Path(marker).read_text().strip().lower()
+        except OSError:
+            continue
+        if text.startswith(("amazon", "ec2")):
+            return True
+    return False
+
+
+def _s3_error(exc: OSError) -> tuple[str, str]:
+    """('NETWORK_CONNECTION', 'Could not connect to server') from Arrow's long AWS SDK message."""
+    text = " ".join(str(exc).split())
+    code = re.search(r"AWS Error (\w+)", text)
+    details = re.search(r"curlCode: \d+, ([^;]+)", text) or re.search(r"operation: ([^;]+)", text)
+    return (code[1] if code else type(exc).__name__), (details[1].strip() if details else text)[:160]
 
 
 def new_sweep_name(name: str) -> str:

@@ -138,12 +138,20 @@ def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir:
     return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, callback=callback)
 
 
-def locate_sweep(name_or_path: str, *, workdir: str) -> tuple[Storage, str]:
-    """A sweep folder (local or s3://) or a spec name (its latest sweep under ./results)."""
+def locate_sweep(name_or_path: str, *, workdir: str, endpoint_url: str | None = None) -> tuple[Storage, str]:
+    """A sweep folder (local or s3://) or a spec name (its latest sweep under ./results).
+
+    An s3:// folder on MinIO or another S3-compatible store needs the endpoint before its
+    xsweep.json can be read: `endpoint_url` (--endpoint-url), else $XSWEEP_S3_ENDPOINT_URL, the
+    variable jobs/entrypoint.py fills storage.endpoint_url from on a cluster.
+    """
     looks_like_path = "/" in name_or_path or name_or_path.startswith(".")
     if looks_like_path:
         root, _, sweep = name_or_path.rstrip("/").rpartition("/")
-        storage = open_storage(root or ".", workdir=workdir)
+        field = "--endpoint-url"
+        if endpoint_url is None and os.environ.get("XSWEEP_S3_ENDPOINT_URL"):
+            endpoint_url, field = os.environ["XSWEEP_S3_ENDPOINT_URL"], "XSWEEP_S3_ENDPOINT_URL"
+        storage = open_storage(root or ".", workdir=workdir, endpoint_url=endpoint_url, endpoint_field=field)
         if read_sweep_record(storage, sweep) is None:
             raise SweepError(f"{name_or_path}: not a sweep folder (no xsweep.json; pass a folder that "
                              f"`xsweep run` printed, or a sweep name)")
@@ -156,13 +164,14 @@ def locate_sweep(name_or_path: str, *, workdir: str) -> tuple[Storage, str]:
     return storage, sweeps[-1]
 
 
-def resume_sweep(name_or_path: str, *, address: str | None, workdir: str) -> SweepOutcome:
+def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
+                 endpoint_url: str | None = None) -> SweepOutcome:
     from ray import tune
 
     from xsweep.tracking import SweepRuns, check_reachable
     from xsweep.trainable import train_trial
 
-    storage, sweep = locate_sweep(name_or_path, workdir=workdir)
+    storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
     record = read_sweep_record(storage, sweep)
     spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
     uri = tracking_uri(spec, workdir=record["workdir"])
