@@ -47,6 +47,30 @@ def test_missing_spec_file(tmp_path):
     _assert_clean_failure(proc, tmp_path, "nope.yaml: cannot read file: no such file (check the path)")
 
 
+@pytest.mark.parametrize("content, expected", [
+    (None, "spec: cannot read file: it is a folder (give the path of a .yaml spec file)"),
+    (b"name: x\n\xff\xfe\n", "spec: cannot read file: not UTF-8 text (undecodable byte at offset 8)"),
+    (b"name: x\ntrain:\n  lr: [0.1\n",
+     "spec:4:1: YAML syntax error: expected ',' or ']', but got '<stream end>' "
+     "(while parsing a flow sequence at line 3, column 7)"),
+])
+def test_unreadable_or_broken_spec_file(tmp_path, content, expected):
+    spec = tmp_path / "spec"
+    if content is None:
+        spec.mkdir()
+    else:
+        spec.write_bytes(content)
+    proc = run_xsweep("run", "spec", cwd=tmp_path)
+    _assert_clean_failure(proc, tmp_path, expected)
+
+
+def test_unknown_ray_address_fails_in_seconds(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--address", address, cwd=tmp_path, timeout=120)
+    _assert_clean_failure(proc, tmp_path, f"xsweep: --address: cannot reach Ray at {address}: connection refused "
+                                          f"(check the address and that the cluster is up)")
+
+
 def test_unreachable_tracking_server_fails_at_once(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
     proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", f"tracking.uri={uri}", cwd=tmp_path, timeout=60)
@@ -62,6 +86,8 @@ HINT = "(an imagefolder root needs train/ and val/ folders of class subfolders)"
     ({"train/a": 1}, "data.root: {root}/val not found " + HINT),
     ({"train/a": 1, "val/a": 1},
      "data.root: {root}/train has 1 class folder(s); classification needs at least 2 " + HINT),
+    ({"train/a": 1, "train/b": 1, "val/a": 1, "val/b": 1},
+     "data.root: {root}/train/a holds no image files (.jpg, .png, ...) " + HINT),
 ])
 def test_imagefolder_problems_fail_before_anything_starts(tmp_path, layout, expected):
     root = tmp_path / "images"

@@ -247,7 +247,7 @@ def test_image_folder(tmp_path):
 @pytest.mark.parametrize("case, expected", [
     ("no_root", "not found"),
     ("no_val", "val not found"),
-    ("empty", "no valid file"),
+    ("empty", "holds no image files"),
     ("single_class", "1 class folder"),
     ("mismatch", "differ"),
 ])

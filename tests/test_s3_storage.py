@@ -99,9 +99,6 @@ def test_sweep_keeps_its_record_trials_and_checkpoints_in_the_bucket(s3, s3_swee
     assert sorted(c.info.status for c in children) == ["FINISHED"] * 4
 
 
-@pytest.mark.xfail(strict=True, reason="status.py hands Tune's ExperimentAnalysis the s3:// URI where it "
-                                       "takes 'bucket/prefix' with a filesystem (storage.tune_path); "
-                                       "remove this mark with that fix")
 def test_status_of_an_s3_sweep_lists_every_trial(s3, s3_sweep):
     workdir, _, sweep = s3_sweep
     status = run_xsweep("status", f"s3://{BUCKET}/sweeps/{sweep}", "--endpoint-url", s3.endpoint_url, cwd=workdir)

@@ -155,3 +155,24 @@ def test_diverging_trial_is_marked_and_the_sweep_goes_on(tmp_path):
     study = searcher_state["inner"]._ot_study
     states = {t.params["train.lr"]: t.state.name for t in study.trials}
     assert states == {0.05: "COMPLETE", 1000.0: "FAIL"}
+
+
+def test_relative_data_root_means_the_folder_the_sweep_was_started_in(tmp_path):
+    """Trials run in folders of their own; `data.root: images` must still be ./images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "data.dataset=imagefolder",
+                      "--set", "data.root=images", "--set", "search.num_samples=1", "--set", "train.epochs=1",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sweep finished: 1 completed" in proc.stdout
+    record = json.loads((_sweep_folder(tmp_path, "smoke") / "xsweep.json").read_text())
+    assert f'data.root="{tmp_path / "images"}"' in record["overrides"]  # what `resume` will use

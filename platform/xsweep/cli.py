@@ -7,6 +7,7 @@ tracebacks are reserved for bugs of ours.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -50,11 +51,18 @@ def cmd_run(args) -> int:
 
     _loopback_if_embedded(args.address)
 
-    spec = load_spec(args.spec, overrides=args.set)
+    overrides = list(args.set)
+    spec = load_spec(args.spec, overrides=overrides)
+    root = spec.data.root
+    if root and not os.path.isabs(os.path.expanduser(root)):
+        # Trials run in folders of their own (Tune's), so a relative data.root must be made to
+        # mean what it meant here; recorded as an override, `xsweep resume` keeps it too.
+        overrides.append(f"data.root={json.dumps(os.path.abspath(os.path.expanduser(root)))}")
+        spec = load_spec(args.spec, overrides=overrides)
     from xsweep import sweep
 
     _preflight(spec)
-    outcome = sweep.run_sweep(spec, overrides=args.set, address=args.address, workdir=os.getcwd())
+    outcome = sweep.run_sweep(spec, overrides=overrides, address=args.address, workdir=os.getcwd())
     return outcome.exit_code
 
 

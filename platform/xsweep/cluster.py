@@ -8,6 +8,7 @@ multi-node cluster (trials on other nodes could not write to it).
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 from xsweep.errors import UserError
@@ -15,6 +16,7 @@ from xsweep.errors import UserError
 log = logging.getLogger("xsweep")
 
 LOOPBACK = "127.0.0.1"
+REACH_TIMEOUT_S = 5
 
 
 class ClusterError(UserError):
@@ -42,6 +44,7 @@ def connect(address: str | None, *, spec, storage) -> str:
         _check_loopback_only()
         recorded = f"embedded ({LOOPBACK})"
     else:
+        _check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -51,6 +54,20 @@ def connect(address: str | None, *, spec, storage) -> str:
         recorded = address
     check_resources(spec, storage=storage)
     return recorded
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address nothing listens at: ray.init would retry it for many minutes."""
+    target = address.partition("://")[2] or address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterError(f"--address: cannot reach Ray at {address}: {reason.lower()} "
+                           f"(check the address and that the cluster is up)") from None
 
 
 def _check_loopback_only() -> None:

@@ -253,6 +253,13 @@ def synthetic_pool(data, *, seed):
     return torch.stack(images), torch.tensor(labels, dtype=torch.long)
 
 
+def _holds_an_image(folder: Path) -> bool:
+    """Whether ImageFolder would find a file to load below `folder` (it walks subfolders too)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.rglob("*") if p.is_file())
+
+
 def check_image_folder(data):
     """The class names of an imagefolder root, checked up front so mistakes read as one line."""
     if data.get("root") is None:
@@ -271,6 +278,11 @@ def check_image_folder(data):
             f"data.root: {root / 'train'} has {len(classes['train'])} class folder(s); "
             f"classification needs at least 2 {hint}"
         )
+    for split in ("train", "val"):
+        for name in classes[split]:
+            if not _holds_an_image(root / split / name):
+                raise DataError(f"data.root: {root / split / name} holds no image files "
+                                f"(.jpg, .png, ...) {hint}")
     if classes["val"] != classes["train"]:
         extra = sorted(set(classes["val"]) ^ set(classes["train"]))
         raise DataError(

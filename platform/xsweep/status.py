@@ -15,7 +15,7 @@ def print_status(storage: Storage, sweep: str) -> None:
 
     record = read_sweep_record(storage, sweep)
     spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
-    analysis = ExperimentAnalysis(f"{storage.root}/{sweep}", storage_filesystem=storage.filesystem)
+    analysis = ExperimentAnalysis(f"{storage.tune_path}/{sweep}", storage_filesystem=storage.filesystem)
     metric = spec.search.metric
     rows = []
     for trial in sorted(analysis.trials, key=lambda t: t.trial_id):

@@ -43,9 +43,9 @@ def register_best_model(*, client, runs, spec, result) -> str | None:
     from xsweep.train import build_model
     from xsweep.trainable import CHECKPOINT_FILE
 
-    checkpoint = result.get_best_checkpoint(spec.search.metric, spec.search.mode)
-    if checkpoint is None:
+    if not result.best_checkpoints:  # e.g. every epoch diverged (Tune raises rather than say None)
         return None
+    checkpoint = result.get_best_checkpoint(spec.search.metric, spec.search.mode)
     config = resolve_trial_config(spec.base_trial_config(), result.config)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint.to_directory(folder)
@@ -107,7 +107,9 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
                 "searched": sampled_params(best.config),
                 "config": resolve_trial_config(spec.base_trial_config(), best.config),
             }
-            outcome.best["model_version"] = register_best_model(client=client, runs=runs, spec=spec, result=best)
+            if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
+                outcome.best["model_version"] = register_best_model(client=client, runs=runs, spec=spec,
+                                                                    result=best)
 
     tags = {TAG_STATUS: "interrupted" if outcome.interrupted else "finished"}
     tags.update({f"xsweep.trials.{status}": n for status, n in outcome.counts.items()})
