@@ -84,3 +84,51 @@ def test_loads_onto_cpu(tmp_path):
     path = tmp_path / "ckpt.pt"
     save_checkpoint(sample_state(), str(path))  # str paths work as well as Path
     assert load_checkpoint(str(path))["model"]["w"].device.type == "cpu"
+
+
+SAVER = """
+import sys, torch
+from xsweep.checkpoint import save_checkpoint
+path = sys.argv[1]
+torch.manual_seed(0)
+big = torch.randn(4_000_000)  # 16 MB: a save takes long enough to be killed in the middle
+epoch = 0
+print("ready", flush=True)
+while True:
+    epoch += 1
+    save_checkpoint({"epoch": epoch, "weights": big + epoch}, path)
+"""
+
+
+def test_a_kill_during_saves_never_leaves_a_loadable_half_file(tmp_path):
+    """SIGKILL a process that saves over the same checkpoint again and again, at random moments:
+    what is left under the real name always loads whole, with weights matching its epoch."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    big = torch.randn(4_000_000)  # what the saver's weights are, less their epoch
+    rng = random.Random(0)
+    loaded = 0
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if path.exists():
+            try:
+                state = load_checkpoint(path)
+            except CorruptCheckpoint:
+                # Killed between the file's rename and its sidecar's: detected, never loaded.
+                continue
+            assert torch.equal(state["weights"], big + state["epoch"]), attempt
+            loaded += 1
+    assert loaded, "no kill left a complete checkpoint to check"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("state.pt", "state.pt.sha256")]
+    # Temp files of killed saves may remain (a SIGKILL runs no cleanup); none has the real name.
+    assert all(name.startswith("state.pt.") and name.endswith(".tmp") for name in leftovers), leftovers

@@ -9,6 +9,7 @@ relies on: the job's log and outcome here, trials on both nodes, the whole run t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, SPECS, XSWEEP, run_xsweep
-from services import RayCluster, free_port, listening_ports, still_running
+from services import RayCluster, descendants, free_port, kill_remembered, listening_ports, still_running
 
 sys.path.insert(0, str(ROOT / "jobs"))
 import entrypoint  # noqa: E402 - jobs/ is not a package
@@ -242,3 +243,72 @@ def test_stop_ends_a_running_submission_with_exit_1(submitted, ray_cluster, mlfl
             proc.wait()
     assert proc.returncode == 1, rest[-3000:]
     assert f"job {job_id}: STOPPED" in rest
+
+
+def _node_ids(cluster: RayCluster) -> dict[str, str]:
+    """node IP -> node id of the cluster's live nodes, from the head's state API."""
+    import requests
+
+    response = requests.get(f"{cluster.address}/api/v0/nodes", timeout=5,
+                            headers={"Authorization": f"Bearer {cluster.token}"})
+    rows = response.json()["data"]["result"]["result"]
+    return {n["node_ip"]: n["node_id"] for n in rows if n["state"] == "ALIVE"}
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, mlflow_server, tmp_path):
+    """The worker node's raylet is SIGKILLed while a trial trains there: the trial goes on on the
+    head, from its last checkpoint in the shared storage. Last in this module: the node stays dead."""
+    nodes = _node_ids(ray_cluster)
+    worker_id, head_id = nodes[ray_cluster.worker_ip], nodes[ray_cluster.head_ip]
+    epochs = 8
+    proc = subprocess.Popen(
+        [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
+         "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=lost-node",
+         "--set", f"storage.path={tmp_path}", "--set", f"train.epochs={epochs}",
+         "--set", "search.num_samples=2", "--set", "failure.max_failures=2"],
+        cwd=tmp_path, env=dict(os.environ, **ray_cluster.client_env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker_tree = descendants(ray_cluster.worker.process.pid)
+    try:
+        deadline, victim = time.monotonic() + 400, None
+        while victim is None and time.monotonic() < deadline:
+            for trial in tmp_path.glob("smoke-*/trial_*"):  # storage.path/<sweep>/trial_<id>
+                results = _results(trial)
+                if results and results[-1]["node_id"] == worker_id and 2 <= results[-1]["epoch"] < epochs:
+                    victim = trial
+            time.sleep(0.2)
+        assert victim is not None, "no trial trained on the worker node"
+        killed_at_epoch = _results(victim)[-1]["epoch"]
+        (raylet,) = [pid for pid, _ in descendants(ray_cluster.worker.process.pid)
+                     if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"]
+        os.kill(raylet, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        kill_remembered(worker_tree)  # what is left of the lost node
+    assert proc.returncode == 0, out[-4000:]
+
+    results = _results(victim)
+    epochs_seen = [r["epoch"] for r in results]
+    # Continued, never restarted: after the loss it picks up from a checkpoint, not from epoch 1.
+    assert epochs_seen == sorted(epochs_seen) and epochs_seen[-1] == epochs, epochs_seen
+    assert epochs_seen.count(1) == 1
+    assert results[-1]["node_id"] == head_id
+    assert {r["node_id"] for r in results if r["epoch"] <= killed_at_epoch} >= {worker_id}
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    experiment = client.get_experiment_by_name("lost-node").experiment_id
+    (run,) = client.search_runs([experiment],
+                                filter_string=f"tags.`xsweep.trial_id` = '{victim.name.removeprefix('trial_')}'")
+    assert run.data.tags["xsweep.status"] == "completed"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+    assert steps == list(range(1, epochs + 1))
