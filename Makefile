@@ -40,6 +40,8 @@ ui: setup
 bench: setup
 	$(PY) benchmarks/model_throughput.py
 	$(PY) benchmarks/sweep_overhead.py
+	$(PY) benchmarks/search_efficiency.py
+	$(PY) benchmarks/scale_simulation.py
 
 clean:
 	rm -rf results mlruns mlartifacts mlflow.db reports

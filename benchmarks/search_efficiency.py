@@ -1,0 +1,427 @@
+"""How many training epochs a search needs to find a near-best configuration (issue target in brackets):
+
+* epochs spent until a trial is within 0.5 percentage points of the exhaustive grid's best final
+  validation accuracy, as a fraction of the grid's epochs (24 configurations x max epochs)  [<= 35 %]
+  for ASHA + Optuna TPE and for random search (with ASHA and with FIFO), 3 searcher seeds each.
+
+Method (a tabular benchmark, as in NAS-Bench / HPOBench): every configuration of the 24-point space
+(learning rate x residual on/off x activation none/relu/elu, the paper's ablations) is trained once
+for the full number of epochs with xsweep's own `fit` (platform/xsweep/train.py), recording the
+validation accuracy after every epoch. That table *is* the exhaustive grid. The searches are then
+replayed over the recorded learning curves with xsweep's own searcher and scheduler objects
+(`xsweep.search.build_searcher` / `build_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
+RandomSampler, Ray's ASHAScheduler itself), called in the order Ray Tune's controller calls them, so
+ASHA's stopping rule is Ray's code, not a re-implementation. A trial costs the epochs it ran; a
+configuration suggested twice is paid twice. Training is deterministic on CPU (fit sets
+torch.use_deterministic_algorithms), so a replayed trial sees exactly the curve a real trial of that
+configuration and seed would produce. Cost is counted in epochs, not seconds: the number does not
+depend on how loaded the machine is.
+
+The curves are cached in benchmarks/results/search_efficiency_curves.json (reused when the setup
+matches; --retrain ignores it). Training costs about 8 CPU-minutes (234 epochs; 14 minutes of wall
+time with 2 worker processes on a 2-core machine that other jobs were using); the replays take seconds. Writes benchmarks/results/search_efficiency.md.
+
+    .venv/bin/python benchmarks/search_efficiency.py [--epochs 9] [--workers 2] [--retrain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "search_efficiency.md"
+CACHE = ROOT / "benchmarks" / "results" / "search_efficiency_curves.json"
+
+# The space: 4 x 2 x 3 = 24 configurations. Order matters only for the cache's readability.
+LRS = [0.01, 0.03, 0.1, 0.3]
+RESIDUAL = [True, False]
+ACTIVATION = ["none", "relu", "elu"]
+TOLERANCE_PP = 0.5  # percentage points below the grid's best final val accuracy
+TARGET = 0.35  # fraction of the grid's epochs
+SEARCH_SEEDS = 3  # searcher seeds per method (the rows of the main table)
+MANY_SEEDS = 50  # searcher seeds for the robustness table (replays are cheap)
+GRACE, REDUCTION = 1, 3  # ASHA: rungs at epochs 1, 3 (and 9)
+SENSITIVITY_GRACE = 3  # a second ASHA setting, reported separately: one rung, at epoch 3
+
+# One spec for both the training (its base trial config) and the replayed searches. The small
+# Xception of smoke.yaml: width 0.125, 1 middle block, 32x32 digits; ~2 s per epoch on one core.
+SPEC = """
+name: search-efficiency
+data: {{dataset: digits, image_size: 32}}
+model: {{width: 0.125, middle_blocks: 1, dropout: 0.5}}
+train: {{epochs: {epochs}, batch_size: 64, optimizer: sgd, momentum: 0.9, lr_schedule: cosine,
+        seed: 0, device: cpu, threads: 1}}
+search:
+  algorithm: {algorithm}
+  num_samples: 1000
+  max_concurrent: {concurrency}
+  seed: {seed}
+  metric: val_accuracy
+  mode: max
+  space:
+    train.lr: {{choice: {lrs}}}
+    model.residual: {{choice: [true, false]}}
+    model.activation: {{choice: [none, relu, elu]}}
+scheduler: {{kind: {scheduler}, grace_period: {grace}, reduction_factor: {reduction}}}
+resources: {{cpus_per_trial: 1}}
+"""
+
+
+def spec_text(*, epochs, algorithm="optuna-tpe", scheduler="asha", seed=0, concurrency=1, grace=GRACE):
+    return SPEC.format(epochs=epochs, algorithm=algorithm, scheduler=scheduler, seed=seed,
+                       concurrency=concurrency, lrs=json.dumps(LRS), grace=grace, reduction=REDUCTION)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def key(lr, residual, activation, seed=0) -> str:
+    return f"lr={lr:g} res={'on' if residual else 'off'} act={activation} seed={seed}"
+
+
+def key_of(tune_config: dict, seed=0) -> str:
+    return key(tune_config["train.lr"], tune_config["model.residual"], tune_config["model.activation"], seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (the tabular grid)
+
+
+def train_one(job: tuple) -> dict:
+    """Runs in a worker process: one (configuration, training seed), full epochs."""
+    text, lr, residual, activation, seed = job
+    sys.path.insert(0, str(ROOT / "platform"))
+    from xsweep.spec import load_spec_text
+    from xsweep.train import fit
+    from xsweep.trial_config import resolve_trial_config
+
+    spec = load_spec_text(text, source="search_efficiency.yaml")
+    config = resolve_trial_config(spec.base_trial_config(), {
+        "train.lr": lr, "model.residual": residual, "model.activation": activation,
+    })
+    config["train"]["seed"] = seed
+    cpu0 = time.process_time()
+    result = fit(config)
+    return {
+        "key": key(lr, residual, activation, seed),
+        "val_accuracy": [h["val_accuracy"] for h in result.history],
+        "status": result.status,
+        "epoch_seconds": [round(h["epoch_seconds"], 3) for h in result.history],
+        "cpu_seconds": round(time.process_time() - cpu0, 2),
+    }
+
+
+def setup_id(epochs: int) -> dict:
+    """What the cached curves depend on; a mismatch retrains."""
+    import torch
+
+    return {"spec": spec_text(epochs=epochs), "torch": torch.__version__}
+
+
+def load_cache(setup: dict) -> dict:
+    try:
+        cached = json.loads(CACHE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cached["curves"] if cached.get("setup") == setup else {}
+
+
+def train_all(jobs: list, curves: dict, *, workers: int, setup: dict) -> float:
+    """Trains the jobs not in `curves`; returns the CPU seconds spent (sum over workers)."""
+    todo = [j for j in jobs if key(*j[1:]) not in curves]
+    cpu = 0.0
+    if not todo:
+        return cpu
+    print(f"training {len(todo)} (configuration, seed) pairs with {workers} workers ...", flush=True)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        for done in pool.map(train_one, todo):
+            curves[done["key"]] = done
+            cpu += done["cpu_seconds"]
+            print(f"  {done['key']}: final {100 * done['val_accuracy'][-1]:.2f} % ({done['status']}, "
+                  f"{done['cpu_seconds']:.0f} CPU-s)", flush=True)
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps({"setup": setup, "curves": curves}, indent=1))
+    return cpu
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay: xsweep's searcher and scheduler over the recorded curves
+
+
+def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, seed: int, threshold: float,
+           budget: int, concurrency: int = 1, grace: int = GRACE) -> dict:
+    """Runs one search over the table until a trial hits `threshold` or `budget` epochs are spent.
+
+    Calls are made as Ray Tune's TuneController makes them (ray/tune/execution/tune_controller.py):
+    per result scheduler.on_trial_result; on CONTINUE searcher.on_trial_result; on STOP, or when the
+    trial's last epoch is reported, scheduler.on_trial_complete and searcher.on_trial_complete with
+    the last result. With concurrency > 1 the running trials advance one epoch per step each, in
+    start order (the searcher suggests for a free slot before the step).
+    Two hit definitions: `final` = a trial that ran all epochs ends within the tolerance (the
+    configuration a user would pick is known to be good after full training); `any` = any reported
+    epoch is within the tolerance.
+    """
+    from ray.tune.schedulers import TrialScheduler
+
+    from xsweep.search import build_scheduler, build_searcher
+    from xsweep.spec import load_spec_text
+
+    spec = load_spec_text(spec_text(epochs=epochs, algorithm=algorithm, scheduler=scheduler_kind, seed=seed,
+                                    concurrency=concurrency, grace=grace), source="replay.yaml")
+    searcher = build_searcher(spec, open_run=lambda trial_id, config: f"replay-{trial_id}")
+    scheduler = build_scheduler(spec)
+    scheduler.set_search_properties(spec.search.metric, spec.search.mode)  # as TuneConfig does
+
+    running: dict[str, list] = {}  # trial_id -> [stub trial, key, epochs done]
+    spent = trials = stopped_early = 0
+    hit = {"final": None, "any": None}
+    suggested = []
+    while spent < budget and hit["final"] is None:
+        while len(running) < concurrency:
+            trial = SimpleNamespace(trial_id=f"{trials:05d}")
+            config = searcher.suggest(trial.trial_id)
+            scheduler.on_trial_add(None, trial)
+            running[trial.trial_id] = [trial, key_of(config), 0]
+            suggested.append(key_of(config))
+            trials += 1
+        for trial_id in list(running):
+            trial, k, done = running[trial_id]
+            curve = curves[k]
+            done += 1
+            spent += 1
+            running[trial_id][2] = done
+            accuracy = curve["val_accuracy"][done - 1]
+            last = done == len(curve["val_accuracy"])
+            diverged = last and curve["status"] == "diverged"
+            result = {"val_accuracy": accuracy, "training_iteration": done, "epoch": done, "diverged": diverged}
+            decision = scheduler.on_trial_result(None, trial, result)
+            if decision != TrialScheduler.STOP:
+                searcher.on_trial_result(trial_id, result)
+            if decision == TrialScheduler.STOP or last:
+                if decision == TrialScheduler.STOP and not last:
+                    stopped_early += 1
+                scheduler.on_trial_complete(None, trial, result)
+                searcher.on_trial_complete(trial_id, result=result)
+                del running[trial_id]
+            if accuracy >= threshold and hit["any"] is None:
+                hit["any"] = spent
+            if accuracy >= threshold and done == epochs and hit["final"] is None:
+                hit["final"] = spent
+            if spent >= budget or hit["final"] is not None:
+                break
+    return {"hit": hit, "spent": spent, "trials": trials, "stopped_early": stopped_early,
+            "distinct": len(set(suggested))}
+
+
+def pct(x: float | None, total: int) -> str:
+    return "not reached" if x is None else f"{x} ({100 * x / total:.1f} %)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=9, help="max epochs per trial (ASHA rungs at 1, 3, 9)")
+    parser.add_argument("--workers", type=int, default=2, help="training processes (one thread each)")
+    parser.add_argument("--retrain", action="store_true", help="ignore the cached curves")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "platform"))
+    started = time.time()
+    load_before = os.getloadavg()
+
+    setup = setup_id(args.epochs)
+    curves = {} if args.retrain else load_cache(setup)
+    reused = len(curves)
+    text = spec_text(epochs=args.epochs)
+    grid = list(itertools.product(LRS, RESIDUAL, ACTIVATION))
+    jobs = [(text, lr, res, act, 0) for lr, res, act in grid]
+    cpu = train_all(jobs, curves, workers=args.workers, setup=setup)
+
+    table = {key(*g): curves[key(*g)] for g in grid}
+    finals = {k: c["val_accuracy"][-1] if c["status"] == "completed" else 0.0 for k, c in table.items()}
+    best_key = max(finals, key=finals.get)
+    best = finals[best_key]
+    # Training-seed noise of the best configuration: two more seeds (not part of the table).
+    lr, res, act = next(g for g in grid if key(*g) == best_key)
+    cpu += train_all([(text, lr, res, act, s) for s in (1, 2)], curves, workers=args.workers, setup=setup)
+    noise = [curves[key(lr, res, act, s)]["val_accuracy"][-1] for s in (0, 1, 2)]
+    threshold = best - TOLERANCE_PP / 100 - 1e-9
+    grid_epochs = sum(len(c["val_accuracy"]) for c in table.values())
+    near_best = sorted(k for k, v in finals.items() if v >= threshold)
+
+    methods = [
+        ("ASHA + Optuna TPE", "optuna-tpe", "asha"),
+        ("ASHA + random", "random", "asha"),
+        ("FIFO + random", "random", "fifo"),
+    ]
+    replay_started = time.time()
+    rows, many = [], []
+    for name, algorithm, scheduler_kind in methods:
+        runs = []
+        for seed in range(SEARCH_SEEDS):
+            out = replay(table, epochs=args.epochs, algorithm=algorithm, scheduler_kind=scheduler_kind,
+                         seed=seed, threshold=threshold, budget=grid_epochs)
+            runs.append(out)
+            rows.append((name, seed, out))
+        final = [r["hit"]["final"] if r["hit"]["final"] is not None else grid_epochs for r in runs]
+        mean_fraction = statistics.mean(final) / grid_epochs
+        many_runs = []
+        for concurrency in (1, 2):
+            outs = [replay(table, epochs=args.epochs, algorithm=algorithm, scheduler_kind=scheduler_kind,
+                           seed=seed, threshold=threshold, budget=grid_epochs, concurrency=concurrency)
+                    for seed in range(MANY_SEEDS)]
+            many_runs.append((concurrency, outs))
+        many.append((name, mean_fraction, max(final) / grid_epochs, many_runs))
+    # Sensitivity: the same ASHA searches with a later first rung (chosen after seeing the results
+    # above, in which epoch-1 accuracy decides most stops; reported separately, not as the target).
+    sensitivity = []
+    for name, algorithm, scheduler_kind in methods:
+        if scheduler_kind != "asha":
+            continue
+        outs = [replay(table, epochs=args.epochs, algorithm=algorithm, scheduler_kind="asha", seed=seed,
+                       threshold=threshold, budget=grid_epochs, grace=SENSITIVITY_GRACE)
+                for seed in range(MANY_SEEDS)]
+        sensitivity.append((name, outs))
+    replay_seconds = time.time() - replay_started
+
+    lines = [
+        "# Search efficiency: ASHA + Optuna TPE and random search against the exhaustive grid",
+        "",
+        f"Written by `benchmarks/search_efficiency.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {machine()}; "
+        f"load average before the run {load_before[0]:.2f} (other jobs share these cores; nothing below depends on speed "
+        "except the CPU-time line).",
+        "",
+        "## Method",
+        "",
+        "A **tabular benchmark**: each of the 24 configurations (lr in "
+        f"{', '.join(f'{x:g}' for x in LRS)} x residual on/off x activation none/relu/elu) was trained once, "
+        f"training seed 0, for {args.epochs} epochs with xsweep's `fit` (Xception width 0.125, 1 middle block, "
+        "dropout 0.5, digits at 32x32, 20 % stratified validation split = 360 images, SGD momentum 0.9, cosine "
+        "schedule over the full epochs, batch 64, CPU, deterministic), recording the validation accuracy after every "
+        "epoch. That table is the exhaustive grid (a). The searches (b), (c) were then **replayed over the recorded "
+        "curves, without Ray's runtime**, using xsweep's own searcher and scheduler objects (`build_searcher` / "
+        "`build_scheduler` from platform/xsweep/search.py: Ray's `OptunaSearch` over Optuna's `TPESampler` (defaults: "
+        "10 random start-up trials) or `RandomSampler`, seeded with `search.seed`; Ray's `ASHAScheduler` itself, "
+        f"`time_attr=training_iteration`, max_t {args.epochs}, grace period {GRACE}, reduction factor {REDUCTION}), "
+        "called in the order Tune's controller calls them. Trials run one at a time (`max_concurrent: 1`) in the main "
+        "table. A trial costs the epochs it ran; TPE or random search suggesting a configuration again pays for it "
+        "again (a real sweep would retrain it). Each search stops once a trial hits the threshold, or after the "
+        "grid's epoch count.",
+        "",
+        f"- Threshold: grid's best final val accuracy {100 * best:.2f} % ({best_key}) minus {TOLERANCE_PP} pp = "
+        f"{100 * threshold:.2f} %; configurations whose final accuracy meets it: {len(near_best)} of 24 "
+        f"({'; '.join(near_best)}).",
+        f"- Hit (the metric): the first trial that **completes all {args.epochs} epochs** with a final val accuracy "
+        "at or above the threshold; epochs are counted over all trials up to and including that epoch. Also shown: "
+        "the first time *any* reported epoch reaches it (e.g. a trial at an ASHA rung).",
+        f"- Grid (a): 24 x {args.epochs} = {grid_epochs} epochs (every configuration must be trained fully to know "
+        "the best).",
+        f"- Target: <= {100 * TARGET:.0f} % of the grid's epochs = {TARGET * grid_epochs:.1f} epochs, judged on the "
+        f"mean over searcher seeds 0-{SEARCH_SEEDS - 1} (a seed that never hits counts as the full budget).",
+        f"- Training-seed noise: the best configuration trained with seeds 0, 1, 2 ends at "
+        f"{', '.join(f'{100 * v:.2f}' for v in noise)} % (spread {100 * (max(noise) - min(noise)):.2f} pp; one val "
+        "image = 0.28 pp), so the 0.5 pp tolerance is about the size of seed-to-seed noise: the table ranks the "
+        "configurations by one seed's outcome.",
+        f"- Cost: {len(curves)} training runs in the cache, {sum(c['cpu_seconds'] for c in curves.values()) / 60:.1f} "
+        f"CPU-minutes of training in all, {sum(len(c['val_accuracy']) for c in curves.values())} epochs ({reused} runs "
+        f"reused from the cache, {cpu / 60:.1f} CPU-minutes spent training in this run); all replays "
+        f"{replay_seconds:.0f} s.",
+        "",
+        "## Results (searcher seeds 0-2, one trial at a time)",
+        "",
+        "| method | searcher seed | epochs to hit (of grid) | epochs to any epoch >= threshold | trials started | "
+        "distinct configs | stopped early by ASHA |",
+        "|---|---|---|---|---|---|---|",
+        f"| (a) exhaustive grid | - | {grid_epochs} (100 %) | - | 24 | 24 | 0 |",
+    ]
+    for name, seed, out in rows:
+        lines.append(f"| {name} | {seed} | {pct(out['hit']['final'], grid_epochs)} | "
+                     f"{pct(out['hit']['any'], grid_epochs)} | {out['trials']} | {out['distinct']} | "
+                     f"{out['stopped_early']} |")
+    lines += [
+        "",
+        "| method | mean epochs to hit / grid epochs (seeds 0-2) | worst seed | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for name, mean_fraction, worst, _ in many:
+        lines.append(f"| {name} | {100 * mean_fraction:.1f} % | {100 * worst:.1f} % | <= {100 * TARGET:.0f} % | "
+                     f"{'yes' if mean_fraction <= TARGET else 'no'} |")
+    lines += [
+        "",
+        f"## Robustness: searcher seeds 0-{MANY_SEEDS - 1}, one and two trials at a time",
+        "",
+        "Epochs to hit as a fraction of the grid's epochs (not reached within the grid's budget counts as 100 %). "
+        "With two at a time (xsweep's default `max_concurrent: 2` on 2 cores) both running trials' epochs count, "
+        "and the searcher suggests without knowing the running trial's outcome.",
+        "",
+        "| method | concurrent | median | mean | 90th percentile | seeds within target | seeds not reaching |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, _, _, many_runs in many:
+        for concurrency, outs in many_runs:
+            fr = sorted((o["hit"]["final"] if o["hit"]["final"] is not None else grid_epochs) / grid_epochs
+                        for o in outs)
+            p90 = fr[min(len(fr) - 1, int(0.9 * len(fr)))]
+            lines.append(f"| {name} | {concurrency} | {100 * statistics.median(fr):.1f} % | "
+                         f"{100 * statistics.mean(fr):.1f} % | {100 * p90:.1f} % | "
+                         f"{sum(f <= TARGET for f in fr)}/{len(fr)} | "
+                         f"{sum(o['hit']['final'] is None for o in outs)} |")
+    lines += [
+        "",
+        f"## Sensitivity: ASHA with grace period {SENSITIVITY_GRACE} (one rung, at epoch {SENSITIVITY_GRACE})",
+        "",
+        "Chosen *after* seeing the results above, where the epoch-1 rung decides most stops although many "
+        "configurations are still at chance (10.03 % = one class) after one epoch of a 9-epoch cosine schedule, "
+        "among them one of the two that end within the tolerance. Shown for what it says about the setting, not "
+        "as the benchmark's result. Where TPE and random search give the same numbers, the hit came within the "
+        "first 10 trials, which TPE draws at random (Optuna's start-up trials) with the same seeded draws as "
+        "`RandomSampler`.",
+        "",
+        "| method | seeds 0-2: epochs to hit | mean of seeds 0-2 | 50 seeds: median | mean | seeds within target "
+        "| seeds not reaching |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, outs in sensitivity:
+        fr = [(o["hit"]["final"] if o["hit"]["final"] is not None else grid_epochs) / grid_epochs for o in outs]
+        first3 = ", ".join(pct(o["hit"]["final"], grid_epochs) for o in outs[:SEARCH_SEEDS])
+        lines.append(f"| {name}, grace {SENSITIVITY_GRACE} | {first3} | {100 * statistics.mean(fr[:SEARCH_SEEDS]):.1f} % | "
+                     f"{100 * statistics.median(fr):.1f} % | {100 * statistics.mean(fr):.1f} % | "
+                     f"{sum(f <= TARGET for f in fr)}/{len(fr)} | {sum(o['hit']['final'] is None for o in outs)} |")
+    lines += [
+        "",
+        "## The table (final val accuracy, training seed 0)",
+        "",
+        "| lr | residual | activation | epoch 1 | epoch 3 | final | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for lr_, res_, act_ in grid:
+        c = table[key(lr_, res_, act_)]
+        v = c["val_accuracy"]
+        lines.append(f"| {lr_:g} | {'on' if res_ else 'off'} | {act_} | {100 * v[0]:.2f} | "
+                     f"{100 * v[min(2, len(v) - 1)]:.2f} | {100 * finals[key(lr_, res_, act_)]:.2f} | {c['status']} |")
+    lines += ["", f"Total wall time of this run: {time.time() - started:.0f} s.", ""]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
