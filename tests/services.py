@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -101,6 +101,8 @@ class MlflowServer:
     port: int
     log: Path
     process: subprocess.Popen | None = None
+    app_name: str | None = None  # e.g. "basic-auth", as docker/compose.yaml runs it
+    env: dict = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -112,8 +114,9 @@ class MlflowServer:
         self.process = subprocess.Popen(
             [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", self.backend_uri,
              "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             *(["--app-name", self.app_name] if self.app_name else [])],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, **self.env),
         )
         wait_for(lambda: requests.get(f"{self.uri}/health", timeout=2).ok, timeout=timeout,
                  what=f"mlflow server (log: {self.log})")
@@ -136,8 +139,6 @@ class MlflowServer:
 # Every node is a `ray start --block` under our own Popen in its own session. Ray's worker
 # processes put themselves in process groups of their own, so besides the `ray start` process
 # group we remember every descendant (from /proc) and stop those by PID too.
-
-from dataclasses import field  # noqa: E402 - this section is appended to the file
 
 def _proc_children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}

@@ -105,3 +105,13 @@ def test_more_gpus_than_any_node_has_is_an_error_not_a_wait(tmp_path):
                       "--set", "train.device=cuda", cwd=tmp_path, timeout=180)
     _assert_clean_failure(proc, tmp_path, "xsweep: resources.gpus_per_trial: 2 per trial but the largest node "
                                           "has 0 GPUs (lower it, or add GPU nodes to the cluster)")
+
+
+def test_a_password_written_in_the_spec_is_refused(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((SPECS / "smoke.yaml").read_text().replace(
+        "uri: null", "uri: http://alice:s3cret@127.0.0.1:5000"))
+    proc = run_xsweep("run", str(spec), cwd=tmp_path)
+    _assert_clean_failure(proc, tmp_path, f"{spec}: tracking.uri: holds a password, which would be recorded with "
+                                          f"the spec (remove it; set MLFLOW_TRACKING_USERNAME and "
+                                          f"MLFLOW_TRACKING_PASSWORD instead)")

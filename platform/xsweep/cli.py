@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from urllib.parse import urlsplit
 
 from xsweep.errors import UserError
 
@@ -46,6 +47,22 @@ def _loopback_if_embedded(address: str | None) -> None:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
+def _password_out_of_overrides(path: str, overrides: list[str], spec):
+    """A tracking URI with a password: the sweep records the spec and its overrides (MLflow, xsweep.json),
+    so the password moves to MLFLOW_TRACKING_USERNAME/PASSWORD and the URI is kept without it."""
+    from xsweep.spec import SpecError, load_spec
+    from xsweep.tracking import credentials_to_env
+
+    password = urlsplit(spec.tracking.uri).password
+    if password in spec.text:
+        raise SpecError([f"{path}: tracking.uri: holds a password, which would be recorded with the spec "
+                         f"(remove it; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)"])
+    bare = credentials_to_env(spec.tracking.uri)
+    overrides = [o for o in overrides if o.partition("=")[0].strip() != "tracking.uri"]
+    overrides.append(f"tracking.uri={json.dumps(bare)}")
+    return overrides, load_spec(path, overrides=overrides)
+
+
 def cmd_run(args) -> int:
     from xsweep.spec import load_spec
 
@@ -59,6 +76,8 @@ def cmd_run(args) -> int:
         # mean what it meant here; recorded as an override, `xsweep resume` keeps it too.
         overrides.append(f"data.root={json.dumps(os.path.abspath(os.path.expanduser(root)))}")
         spec = load_spec(args.spec, overrides=overrides)
+    if spec.tracking.uri and urlsplit(spec.tracking.uri).password is not None:
+        overrides, spec = _password_out_of_overrides(args.spec, overrides, spec)
     from xsweep import sweep
 
     _preflight(spec)

@@ -110,10 +110,10 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
 
 
 def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
-    from xsweep.tracking import check_reachable, start_sweep
+    from xsweep.tracking import check_reachable, credentials_to_env, start_sweep
     from xsweep.tracking_callback import TrackingCallback
 
-    uri = tracking_uri(spec, workdir=workdir)
+    uri = credentials_to_env(tracking_uri(spec, workdir=workdir))
     check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
     ray_address = cluster.connect(address, spec=spec, storage=storage)

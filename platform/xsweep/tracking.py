@@ -74,6 +74,24 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def credentials_to_env(uri: str) -> str:
+    """The URI without user:password, which go to the variables MLflow's client reads instead.
+
+    Everything a sweep records (params, tags, xsweep.json, Tune's pickled state) then holds the
+    bare URI; the password lives only in this process's environment."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    os.environ["MLFLOW_TRACKING_USERNAME"] = parts.username or ""
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = parts.password
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=host))
+
+
 def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
     """Fail fast, before any trial starts, when the tracking store cannot be reached."""
     import requests
