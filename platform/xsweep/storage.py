@@ -137,8 +137,12 @@ def new_sweep_name(name: str) -> str:
 def write_sweep_record(storage: Storage, sweep: str, record: dict) -> None:
     fs, folder = storage.fs_path(sweep)
     fs.create_dir(folder, recursive=True)
-    with fs.open_output_stream(f"{folder}/{SWEEP_FILE}") as out:
+    # Under a temporary name, then renamed: a kill mid-write never leaves a half record that
+    # `resume` would then fail to read. (An S3 object appears whole anyway.)
+    partial = f"{folder}/{SWEEP_FILE}.partial"
+    with fs.open_output_stream(partial) as out:
         out.write(json.dumps(record, indent=2, sort_keys=True).encode())
+    fs.move(partial, f"{folder}/{SWEEP_FILE}")
 
 
 def read_sweep_record(storage: Storage, sweep: str) -> dict | None:
