@@ -40,6 +40,7 @@ ui: setup
 bench: setup
 	$(PY) benchmarks/model_throughput.py
 	$(PY) benchmarks/sweep_overhead.py
+	$(PY) benchmarks/platform_overhead.py
 	$(PY) benchmarks/search_efficiency.py
 	$(PY) benchmarks/scale_simulation.py
 
