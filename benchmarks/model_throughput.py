@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from host import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
@@ -165,16 +167,6 @@ def run_row(timm, row: Row, seed: int) -> list[Result]:
     if row.device == "cuda":
         torch.cuda.empty_cache()
     return results
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:

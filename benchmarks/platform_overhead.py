@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep_overhead import machine, trial_results  # noqa: E402 - the sibling benchmark's helpers
+from host import machine, targets_table, write_results  # noqa: E402 - sibling modules
+from sweep_overhead import trial_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 XSWEEP = Path(sys.executable).parent / "xsweep"
@@ -128,15 +128,10 @@ def main() -> None:
         f"Workload: {args.trials} trials x {args.epochs} epochs of Xception width 0.25 / 2 middle blocks on digits,",
         "random lr, 2 at a time, one CPU thread per trial, tracked to MLflow (sqlite) in both.",
         "",
-        "| measure | measured | target | met |",
-        "|---|---|---|---|",
-        *[f"| {name} | {value} | {target} | {'' if ok is None else ('yes' if ok else 'no')} |"
-          for name, value, target, ok in rows],
+        *targets_table(rows),
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, lines)
 
 
 if __name__ == "__main__":

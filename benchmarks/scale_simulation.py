@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from host import machine, write_results
+
 # Before ray is imported: loopback addresses only (Ray otherwise turns 127.0.0.1 into the host's
 # routable address), no usage-stats upload, token authentication with a token of our own.
 _WORK = Path(tempfile.mkdtemp(prefix="xsweep-scale-"))
@@ -47,7 +49,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -81,17 +82,6 @@ scheduler: {{kind: fifo}}
 resources: {{cpus_per_trial: 1}}
 """
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def maxrss_mib() -> float:
@@ -483,12 +473,12 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
-    write_results(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open,
-                  server_rate, server_open, server_note, ckpt)
+    write_report(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open,
+                 server_rate, server_open, server_note, ckpt)
 
 
-def write_results(args, started, load_before, load_after, t, tpe, local_rate, local_open, server_rate,
-                  server_open, server_note, ckpt) -> None:
+def write_report(args, started, load_before, load_after, t, tpe, local_rate, local_open, server_rate,
+                 server_open, server_note, ckpt) -> None:
     suggest = t["suggest_ms"]
     n = t["trials_ok"]
     per_trial_cpu_ms = 1000 * t["driver_cpu_s"] / max(n, 1)
@@ -634,9 +624,7 @@ def write_results(args, started, load_before, load_after, t, tpe, local_rate, lo
     lines += ["", "Raw numbers of the Tune run: "
               + json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in t.items()
                             if k not in ("suggest_ms", "start_rate_tenths", "load_during")}), ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, lines)
 
 
 if __name__ == "__main__":

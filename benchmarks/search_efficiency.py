@@ -30,13 +30,14 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from host import machine, write_results
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,17 +83,6 @@ def spec_text(*, epochs, algorithm="optuna-tpe", scheduler="asha", seed=0, concu
     return SPEC.format(epochs=epochs, algorithm=algorithm, scheduler=scheduler, seed=seed,
                        concurrency=concurrency, lrs=json.dumps(LRS), grace=grace, reduction=REDUCTION)
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def key(lr, residual, activation, seed=0) -> str:
@@ -418,9 +408,7 @@ def main() -> None:
         lines.append(f"| {lr_:g} | {'on' if res_ else 'off'} | {act_} | {100 * v[0]:.2f} | "
                      f"{100 * v[min(2, len(v) - 1)]:.2f} | {100 * finals[key(lr_, res_, act_)]:.2f} | {c['status']} |")
     lines += ["", f"Total wall time of this run: {time.time() - started:.0f} s.", ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, lines)
 
 
 if __name__ == "__main__":

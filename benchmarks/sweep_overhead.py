@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from host import machine, targets_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 XSWEEP = Path(sys.executable).parent / "xsweep"
@@ -43,17 +44,6 @@ scheduler: {{kind: fifo}}
 resources: {{cpus_per_trial: 1}}
 """
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def trial_results(sweep: Path) -> list[list[dict]]:
@@ -117,14 +107,10 @@ def main() -> None:
         "2 at a time on an embedded Ray, tracked to MLflow (sqlite). Ideal = sum of trial times / concurrency.",
         f"Mean trial time {sum(trial_seconds) / len(trial_seconds):.1f} s.",
         "",
-        "| measure | measured | target | met |",
-        "|---|---|---|---|",
-        *[f"| {name} | {value} | {target} | {'yes' if ok else 'no'} |" for name, value, target, ok in rows],
+        *targets_table(rows),
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ embedded Ray listens on loopback only.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import signal
 import subprocess
