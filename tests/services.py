@@ -29,6 +29,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def stop_session(process: subprocess.Popen | None, *, timeout: float = 20) -> None:
+    """Stop a server started with start_new_session=True: its process group (the server and the
+    workers it forked), SIGTERM first, SIGKILL after `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def wait_for(check, *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,14 +136,7 @@ class MlflowServer:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            # Its own process group (start_new_session): the server and the workers it forked.
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_session(self.process)
         self.process = None
 
 
@@ -414,11 +420,5 @@ class MotoS3:
         self.filesystem(allow_bucket_creation=True).create_dir(name)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_session(self.process)
         self.process = None
