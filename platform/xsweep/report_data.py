@@ -22,8 +22,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from xsweep.errors import UserError  # noqa: E402
 from xsweep.tracking import (  # noqa: E402
-    TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, find_experiment, redact,
+    TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, find_experiment,
 )
+from xsweep.uri import redact  # noqa: E402
 
 CURVE_METRICS = ("val_accuracy", "train_loss")
 ACCURACY = "val_accuracy"  # the report's outcome: final validation accuracy

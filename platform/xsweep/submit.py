@@ -24,9 +24,10 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from xsweep.errors import UserError
+from xsweep.uri import redact
 
 ENTRYPOINT = "jobs/entrypoint.py"
 RUNTIME_ENV = "jobs/runtime_env.yaml"
@@ -81,14 +82,6 @@ def submission_id(spec_name: str) -> str:
     return f"xsweep-{spec_name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
 def _redact_text(text: str) -> str:
     """Any URI password in a text (an entrypoint's --set tracking.uri=...) as ***."""
     return re.sub(r"(\w+://[^:/\s@]+:)[^@\s]+@", r"\1***@", text)
@@ -119,7 +112,7 @@ def cluster_warnings(spec, *, address: str) -> list[str]:
             warnings.append("warning: tracking.uri: its password is stored with the job's entrypoint, which the "
                             "dashboard shows; give the cluster MLFLOW_TRACKING_PASSWORD instead")
         if _is_loopback(parts.hostname) and not _is_loopback(urlsplit(address).hostname):
-            warnings.append(f"warning: tracking.uri: {_redact(uri)} is the head node itself to the job; "
+            warnings.append(f"warning: tracking.uri: {redact(uri)} is the head node itself to the job; "
                             f"use an address the head reaches")
     path = spec.storage.path
     if not path.startswith("s3://") and not os.path.isabs(path):
@@ -341,7 +334,7 @@ def cmd_submit(args) -> int:
 
 
 def _tracking_line(spec) -> str:
-    where = _redact(spec.tracking.uri) if spec.tracking.uri else "the cluster's MLFLOW_TRACKING_URI"
+    where = redact(spec.tracking.uri) if spec.tracking.uri else "the cluster's MLFLOW_TRACKING_URI"
     return f"MLflow: experiment '{spec.experiment}' at {where}"
 
 

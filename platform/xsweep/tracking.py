@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from xsweep.delivery import retry  # noqa: E402
 from xsweep.errors import UserError  # noqa: E402
 from xsweep.trial_config import resolve_trial_config, sampled_params, trial_name  # noqa: E402
+from xsweep.uri import redact, split_credentials  # noqa: E402
 
 log = logging.getLogger("xsweep.tracking")
 
@@ -61,35 +62,16 @@ def default_uri(workdir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
-def redact(uri: str) -> str:
-    """The URI without a password, for messages and tags."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
 def credentials_to_env(uri: str) -> str:
     """The URI without user:password, which go to the variables MLflow's client reads instead.
 
     Everything a sweep records (params, tags, xsweep.json, Tune's pickled state) then holds the
     bare URI; the password lives only in this process's environment."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    os.environ["MLFLOW_TRACKING_USERNAME"] = parts.username or ""
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = parts.password
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
+    bare, user, password = split_credentials(uri)
+    if password is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return bare
 
 
 def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
