@@ -47,20 +47,25 @@ def _loopback_if_embedded(address: str | None) -> None:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
-def _password_out_of_overrides(path: str, overrides: list[str], spec):
-    """A tracking URI with a password: the sweep records the spec and its overrides (MLflow, xsweep.json),
-    so the password moves to MLFLOW_TRACKING_USERNAME/PASSWORD and the URI is kept without it."""
-    from xsweep.spec import SpecError, load_spec
+def _recordable_overrides(path: str, overrides: list[str], spec) -> list[str]:
+    """The overrides a sweep should run with and record (MLflow, xsweep.json, so resume too):
+    - a relative data.root made absolute: trials run in folders of their own (Tune's);
+    - a tracking URI's password moved to MLFLOW_TRACKING_USERNAME/PASSWORD, the URI kept bare."""
+    from xsweep.spec import SpecError
     from xsweep.tracking import credentials_to_env
 
-    password = urlsplit(spec.tracking.uri).password
-    if password in spec.text:
-        raise SpecError([f"{path}: tracking.uri: holds a password, which would be recorded with the spec "
-                         f"(remove it; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)"])
-    bare = credentials_to_env(spec.tracking.uri)
-    overrides = [o for o in overrides if o.partition("=")[0].strip() != "tracking.uri"]
-    overrides.append(f"tracking.uri={json.dumps(bare)}")
-    return overrides, load_spec(path, overrides=overrides)
+    fixed = list(overrides)
+    root = spec.data.root
+    if root and not os.path.isabs(os.path.expanduser(root)):
+        fixed.append(f"data.root={json.dumps(os.path.abspath(os.path.expanduser(root)))}")
+    password = urlsplit(spec.tracking.uri).password if spec.tracking.uri else None
+    if password is not None:
+        if password in spec.text:
+            raise SpecError([f"{path}: tracking.uri: holds a password, which would be recorded with the spec "
+                             f"(remove it; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)"])
+        fixed = [o for o in fixed if o.partition("=")[0].strip() != "tracking.uri"]
+        fixed.append(f"tracking.uri={json.dumps(credentials_to_env(spec.tracking.uri))}")
+    return fixed
 
 
 def cmd_run(args) -> int:
@@ -68,16 +73,10 @@ def cmd_run(args) -> int:
 
     _loopback_if_embedded(args.address)
 
-    overrides = list(args.set)
-    spec = load_spec(args.spec, overrides=overrides)
-    root = spec.data.root
-    if root and not os.path.isabs(os.path.expanduser(root)):
-        # Trials run in folders of their own (Tune's), so a relative data.root must be made to
-        # mean what it meant here; recorded as an override, `xsweep resume` keeps it too.
-        overrides.append(f"data.root={json.dumps(os.path.abspath(os.path.expanduser(root)))}")
+    spec = load_spec(args.spec, overrides=args.set)
+    overrides = _recordable_overrides(args.spec, args.set, spec)
+    if overrides != args.set:
         spec = load_spec(args.spec, overrides=overrides)
-    if spec.tracking.uri and urlsplit(spec.tracking.uri).password is not None:
-        overrides, spec = _password_out_of_overrides(args.spec, overrides, spec)
     from xsweep import sweep
 
     _preflight(spec)
