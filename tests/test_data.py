@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xsweep import data as xdata
+from xsweep import data_sources
 from xsweep.data import DataError, build_datasets, make_loaders
 
 torch.set_num_threads(1)
@@ -23,7 +23,7 @@ def data_config(dataset="digits", **kw):
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     # Belt and braces: no test may reach the network, even one that forgets download=False.
-    monkeypatch.setenv(xdata.OFFLINE_ENV, "1")
+    monkeypatch.setenv(data_sources.OFFLINE_ENV, "1")
 
 
 def denormalise(x, ds):
@@ -203,14 +203,14 @@ def test_failed_cifar_download_is_a_data_error(tmp_path, monkeypatch):
     def broken_download(*args, **kwargs):
         raise OSError("connection refused")
 
-    monkeypatch.setattr(xdata, "can_download", lambda url: True)
+    monkeypatch.setattr(data_sources, "can_download", lambda url: True)
     monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", broken_download)
     with pytest.raises(DataError, match="cifar-100-python.*could not be downloaded"):
         build_datasets(data_config("cifar100", root=str(tmp_path)), seed=0)
 
 
 def test_offline_env_skips_the_network_probe():
-    assert xdata.can_download("https://www.cs.toronto.edu/x.tar.gz") is False
+    assert data_sources.can_download("https://www.cs.toronto.edu/x.tar.gz") is False
 
 
 def test_partial_cifar_folder_lists_missing_files(tmp_path):

@@ -31,12 +31,11 @@ from xsweep.tracking import (  # noqa: E402
     TAG_CONFIG,
     TAG_KIND,
     TAG_STATUS,
-    check_reachable,
-    default_uri,
     find_experiment,
     log_params,
     set_tags,
 )
+from xsweep.tracking_store import check_reachable, default_uri  # noqa: E402
 
 # Metrics that depend only on the seed and the arithmetic; timings never repeat, so they are
 # logged for the record but not compared.
@@ -404,7 +403,7 @@ def reproduce(*, experiment: str, run_id: str | None = None, from_checkpoint: bo
 
 def provenance_notes(trial: Trial) -> list[str]:
     """What differs between the sweep's code and ours: the first suspect when numbers differ."""
-    import torch
+    from importlib.metadata import version
 
     from xsweep.tracking import git_commit
 
@@ -412,9 +411,10 @@ def provenance_notes(trial: Trial) -> list[str]:
     theirs, ours = trial.sweep_tags.get("xsweep.git_commit"), git_commit()
     if theirs and ours and theirs != ours:
         notes.append(f"note: the sweep ran xsweep at commit {theirs[:12]}, this is {ours[:12]}")
-    theirs = trial.sweep_tags.get("xsweep.version.torch")
-    if theirs and theirs != torch.__version__:
-        notes.append(f"note: the sweep ran torch {theirs}, this is torch {torch.__version__}")
+    # The same source as the sweep's tag (tracking._versions): package metadata.
+    theirs, ours = trial.sweep_tags.get("xsweep.version.torch"), version("torch")
+    if theirs and theirs != ours:
+        notes.append(f"note: the sweep ran torch {theirs}, this is torch {ours}")
     return notes
 
 

@@ -39,7 +39,7 @@ def register_best_model(*, client, runs, spec, result) -> str | None:
 
     import xception
     from xsweep.checkpoint import load_checkpoint
-    from xsweep.data import dataset_shape
+    from xsweep.data_sources import dataset_shape
     from xsweep.train import build_model
     from xsweep.trainable import CHECKPOINT_FILE
 

@@ -3,6 +3,10 @@
 It imports nothing of MLflow: the trial only reports to Tune, and the driver tracks (tracking.py).
 On a restart (worker lost, trial retried, sweep resumed) it continues from Tune's last checkpoint
 at the epoch where it stopped.
+
+torch and the training code are imported inside the functions, by the trial's process: the driver
+imports this module only to hand `train_trial` to Tune, and torch there would cost every sweep
+seconds of start-up.
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ import tempfile
 
 import pyarrow.fs
 import ray
-import torch
 from ray import tune
 
-from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
-from xsweep.train import fit, pick_device
 from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config
 
 CHECKPOINT_FILE = "state.pt"
 
 
 def _device_name(config: dict) -> str:
+    import torch
+
+    from xsweep.train import pick_device
+
     device = pick_device(config["train"]["device"])
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -43,6 +48,8 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
     """The state to continue from: Tune's checkpoint, or, if that one fails its checksum, the
     newest intact older one (else a fresh start). The second value says what happened, if
     anything did; it is printed and reported, so it reaches the driver's log and MLflow."""
+    from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint
+
     if checkpoint is None:
         return None, None
     problems = []
@@ -61,6 +68,9 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
 
 
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
+    from xsweep.checkpoint import save_checkpoint
+    from xsweep.train import fit
+
     config = resolve_trial_config(base_config, tune_config)
     run_id = tune_config.get(RUN_ID_KEY)
     device = _device_name(config)
