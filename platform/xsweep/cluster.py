@@ -44,7 +44,7 @@ def connect(address: str | None, *, spec, storage) -> str:
         _check_loopback_only()
         recorded = f"embedded ({LOOPBACK})"
     else:
-        _check_reachable(address)
+        check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -56,8 +56,10 @@ def connect(address: str | None, *, spec, storage) -> str:
     return recorded
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str | None) -> None:
     """Fail in seconds on an address nothing listens at: ray.init would retry it for many minutes."""
+    if address is None:
+        return
     target = address.partition("://")[2] or address
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():

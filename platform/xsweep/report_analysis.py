@@ -17,7 +17,7 @@ from typing import Any
 
 from xsweep import report_stats as st
 from xsweep.report_data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
-from xsweep.tracking import default_uri
+from xsweep.tracking_store import default_uri
 from xsweep.uri import redact
 from xsweep.trial_config import format_value
 

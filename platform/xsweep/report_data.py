@@ -22,8 +22,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from xsweep.errors import UserError  # noqa: E402
 from xsweep.tracking import (  # noqa: E402
-    TAG_CONFIG, TAG_KIND, TAG_STATUS, check_reachable, default_uri, find_experiment,
+    TAG_CONFIG, TAG_KIND, TAG_STATUS, find_experiment,
 )
+from xsweep.tracking_store import check_reachable, default_uri  # noqa: E402
 from xsweep.uri import redact  # noqa: E402
 
 CURVE_METRICS = ("val_accuracy", "train_loss")

@@ -54,7 +54,7 @@ class SweepOutcome:
 
 
 def tracking_uri(spec: Spec, *, workdir: str) -> str:
-    from xsweep.tracking import default_uri
+    from xsweep.tracking_store import default_uri
 
     return spec.tracking.uri or default_uri(workdir)
 
@@ -66,6 +66,7 @@ def _trial_dirname(trial) -> str:
 
 def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from xsweep.search import build_scheduler, build_searcher
     from xsweep.trainable import train_trial
@@ -74,6 +75,10 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
         tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the loggers are listed below
+    # Tune saves its state with every trial checkpoint (num_to_keep below), by design here, and
+    # would warn about it several times per sweep.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -103,20 +108,27 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
                 checkpoint_score_attribute=spec.search.metric,
                 checkpoint_score_order=spec.search.mode,
             ),
-            callbacks=[callback],
+            # Tune's result files, without its TensorBoard logger: MLflow is the sweep's UI, and
+            # tensorboardX imports torch, seconds of the driver's start-up for nothing.
+            callbacks=[callback, CSVLoggerCallback(), JsonLoggerCallback()],
             verbose=1,
         ),
     )
 
 
 def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
-    from xsweep.tracking import check_reachable, credentials_to_env, start_sweep
-    from xsweep.tracking_callback import TrackingCallback
+    from xsweep.startup import while_ray_starts
+    from xsweep.tracking_store import check_reachable, credentials_to_env
 
     uri = credentials_to_env(tracking_uri(spec, workdir=workdir))
     check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
-    ray_address = cluster.connect(address, spec=spec, storage=storage)
+    cluster.check_reachable(address)
+    with while_ray_starts(uri):
+        ray_address = cluster.connect(address, spec=spec, storage=storage)
+
+    from xsweep.tracking import start_sweep
+    from xsweep.tracking_callback import TrackingCallback
 
     sweep = new_sweep_name(spec.name)
     sweep_path = f"{storage.root}/{sweep}"
@@ -168,7 +180,8 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
                  endpoint_url: str | None = None) -> SweepOutcome:
     from ray import tune
 
-    from xsweep.tracking import SweepRuns, check_reachable
+    from xsweep.tracking import SweepRuns
+    from xsweep.tracking_store import check_reachable
     from xsweep.trainable import train_trial
 
     storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)

@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from xsweep.delivery import retry  # noqa: E402
 from xsweep.errors import UserError  # noqa: E402
 from xsweep.trial_config import resolve_trial_config, sampled_params, trial_name  # noqa: E402
-from xsweep.uri import redact, split_credentials  # noqa: E402
+from xsweep.uri import redact  # noqa: E402
 
 log = logging.getLogger("xsweep.tracking")
 
@@ -51,72 +51,6 @@ TAG_CONFIG = "xsweep.config"
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
 # How long opening a trial's run may wait for an absent server before the sweep gives up.
 OPEN_RUN_DEADLINE_S = 600.0
-
-
-class TrackingUnavailable(UserError):
-    """The tracking server cannot be reached; the message is one line naming tracking.uri."""
-
-
-def default_uri(workdir: str | os.PathLike) -> str:
-    """MLflow's own default (sqlite:///mlflow.db), made absolute: trials run in other folders."""
-    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
-
-
-def credentials_to_env(uri: str) -> str:
-    """The URI without user:password, which go to the variables MLflow's client reads instead.
-
-    Everything a sweep records (params, tags, xsweep.json, Tune's pickled state) then holds the
-    bare URI; the password lives only in this process's environment."""
-    bare, user, password = split_credentials(uri)
-    if password is not None:
-        os.environ["MLFLOW_TRACKING_USERNAME"] = user
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
-    return bare
-
-
-def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
-    """Fail fast, before any trial starts, when the tracking store cannot be reached."""
-    import requests
-    import sqlalchemy
-
-    where = f"tracking.uri: cannot reach {redact(uri)}"
-    if uri.startswith(("http://", "https://")):
-        auth = None
-        if os.environ.get("MLFLOW_TRACKING_USERNAME"):
-            auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
-        try:
-            response = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s, auth=auth)
-        except requests.RequestException as exc:
-            raise TrackingUnavailable(f"{where}: {_reason(exc)} (start the server or fix tracking.uri)") from None
-        if response.status_code >= 500:
-            raise TrackingUnavailable(f"{where}: HTTP {response.status_code} (check the server's log)")
-        return
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///") :]).parent
-        if not folder.is_dir():
-            raise TrackingUnavailable(f"{where}: folder {folder} does not exist (create it or fix tracking.uri)")
-        return
-    if uri.startswith(("postgresql", "mysql", "mssql")):
-        try:
-            engine = sqlalchemy.create_engine(uri, connect_args=_connect_timeout(uri, timeout_s))
-            with engine.connect():
-                pass
-            engine.dispose()
-        except Exception as exc:  # noqa: BLE001 - any driver error means "unreachable" to the user
-            raise TrackingUnavailable(f"{where}: {_reason(exc)} (start the database or fix tracking.uri)") from None
-
-
-def _connect_timeout(uri: str, timeout_s: float) -> dict:
-    return {"connect_timeout": int(timeout_s)} if uri.startswith("postgresql") else {}
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    for known in ("Connection refused", "Name or service not known", "timed out", "could not connect"):
-        if known.lower() in text.lower():
-            return known.lower()
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return redact(first)[:160]
 
 
 def find_experiment(client: MlflowClient, name: str, *, uri: str, flag: str, error: type[UserError]):
@@ -177,16 +111,11 @@ def git_dirty() -> bool:
 
 
 def _versions() -> dict[str, str]:
-    import optuna
-    import ray
-    import torch
+    """The installed versions, read from package metadata: importing torch here just to ask
+    would cost the driver seconds of start-up."""
+    from importlib.metadata import version
 
-    return {
-        "xsweep.version.ray": ray.__version__,
-        "xsweep.version.torch": torch.__version__,
-        "xsweep.version.mlflow": mlflow.__version__,
-        "xsweep.version.optuna": optuna.__version__,
-    }
+    return {f"xsweep.version.{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
 
 
 class SweepRuns:
