@@ -34,7 +34,7 @@ test-fast: setup
 
 # The MLflow UI of the local store, on loopback only.
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 # Speed measurements (not tests): each script writes its table to benchmarks/results/.
 bench: setup
