@@ -64,12 +64,17 @@ def main() -> None:
         spec = workdir / "overhead.yaml"
         spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
         env = dict(os.environ, XSWEEP_PROFILE_TRACKING="1")
-        launched = time.time()
-        proc = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, env=env,
-                              capture_output=True, text=True)
-        finished = time.time()
-        if proc.returncode != 0:
-            sys.exit(f"sweep failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        # Output to a file, not a pipe: reading a pipe to its end would also wait for Ray's
+        # processes that inherited it, which outlive the command by a second or two. Exit is
+        # when the command returns, as at a shell prompt.
+        log = workdir / "sweep.log"
+        with open(log, "w") as out:
+            launched = time.time()
+            code = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT).returncode
+            finished = time.time()
+        if code != 0:
+            sys.exit(f"sweep failed:\n{log.read_text()[-6000:]}")
         (sweep,) = sorted((workdir / "results").glob("overhead-*"))
         trials = trial_results(sweep)
         profile = json.loads((sweep / "tracking_profile.json").read_text())

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
 
     from xsweep.search import build_scheduler, build_searcher
     from xsweep.trainable import train_trial
+    from xsweep.tracking_callback import ImportModelCodeEarly
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
@@ -110,7 +112,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
             ),
             # Tune's result files, without its TensorBoard logger: MLflow is the sweep's UI, and
             # tensorboardX imports torch, seconds of the driver's start-up for nothing.
-            callbacks=[callback, CSVLoggerCallback(), JsonLoggerCallback()],
+            callbacks=[callback, ImportModelCodeEarly(), CSVLoggerCallback(), JsonLoggerCallback()],
             verbose=1,
         ),
     )
@@ -208,6 +210,8 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
 
 
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
+    import ray
+
     from xsweep.delivery import shared_delivery
     from xsweep.interrupt import graceful_interrupt
     from xsweep.summary import finish_sweep
@@ -218,6 +222,10 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) 
             results = tuner.fit()
         except KeyboardInterrupt:  # a second Ctrl-C
             results = None
+    # Ray is done with: its shutdown, mostly waiting for its processes to exit, overlaps the
+    # tracking and the model registration below, which need only MLflow and the storage.
+    ray_shutdown = threading.Thread(target=ray.shutdown, name="xsweep-ray-shutdown")
+    ray_shutdown.start()
     # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
     if results is not None:
         TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
@@ -232,4 +240,6 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) 
     if left:
         print(f"warning: {left} tracking writes could not be delivered (server unreachable); "
               f"`xsweep resume {sweep_path}` delivers them later", file=sys.stderr)
-    return finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested)
+    outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested)
+    ray_shutdown.join()
+    return outcome

@@ -185,3 +185,29 @@ class TrackingCallback(tune.Callback):
             for row in frame.to_dict("records"):
                 if _finite(row.get("epoch")):
                     self.log_epoch(run_id, row)
+
+
+class ImportModelCodeEarly(tune.Callback):
+    """Registering the best model at the end (summary.py) needs torch and mlflow.pytorch, which
+    the driver has not imported: seconds at the end of every sweep. They are imported in the
+    background once the first result shows the trials training, not during start-up, when the
+    trials' own imports need the CPU."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def __getstate__(self) -> dict:
+        return {"_started": False}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self._started:
+            self._started = True
+            threading.Thread(target=_import_model_code, name="xsweep-imports", daemon=True).start()
+
+
+def _import_model_code() -> None:
+    import mlflow.pytorch  # noqa: F401
+    import torch  # noqa: F401
+
+    import xsweep.checkpoint  # noqa: F401
+    import xsweep.train  # noqa: F401
