@@ -11,8 +11,9 @@ validation accuracy after every epoch. That table *is* the exhaustive grid. The 
 replayed over the recorded learning curves with xsweep's own searcher and scheduler objects
 (`xsweep.search.build_searcher` / `build_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
 RandomSampler, Ray's ASHAScheduler itself), called in the order Ray Tune's controller calls them, so
-ASHA's stopping rule is Ray's code, not a re-implementation. A trial costs the epochs it ran; a
-configuration suggested twice is paid twice. Training is deterministic on CPU (fit sets
+ASHA's stopping rule is Ray's code, not a re-implementation. A trial costs the epochs it ran;
+xsweep's searcher runs a configuration once (a stopped one is not retried), and ends the search
+when every configuration has been tried. Training is deterministic on CPU (fit sets
 torch.use_deterministic_algorithms), so a replayed trial sees exactly the curve a real trial of that
 configuration and seed would produce. Cost is counted in epochs, not seconds: the number does not
 depend on how loaded the machine is.
@@ -172,6 +173,7 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
     epoch is within the tolerance.
     """
     from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
 
     from xsweep.search import build_scheduler, build_searcher
     from xsweep.spec import load_spec_text
@@ -186,14 +188,20 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
     spent = trials = stopped_early = 0
     hit = {"final": None, "any": None}
     suggested = []
+    finished = False  # the searcher has tried every configuration
     while spent < budget and hit["final"] is None:
-        while len(running) < concurrency:
+        while len(running) < concurrency and not finished:
             trial = SimpleNamespace(trial_id=f"{trials:05d}")
             config = searcher.suggest(trial.trial_id)
+            if config == Searcher.FINISHED:
+                finished = True
+                break
             scheduler.on_trial_add(None, trial)
             running[trial.trial_id] = [trial, key_of(config), 0]
             suggested.append(key_of(config))
             trials += 1
+        if not running:
+            break
         for trial_id in list(running):
             trial, k, done = running[trial_id]
             curve = curves[k]
@@ -312,9 +320,10 @@ def main() -> None:
         "10 random start-up trials) or `RandomSampler`, seeded with `search.seed`; Ray's `ASHAScheduler` itself, "
         f"`time_attr=training_iteration`, max_t {args.epochs}, grace period {GRACE}, reduction factor {REDUCTION}), "
         "called in the order Tune's controller calls them. Trials run one at a time (`max_concurrent: 1`) in the main "
-        "table. A trial costs the epochs it ran; TPE or random search suggesting a configuration again pays for it "
-        "again (a real sweep would retrain it). Each search stops once a trial hits the threshold, or after the "
-        "grid's epoch count.",
+        "table. A trial costs the epochs it ran. xsweep's searcher runs each configuration once: a repeated draw is "
+        "told to Optuna as a failed duplicate and drawn again, a trial ASHA stopped is told to Optuna as pruned, "
+        "and the search ends when every configuration has been tried. Each search stops once a trial hits the "
+        "threshold, after the grid's epoch count, or when the searcher has nothing left to try.",
         "",
         f"- Threshold: grid's best final val accuracy {100 * best:.2f} % ({best_key}) minus {TOLERANCE_PP} pp = "
         f"{100 * threshold:.2f} %; configurations whose final accuracy meets it: {len(near_best)} of 24 "

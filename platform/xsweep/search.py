@@ -13,8 +13,10 @@ Ray's own wrappers do not do together:
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
+import random
 from typing import Callable
 
 import optuna
@@ -48,22 +50,96 @@ def _sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-class _FailAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna a diverged trial *failed* instead of crashing on its NaN.
+# How many times a searcher may propose configurations already tried before xsweep picks an
+# untried one itself (or, when none is left, ends the search).
+MAX_DUPLICATE_DRAWS = 20
 
-    Ray's OptunaSearch passes the NaN metric of a diverged trial to `study.tell`, which rejects it
-    with a warning and leaves the Optuna trial RUNNING forever, so TPE never learns from it.
+
+def _key(params: dict) -> str:
+    return repr(sorted(params.items()))
+
+
+class _SweepOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, told what the sweep's trials really did.
+
+    * A diverged trial *failed*: Ray's class passes its NaN to `study.tell`, which rejects it and
+      leaves the Optuna trial RUNNING forever, so TPE never learns from it.
+    * A trial ASHA stopped early was *pruned*, not completed: Ray's class reports its last value
+      as final, so TPE would rank a late bloomer stopped at epoch 1 by its epoch-1 accuracy.
+    * A configuration is run once: training is deterministic for a seed, so a repeat (TPE in a
+      small discrete space proposes the same point again and again) costs a trial and teaches
+      nothing. A repeated draw is told to Optuna as failed (user attribute `duplicate_of`) and
+      Optuna is asked again; after MAX_DUPLICATE_DRAWS an untried configuration of a discrete
+      space is picked at random, and when every one has been tried the search is finished.
+      Seeds are repeated on purpose through `search.repeats`, outside this class.
     """
 
+    def __init__(self, *args, max_epochs: int, deduplicate: bool = True, seed: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+        self._deduplicate = deduplicate
+        self._tried: dict[str, str] = {}  # configuration -> the trial id that ran it
+        self._rng = random.Random(seed)
+
+    def suggest(self, trial_id: str):
+        if not self._deduplicate:
+            return super().suggest(trial_id)
+        for _ in range(MAX_DUPLICATE_DRAWS):
+            config = super().suggest(trial_id)
+            if self._remember(trial_id):
+                return config
+        if not self._enumerable():
+            config = super().suggest(trial_id)  # continuous dimensions: a repeat is all but impossible
+            self._tried.setdefault(_key(self._ot_trials[trial_id].params), trial_id)
+            return config
+        untried = self._untried_configuration()
+        if untried is None:
+            return Searcher.FINISHED
+        self._ot_study.enqueue_trial(untried)
+        config = super().suggest(trial_id)
+        self._remember(trial_id)
+        return config
+
+    def _remember(self, trial_id: str) -> bool:
+        """Record the configuration just drawn for `trial_id`; if it was tried before, tell Optuna
+        this draw failed as a duplicate and return False."""
+        key = _key(self._ot_trials[trial_id].params)
+        if key not in self._tried:
+            self._tried[key] = trial_id
+            return True
+        ot_trial = self._ot_trials.pop(trial_id)
+        ot_trial.set_user_attr("duplicate_of", self._tried[key])
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        return False
+
+    def _enumerable(self) -> bool:
+        return all(isinstance(d, (optuna.distributions.CategoricalDistribution,
+                                  optuna.distributions.IntDistribution)) for d in self._space.values())
+
+    def _untried_configuration(self) -> dict | None:
+        """A random configuration no trial has run, for spaces whose points can be listed."""
+        if not self._enumerable():
+            return None
+        values = [list(d.choices) if isinstance(d, optuna.distributions.CategoricalDistribution)
+                  else list(range(d.low, d.high + 1, d.step)) for d in self._space.values()]
+        untried = [dict(zip(self._space, point)) for point in itertools.product(*values)
+                   if _key(dict(zip(self._space, point))) not in self._tried]
+        return self._rng.choice(untried) if untried else None
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        value = (result or {}).get(self.metric)
-        if (result or {}).get("diverged") or (value is not None and not math.isfinite(value)):
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.FAIL)
-            self._completed_trials.add(trial_id)
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        result = result or {}
+        value = result.get(self.metric)
+        if result.get("diverged") or (value is not None and not math.isfinite(value)):
+            state = optuna.trial.TrialState.FAIL
+        elif value is not None and not error and int(result.get("epoch", self._max_epochs)) < self._max_epochs:
+            state = optuna.trial.TrialState.PRUNED  # Optuna takes its last reported epoch
+        else:
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        self._ot_study.tell(self._ot_trials[trial_id], state=state)
+        self._completed_trials.add(trial_id)
 
 
 class SweepSearcher(Searcher):
@@ -133,8 +209,9 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> Sweep
     # A sweep of one fixed configuration (seeds only) still needs *some* space for Optuna: a single
     # constant that trial_config() ignores, like every other "xsweep/" key.
     space = space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
-    inner = _FailAwareOptunaSearch(
-        space=space, metric=spec.search.metric, mode=spec.search.mode, sampler=_sampler(spec)
+    inner = _SweepOptunaSearch(
+        space=space, metric=spec.search.metric, mode=spec.search.mode, sampler=_sampler(spec),
+        max_epochs=spec.train.epochs, deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )
     return SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)
 

@@ -1,0 +1,92 @@
+"""The searcher as Tune drives it: each configuration runs once, early stops are told to Optuna as
+pruned, diverged trials as failed (real Optuna, Ray's OptunaSearch; no Ray runtime needed)."""
+
+from __future__ import annotations
+
+import optuna
+from ray.tune.search import Searcher
+
+from xsweep.search import build_searcher
+from xsweep.spec import load_spec_text
+
+SPEC = """
+name: search-test
+train: {{epochs: 4}}
+search:
+  algorithm: {algorithm}
+  num_samples: 50
+  space:
+{space}
+scheduler: {{kind: asha}}
+"""
+DISCRETE = """    model.residual: {choice: [true, false]}
+    model.activation: {choice: [none, relu, elu]}"""
+
+
+def _searcher(space: str = DISCRETE, algorithm: str = "optuna-tpe"):
+    spec = load_spec_text(SPEC.format(space=space, algorithm=algorithm), source="spec.yaml")
+    return build_searcher(spec, open_run=lambda trial_id, config: f"run-{trial_id}")
+
+
+def _study(searcher) -> optuna.Study:
+    return searcher.inner._ot_study
+
+
+def _finish(searcher, trial_id: str, *, accuracy: float, epoch: int = 4, diverged: bool = False) -> None:
+    result = {"val_accuracy": accuracy, "training_iteration": epoch, "epoch": epoch, "diverged": diverged}
+    searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result=result)
+
+
+def _sampled(config: dict) -> tuple:
+    return config["model.residual"], config["model.activation"]
+
+
+def test_each_configuration_of_a_discrete_space_runs_once_then_the_search_ends():
+    searcher = _searcher()
+    seen = []
+    for i in range(20):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        seen.append(_sampled(config))
+        # Good results for one configuration pull TPE back to it: the repeats it proposes are refused.
+        _finish(searcher, f"t{i}", accuracy=0.9 if config["model.activation"] == "relu" else 0.1)
+    assert len(seen) == len(set(seen)) == 6
+    duplicates = [t for t in _study(searcher).trials if "duplicate_of" in t.user_attrs]
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in duplicates)
+
+
+def test_random_search_also_runs_each_configuration_once():
+    searcher = _searcher(algorithm="random")
+    configs = []
+    for i in range(10):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        configs.append(_sampled(config))
+        _finish(searcher, f"t{i}", accuracy=0.5)
+    assert sorted(configs) == sorted({(r, a) for r in (True, False) for a in ("none", "relu", "elu")})
+
+
+def test_optuna_is_told_what_each_trial_really_did():
+    searcher = _searcher()
+    for trial_id in ("done", "stopped", "diverged"):
+        searcher.suggest(trial_id)
+    _finish(searcher, "done", accuracy=0.8)
+    _finish(searcher, "stopped", accuracy=0.3, epoch=1)  # ASHA stopped it after 1 of 4 epochs
+    _finish(searcher, "diverged", accuracy=float("nan"), epoch=2, diverged=True)
+    ran = [t for t in _study(searcher).trials if "duplicate_of" not in t.user_attrs]
+    assert [t.state for t in ran] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                      optuna.trial.TrialState.FAIL]
+    assert ran[1].intermediate_values == {1: 0.3}  # what TPE ranks a pruned trial by
+
+
+def test_a_continuous_space_never_runs_out():
+    searcher = _searcher(space="    train.lr: {loguniform: [0.001, 0.1]}")
+    lrs = set()
+    for i in range(30):
+        config = searcher.suggest(f"t{i}")
+        lrs.add(config["train.lr"])
+        _finish(searcher, f"t{i}", accuracy=0.5)
+    assert len(lrs) == 30
