@@ -49,11 +49,16 @@ resources: {{cpus_per_trial: 1}}
 
 
 def run_xsweep(spec: Path, workdir: Path) -> tuple[float, list[float]]:
-    started = time.time()
-    proc = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, capture_output=True, text=True)
-    wall = time.time() - started
-    if proc.returncode != 0:
-        sys.exit(f"xsweep run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    # Output to a file: a pipe read to its end would also wait for Ray's processes, which hold it
+    # a second or two after the command has returned (sweep_overhead.py does the same).
+    log = workdir / "xsweep.log"
+    with open(log, "w") as out:
+        started = time.time()
+        code = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, stdout=out,
+                              stderr=subprocess.STDOUT).returncode
+        wall = time.time() - started
+    if code != 0:
+        sys.exit(f"xsweep run failed:\n{log.read_text()[-6000:]}")
     (sweep,) = sorted((workdir / "results").glob("platform-overhead-*"))
     return wall, [t[-1]["time_total_s"] for t in trial_results(sweep)]
 
