@@ -11,7 +11,6 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 # MLflow's download/upload progress bars would only clutter the report's output.
@@ -24,7 +23,7 @@ from xsweep.errors import UserError  # noqa: E402
 from xsweep.tracking import (  # noqa: E402
     TAG_CONFIG, TAG_KIND, TAG_STATUS, find_experiment,
 )
-from xsweep.tracking_store import check_reachable, default_uri  # noqa: E402
+from xsweep.tracking_store import check_reachable, default_uri, sqlite_file  # noqa: E402
 from xsweep.uri import redact  # noqa: E402
 
 CURVE_METRICS = ("val_accuracy", "train_loss")
@@ -120,9 +119,9 @@ def tracking_uri(flag: str | None, *, workdir: str | os.PathLike) -> str:
 
 
 def open_client(uri: str) -> MlflowClient:
-    if uri.startswith("sqlite:///"):
+    path = sqlite_file(uri)
+    if path is not None:
         # MLflow would create an empty store on the spot: a wrong folder must not leave one behind.
-        path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
             raise ReportError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's folder, "
                               "or pass --tracking-uri)")

@@ -35,7 +35,7 @@ from xsweep.tracking import (  # noqa: E402
     log_params,
     set_tags,
 )
-from xsweep.tracking_store import check_reachable, default_uri  # noqa: E402
+from xsweep.tracking_store import check_reachable, default_uri, sqlite_file  # noqa: E402
 
 # Metrics that depend only on the seed and the arithmetic; timings never repeat, so they are
 # logged for the record but not compared.
@@ -103,9 +103,9 @@ def _same(a: float | None, b: float | None) -> bool:
 def open_client(tracking_uri: str | None, *, workdir: str) -> tuple[MlflowClient, str]:
     """The store at --tracking-uri, MLFLOW_TRACKING_URI, or ./mlflow.db, in that order."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
-    if uri.startswith("sqlite:///"):
+    path = sqlite_file(uri)
+    if path is not None:
         # MLflow would create an empty store on the spot: a typo'd folder must not leave one behind.
-        path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
             raise ReproduceError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's "
                                  f"folder, or pass --tracking-uri)")

@@ -23,7 +23,6 @@ from typing import Any, Iterable
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
-import mlflow  # noqa: E402
 from mlflow.entities import Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 

@@ -52,8 +52,9 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
         if response.status_code >= 500:
             raise TrackingUnavailable(f"{where}: HTTP {response.status_code} (check the server's log)")
         return
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///") :]).parent
+    database = sqlite_file(uri)
+    if database is not None:
+        folder = database.parent
         if not folder.is_dir():
             raise TrackingUnavailable(f"{where}: folder {folder} does not exist (create it or fix tracking.uri)")
         return
