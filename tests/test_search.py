@@ -42,30 +42,30 @@ def _sampled(config: dict) -> tuple:
     return config["model.residual"], config["model.activation"]
 
 
-def test_each_configuration_of_a_discrete_space_runs_once_then_the_search_ends():
-    searcher = _searcher()
+def _run_until_finished(searcher, accuracy_of, *, trials: int) -> list[tuple]:
+    """Suggest and finish one trial at a time, as Tune would; the configurations that ran."""
     seen = []
-    for i in range(20):
+    for i in range(trials):
         config = searcher.suggest(f"t{i}")
         if config == Searcher.FINISHED:
             break
         seen.append(_sampled(config))
-        # Good results for one configuration pull TPE back to it: the repeats it proposes are refused.
-        _finish(searcher, f"t{i}", accuracy=0.9 if config["model.activation"] == "relu" else 0.1)
+        _finish(searcher, f"t{i}", accuracy=accuracy_of(config))
+    return seen
+
+
+def test_each_configuration_of_a_discrete_space_runs_once_then_the_search_ends():
+    searcher = _searcher()
+    # Good results for one configuration pull TPE back to it: the repeats it proposes are refused.
+    seen = _run_until_finished(searcher, lambda config: 0.9 if config["model.activation"] == "relu" else 0.1,
+                               trials=20)
     assert len(seen) == len(set(seen)) == 6
     duplicates = [t for t in _study(searcher).trials if "duplicate_of" in t.user_attrs]
     assert all(t.state == optuna.trial.TrialState.FAIL for t in duplicates)
 
 
 def test_random_search_also_runs_each_configuration_once():
-    searcher = _searcher(algorithm="random")
-    configs = []
-    for i in range(10):
-        config = searcher.suggest(f"t{i}")
-        if config == Searcher.FINISHED:
-            break
-        configs.append(_sampled(config))
-        _finish(searcher, f"t{i}", accuracy=0.5)
+    configs = _run_until_finished(_searcher(algorithm="random"), lambda config: 0.5, trials=10)
     assert sorted(configs) == sorted({(r, a) for r in (True, False) for a in ("none", "relu", "elu")})
 
 

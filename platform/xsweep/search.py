@@ -117,9 +117,7 @@ class _SweepOptunaSearch(OptunaSearch):
                                   optuna.distributions.IntDistribution)) for d in self._space.values())
 
     def _untried_configuration(self) -> dict | None:
-        """A random configuration no trial has run, for spaces whose points can be listed."""
-        if not self._enumerable():
-            return None
+        """A random configuration no trial has run, of a space whose points can be listed."""
         values = [list(d.choices) if isinstance(d, optuna.distributions.CategoricalDistribution)
                   else list(range(d.low, d.high + 1, d.step)) for d in self._space.values()]
         untried = [dict(zip(self._space, point)) for point in itertools.product(*values)
