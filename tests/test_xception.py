@@ -15,7 +15,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from xception import ACTIVATIONS, Block, PointwiseConv2d, SeparableConv2d, Xception, scale_channels, xception
+from xception import (
+    ACTIVATIONS,
+    Block,
+    DepthwiseConv2d,
+    PointwiseConv2d,
+    SeparableConv2d,
+    Xception,
+    scale_channels,
+    xception,
+)
 
 TINY = dict(width=0.125, middle_blocks=1)
 
@@ -184,7 +193,7 @@ def test_same_function_as_timm_legacy_xception() -> None:
         warnings.simplefilter("ignore")
         theirs = timm.create_model("legacy_xception", pretrained=False, num_classes=10)
     torch.manual_seed(0)
-    ours = Xception(10)
+    ours = Xception(10, dropout=0.0)  # timm's default: no dropout, so training steps compare too
 
     def convs_bns(mod: nn.Module) -> list[nn.Module]:
         return [m for m in mod.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
@@ -222,6 +231,14 @@ def test_same_function_as_timm_legacy_xception() -> None:
             rtol=1e-4,
             atol=1e-4,
         )
+    # A training step at 32x32, where the middle and exit flows run on 2x2 and 1x1 maps and both
+    # CPU fast paths (pointwise GEMM, depthwise weight gradient) are taken: same gradients.
+    x = torch.randn(4, 3, 32, 32, generator=g).contiguous(memory_format=cl)
+    ours.train()(x).square().sum().backward()
+    theirs.train()(x).square().sum().backward()
+    for om, tm in pairs:
+        for a, b in zip(om, tm):
+            torch.testing.assert_close(a.weight.grad, b.weight.grad, rtol=1e-3, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,6 +498,32 @@ def test_dropout_applies_in_train_mode_only() -> None:
     with torch.no_grad():
         model(x)
     assert (fed[0] == 0).float().mean() > 0.2
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 2), (2, 5), (4, 4)])  # under the kernel; 4x4 is oneDNN's
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_small_map_path_is_the_same_convolution(hw: tuple[int, int], channels_last: bool) -> None:
+    # On CPU, maps smaller than the kernel get their own weight gradient: same numbers, and it
+    # is still a grouped nn.Conv2d whose hooks fire.
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    dw = DepthwiseConv2d(16).to(memory_format=layout)
+    assert isinstance(dw, nn.Conv2d) and dw.bias is None and dw.groups == 16
+    assert tuple(dw.weight.shape) == (16, 1, 3, 3) and dw.padding == (1, 1)
+    calls: list[int] = []
+    dw.register_forward_hook(lambda m, i, o: calls.append(1))
+    x = torch.randn(5, 16, *hw)
+    xi = x.contiguous(memory_format=layout).requires_grad_()
+    out = dw(xi)
+    assert len(calls) == 1 and out.shape == (5, 16, *hw)
+    wr = dw.weight.detach().contiguous().requires_grad_()
+    xr = x.clone().requires_grad_()
+    ref = F.conv2d(xr, wr, padding=1, groups=16)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    gx, gw = torch.autograd.grad(out.square().sum(), [xi, dw.weight])
+    gx_ref, gw_ref = torch.autograd.grad(ref.square().sum(), [xr, wr])
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (5, 6), (11, 12)])  # 1 pixel, GEMM-sized, conv-sized

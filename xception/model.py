@@ -35,7 +35,8 @@ Differences from timm's ``legacy_xception`` (same maths, same parameter count): 
 argument always applies (older timm computed it and threw the result away); the depthwise
 weights are initialised with their true fan-in (9), not timm's fan-out that counts every channel,
 so an ELU between the two steps does not sit in its linear range at init; on CPU the 1x1
-pointwise step runs as a GEMM where that is faster (see :class:`PointwiseConv2d`).
+pointwise step runs as a GEMM where that is faster, and the depthwise weight gradient of maps
+smaller than the kernel is computed directly (see ``fast_conv.py``).
 Module names differ (``block2``..``block13`` follow the paper's module numbers, the middle flow is
 ``middle``), so timm checkpoints need a key mapping.
 """
@@ -47,11 +48,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .fast_conv import DepthwiseConv2d, PointwiseConv2d
 
 __all__ = [
     "ACTIVATIONS",
     "Block",
+    "DepthwiseConv2d",
     "PointwiseConv2d",
     "SeparableConv2d",
     "Xception",
@@ -89,42 +92,6 @@ def scale_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8.0)) * 8)
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """1x1 convolution without bias; an ``nn.Conv2d`` (same weight shape, state dict and hooks).
-
-    A 1x1 convolution is a matrix product over the channel axis. On CPU, PyTorch sends it to
-    oneDNN (or to its unfold-based fallback), which is measurably slower than MKL's GEMM where
-    the feature maps are small, e.g. all of the network after the stem for 32x32 inputs. So, on
-    CPU only, this computes the same product as a GEMM:
-
-    * channels_last input: one ``F.linear`` over the NHWC view (no copies, result channels_last);
-    * NCHW input with a map of at most ``GEMM_MAX_PIXELS`` pixels: a batched matmul over the
-      (N, C, H*W) view. Larger NCHW maps keep the convolution, which is faster there.
-
-    Elsewhere (CUDA, where cuDNN handles it well) it is the ordinary convolution.
-    """
-
-    #: NCHW maps up to this many pixels use the batched GEMM (measured crossover on CPU: the
-    #: 10x10 exit flow at 299 input gains, the 19x19 middle flow does not).
-    GEMM_MAX_PIXELS = 100
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dim() == 4:
-            n, c, h, w = x.shape
-            weight = self.weight.flatten(1)
-            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-                # A real NHWC layout (not a 1x1 map, which is both): NCHW view of an NHWC result.
-                return F.linear(x.permute(0, 2, 3, 1), weight).permute(0, 3, 1, 2)
-            if x.is_contiguous() and h * w <= self.GEMM_MAX_PIXELS:
-                if h * w == 1:
-                    return F.linear(x.view(n, c), weight).view(n, -1, 1, 1)
-                return torch.matmul(weight, x.view(n, c, h * w)).view(n, -1, h, w)
-        return super().forward(x)
-
-
 class SeparableConv2d(nn.Module):
     """Depthwise separable convolution: depthwise k x k (multiplier 1) then pointwise 1x1.
 
@@ -144,12 +111,8 @@ class SeparableConv2d(nn.Module):
     ) -> None:
         super().__init__()
         activation = _check_activation(activation)
-        if padding is None:  # "same" for odd kernels at stride 1, as Keras' padding="same"
-            padding = kernel_size // 2
-        # Plain grouped nn.Conv2d, as timm does: PyTorch dispatches it to its depthwise kernels.
-        self.depthwise = nn.Conv2d(
-            in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False
-        )
+        # A grouped nn.Conv2d, as timm's; padding=None is "same" for odd kernels at stride 1.
+        self.depthwise = DepthwiseConv2d(in_channels, kernel_size, stride=stride, padding=padding)
         self.act = _make_activation(activation)
         self.pointwise = PointwiseConv2d(in_channels, out_channels)
 
