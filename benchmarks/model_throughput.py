@@ -7,10 +7,14 @@ interleaved round by round (in a rotating order) so that load from other process
 machine hits all of them alike; the median step time gives images/s.
 
 Rows: fp32 on CPU at 32x32 batch 64 and 299x299 batch 8, each in NCHW and channels_last; with a
-CUDA device, also bf16 autocast at 299x299 batch 64 and 32x32 batch 256.
+CUDA device, also bf16 autocast at 299x299 batch 64 and 32x32 batch 256. Each row also times our
+model under torch.compile (the spec's ``train.compile: true``) in channels_last, its compile time
+reported apart, and gives the FLOP rate of our training step beside the machine's peak
+(see flops.py for how both are counted).
 
     python benchmarks/model_throughput.py            # full run, writes the results file
     python benchmarks/model_throughput.py --quick    # short smoke run, does not overwrite it
+    python benchmarks/model_throughput.py --no-compile   # skip torch.compile (minutes on 2 cores)
 
 Needs timm: ``pip install -e .[bench]`` (or ``make bench``).
 """
@@ -31,6 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from flops import cpu_theoretical_peak, measured_gemm_peak, training_flops
 from host import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +66,7 @@ class Result:
     timm_times: list[float]
     ours_cpu: list[float]  # CPU seconds of this process per timed step
     timm_cpu: list[float]
+    flops: int  # model FLOPs of one training step (the same maths in both models)
 
     @property
     def ours(self) -> float:
@@ -74,6 +80,11 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.ours / self.timm
+
+    @property
+    def ours_flop_rate(self) -> float:
+        """FLOP/s of our step, from the median step"""
+        return self.flops / statistics.median(self.ours_times)
 
     @property
     def cpu_ratio(self) -> float:
@@ -93,9 +104,30 @@ def import_timm():
     return timm
 
 
+@dataclass
+class Compiled:
+    """Our model under torch.compile, channels_last: its first (compiling) step apart."""
+
+    row: Row
+    first_step: float  # seconds, compilation included
+    times: list[float]
+
+    @property
+    def step(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.first_step - self.step
+
+    @property
+    def images_per_second(self) -> float:
+        return self.row.batch / self.step
+
+
 def build_model(timm, which: str, seed: int, device: str, channels_last: bool) -> nn.Module:
     torch.manual_seed(seed)
-    if which == "ours":
+    if which in ("ours", "ours+compile"):
         model = Xception(NUM_CLASSES, dropout=DROPOUT)
     else:
         with warnings.catch_warnings():
@@ -110,16 +142,18 @@ def build_model(timm, which: str, seed: int, device: str, channels_last: bool) -
 class Stepper:
     """One model's training step, timed."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str):
-        self.model, self.x, self.y = model, x, y
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str, *, compile: bool = False):
         self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.model = torch.compile(model) if compile else model
+        self.x, self.y = x, y
         self.loss_fn = nn.CrossEntropyLoss()
         self.autocast = dtype == "bf16"
         self.cuda = x.device.type == "cuda"
         self.times: list[float] = []
         self.cpu_times: list[float] = []
 
-    def step(self, timed: bool) -> None:
+    def step(self, timed: bool) -> float:
+        """One training step; returns its wall-clock seconds."""
         if self.cuda:
             torch.cuda.synchronize()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -130,16 +164,18 @@ class Stepper:
         self.opt.step()
         if self.cuda:
             torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
         if timed:
-            self.times.append(time.perf_counter() - t0)
+            self.times.append(seconds)
             self.cpu_times.append(time.process_time() - c0)
+        return seconds
 
 
-def run_row(timm, row: Row, seed: int) -> list[Result]:
-    """Both models in both layouts, their timed steps interleaved round by round.
+def run_row(timm, row: Row, seed: int, *, compile: bool) -> tuple[list[Result], Compiled | None]:
+    """Both models in both layouts (and ours compiled), their timed steps interleaved round by round.
 
-    Each round runs the four (model, layout) steps in a rotated order, so slow phases of a shared
-    machine hit all four alike and no step always follows the same other one.
+    Each round runs the (model, layout) steps in a rotated order, so slow phases of a shared
+    machine hit all of them alike and no step always follows the same other one.
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(row.batch, 3, row.size, row.size, generator=g)
@@ -151,6 +187,12 @@ def run_row(timm, row: Row, seed: int) -> list[Result]:
         xi = x.contiguous(memory_format=torch.channels_last) if cl else x
         for which in ("ours", "timm"):
             steppers[(which, layout)] = Stepper(build_model(timm, which, seed, row.device, cl), xi, y, row.dtype)
+    first_compiled_step = 0.0
+    if compile:
+        xi = x.contiguous(memory_format=torch.channels_last)
+        model = build_model(timm, "ours+compile", seed, row.device, True)
+        compiled = steppers[("ours+compile", "channels_last")] = Stepper(model, xi, y, row.dtype, compile=True)
+        first_compiled_step = compiled.step(False)  # compiles forward and backward graphs
     order = list(steppers.values())
     for _ in range(row.warmup):
         for s in order:
@@ -159,14 +201,18 @@ def run_row(timm, row: Row, seed: int) -> list[Result]:
         k = i % len(order)
         for s in order[k:] + order[:k]:
             s.step(True)
+    flops = training_flops(steppers[("ours", "NCHW")].model, x)
     results = []
     for layout in ("NCHW", "channels_last"):
         a, b = steppers[("ours", layout)], steppers[("timm", layout)]
-        results.append(Result(row, layout, a.times, b.times, a.cpu_times, b.cpu_times))
+        results.append(Result(row, layout, a.times, b.times, a.cpu_times, b.cpu_times, flops))
+    done = None
+    if compile:
+        done = Compiled(row, first_compiled_step, steppers[("ours+compile", "channels_last")].times)
     del steppers, order
     if row.device == "cuda":
         torch.cuda.empty_cache()
-    return results
+    return results, done
 
 
 def load_average() -> str:
@@ -199,14 +245,50 @@ def machine_lines(threads: int, load_before: str) -> list[str]:
 
 def table(results: list[Result]) -> list[str]:
     out = [
-        "| device | dtype | input | batch | layout | ours img/s | timm img/s | ours/timm | ours/timm (CPU time) |",
-        "|---|---|---|---|---|---:|---:|---:|---:|",
+        "| device | dtype | input | batch | layout | ours img/s | timm img/s | ours/timm | ours/timm (CPU time) | ours GFLOP/s |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         cpu = f"{r.cpu_ratio:.3f}" if r.row.device == "cpu" else "n/a"
         out.append(
             f"| {r.row.device} | {r.row.dtype} | {r.row.size}x{r.row.size} | {r.row.batch} | "
-            f"{r.layout} | {r.ours:.3g} | {r.timm:.3g} | {r.ratio:.3f} | {cpu} |"
+            f"{r.layout} | {r.ours:.3g} | {r.timm:.3g} | {r.ratio:.3f} | {cpu} | {r.ours_flop_rate / 1e9:.1f} |"
+        )
+    return out
+
+
+def peak_lines(results: list[Result], peaks: dict[str, float], theoretical: tuple[float, str] | None) -> list[str]:
+    """Our training layout's FLOP rate as a share of the measured GEMM peak (and the theoretical one)."""
+    out = []
+    for r in results:
+        if r.layout != "channels_last":
+            continue
+        peak = peaks[r.row.device]
+        line = (
+            f"- {r.row.device} {r.row.dtype} {r.row.size}x{r.row.size} batch {r.row.batch}: "
+            f"{r.flops / 1e9:.1f} GFLOP per step, ours {r.ours_flop_rate / 1e9:.1f} GFLOP/s = "
+            f"{r.ours_flop_rate / peak:.0%} of the measured GEMM peak ({peak / 1e9:.0f} GFLOP/s)"
+        )
+        if r.row.device == "cpu" and theoretical is not None:
+            line += f", {r.ours_flop_rate / theoretical[0]:.0%} of the theoretical peak ({theoretical[0] / 1e9:.0f} GFLOP/s)"
+        out.append(line)
+    return out
+
+
+def compile_lines(compiled: list[Compiled], results: list[Result]) -> list[str]:
+    """Ours under torch.compile against ours eager (same layout) and timm's best layout."""
+    by_row = {(r.row, r.layout): r for r in results}
+    out = [
+        "| device | dtype | input | batch | compile s | compiled img/s | / ours eager | / timm's best |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for c in compiled:
+        eager = by_row[(c.row, "channels_last")]
+        timm_best = max(by_row[(c.row, "NCHW")].timm, eager.timm)
+        out.append(
+            f"| {c.row.device} | {c.row.dtype} | {c.row.size}x{c.row.size} | {c.row.batch} | "
+            f"{c.compile_seconds:.0f} | {c.images_per_second:.3g} | {c.images_per_second / eager.ours:.3f} | "
+            f"{c.images_per_second / timm_best:.3f} |"
         )
     return out
 
@@ -244,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sizes", default="32,299", help="comma-separated input sizes to run (default 32,299)")
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU fp32 rows")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (each compiles for minutes on a small CPU)")
     p.add_argument("--out", type=Path, default=None, help=f"markdown results file (default {DEFAULT_OUT.relative_to(ROOT)}; not written with --quick)")
     args = p.parse_args(argv)
 
@@ -278,8 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in rows if r.size in sizes]
 
     results: list[Result] = []
+    compiled: list[Compiled] = []
     for row in rows:
-        for r in run_row(timm, row, args.seed):
+        row_results, row_compiled = run_row(timm, row, args.seed, compile=not args.no_compile)
+        if row_compiled is not None:
+            compiled.append(row_compiled)
+            print(
+                f"{row.device} {row.dtype} {row.size}x{row.size} b{row.batch} compiled: first step "
+                f"{row_compiled.first_step:.1f} s, then {row_compiled.images_per_second:.3g} img/s",
+                flush=True,
+            )
+        for r in row_results:
             results.append(r)
             cpu = f" (CPU time {r.cpu_ratio:.3f})" if row.device == "cpu" else ""
             print(
@@ -288,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
+    peaks = {d: measured_gemm_peak(d, torch.float32 if d == "cpu" else torch.bfloat16) for d in {r.device for r in rows}}
+    theoretical = cpu_theoretical_peak(threads)
     lines = [
         "# Xception training throughput: xsweep vs timm legacy_xception",
         "",
@@ -313,7 +407,25 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *best_layout_lines(results),
         "",
+        "## FLOP rate against the machine's peak",
+        "",
+        "Model FLOPs of a training step = 3 x the forward's convolution and matrix-product FLOPs. "
+        "Measured GEMM peak: the fastest large square torch.mm here, fp32 on CPU, bf16 on CUDA, same threads"
+        + (f"; theoretical CPU peak: {theoretical[1]}." if theoretical else "."),
+        "",
+        *peak_lines(results, peaks, theoretical),
+        "",
     ]
+    if compiled:
+        lines += [
+            "## torch.compile (`train.compile: true`), ours in channels_last",
+            "",
+            "compile s = first step (compiling forward and backward) minus the median step; a trial pays it "
+            "once (and again for evaluation mode and a last, smaller batch).",
+            "",
+            *compile_lines(compiled, results),
+            "",
+        ]
     text = "\n".join(lines)
     print()
     print(text)

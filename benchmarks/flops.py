@@ -1,0 +1,72 @@
+"""FLOPs of a training step, and the peak FLOP rate they are compared against.
+
+Model FLOPs follow the usual utilisation convention: a training step costs 3x the forward pass
+(the backward pass computes a gradient for the inputs and one for the weights, each as costly as
+the forward). The forward is counted by torch's FlopCounterMode (convolutions and matrix products;
+batch norm, ReLU and pooling are not counted, as is customary). The backward is not counted by
+FlopCounterMode itself because its formula for grouped convolutions counts the depthwise weight
+gradient as if the convolution were dense (for Xception at 299x299, 1033 GFLOP instead of about 25).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def training_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """3 x the forward FLOPs of ``model`` on ``x``."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return 3 * counter.get_total_flops()
+
+
+def measured_gemm_peak(device: str, dtype: torch.dtype, *, sizes=(2048, 4096), repeats: int = 5) -> float:
+    """FLOP/s of the fastest large square matrix product torch runs here (MKL on CPU, cuBLAS on GPU).
+
+    What the hardware delivers in practice to the one op that dominates a well-run network.
+    """
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        torch.mm(a, b)
+        for _ in range(repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def cpu_theoretical_peak(threads: int) -> tuple[float, str] | None:
+    """fp32 FLOP/s of ``threads`` cores from /proc/cpuinfo, and the assumption it rests on.
+
+    AVX-512 cores: 2 x 16 fp32 FMAs per cycle; AVX2 + FMA cores: 2 x 8 (two 256-bit FMA units, as
+    on Zen 2+ and Intel since Haswell). The clock is the one /proc/cpuinfo reports (no turbo).
+    None where that cannot be read (not Linux, no FMA).
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split()) if "flags" in info else set()
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
+    if mhz is None or "fma" not in flags:
+        return None
+    lanes = 16 if "avx512f" in flags else 8
+    ghz = float(mhz.group(1)) / 1000
+    flop_per_cycle = 2 * lanes * 2  # two FMA units, each FMA is 2 FLOPs per lane
+    basis = (
+        f"{threads} core(s) x {ghz:.2f} GHz x {flop_per_cycle} fp32 FLOP/cycle "
+        f"(two {'512' if lanes == 16 else '256'}-bit FMA units)"
+    )
+    return threads * ghz * 1e9 * flop_per_cycle, basis
