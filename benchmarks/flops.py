@@ -51,7 +51,8 @@ def cpu_theoretical_peak(threads: int) -> tuple[float, str] | None:
     """fp32 FLOP/s of ``threads`` cores from /proc/cpuinfo, and the assumption it rests on.
 
     AVX-512 cores: 2 x 16 fp32 FMAs per cycle; AVX2 + FMA cores: 2 x 8 (two 256-bit FMA units, as
-    on Zen 2+ and Intel since Haswell). The clock is the one /proc/cpuinfo reports (no turbo).
+    on Zen 2+ and Intel since Haswell). The clock is the one /proc/cpuinfo reports; cores that boost above it
+    can beat this "peak" in practice, which the measured GEMM peak then shows.
     None where that cannot be read (not Linux, no FMA).
     """
     try:

@@ -22,21 +22,30 @@ Needs timm: ``pip install -e .[bench]`` (or ``make bench``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as _dt
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn as nn
+# An empty inductor cache, so the compile time is what a machine's first compiled trial pays (later
+# trials on the same machine reuse the cache in /tmp and compile several times faster).
+INDUCTOR_CACHE = tempfile.mkdtemp(prefix="xsweep-bench-inductor-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE
+atexit.register(shutil.rmtree, INDUCTOR_CACHE, ignore_errors=True)
 
-from flops import cpu_theoretical_peak, measured_gemm_peak, training_flops
-from host import cpu_model
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from flops import cpu_theoretical_peak, measured_gemm_peak, training_flops  # noqa: E402
+from host import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -144,7 +153,9 @@ class Stepper:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: str, *, compile: bool = False):
         self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        self.model = torch.compile(model) if compile else model
+        # Static shapes: each row is one input shape, and dynamo's automatic dynamic shapes (on
+        # the second shape it sees) fail in inductor for this network (torch 2.14).
+        self.model = torch.compile(model, dynamic=False) if compile else model
         self.x, self.y = x, y
         self.loss_fn = nn.CrossEntropyLoss()
         self.autocast = dtype == "bf16"
@@ -189,6 +200,7 @@ def run_row(timm, row: Row, seed: int, *, compile: bool) -> tuple[list[Result], 
             steppers[(which, layout)] = Stepper(build_model(timm, which, seed, row.device, cl), xi, y, row.dtype)
     first_compiled_step = 0.0
     if compile:
+        torch._dynamo.reset()  # a cold start for each row: its compile time is all its own
         xi = x.contiguous(memory_format=torch.channels_last)
         model = build_model(timm, "ours+compile", seed, row.device, True)
         compiled = steppers[("ours+compile", "channels_last")] = Stepper(model, xi, y, row.dtype, compile=True)
@@ -420,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             "## torch.compile (`train.compile: true`), ours in channels_last",
             "",
-            "compile s = first step (compiling forward and backward) minus the median step; a trial pays it "
-            "once (and again for evaluation mode and a last, smaller batch).",
+            "compile s = first step (compiling forward and backward, empty inductor cache) minus the median step. "
+            "A trial pays it once, and again for evaluation mode and for a last, smaller batch; later trials on "
+            "the same machine reuse the inductor cache and compile several times faster.",
             "",
             *compile_lines(compiled, results),
             "",
