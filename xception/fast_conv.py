@@ -70,7 +70,8 @@ class DepthwiseConv2d(nn.Conv2d):
     the output gradient with the input shifted by that tap, summed over batch and pixels (on the
     NHWC views, so the sums run over contiguous channel rows). For 728 channels on a 2x2 map at
     batch 64 that is about 1 ms where oneDNN takes about 20 ms; on larger maps oneDNN is faster
-    and keeps the job. The forward pass and the input gradient are always oneDNN's.
+    and keeps the job. The forward pass and the input gradient are always oneDNN's; under CPU
+    autocast (bf16) the whole convolution is.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class DepthwiseConv2d(nn.Conv2d):
             and (x.shape[2] < kh or x.shape[3] < kw)
             and torch.is_grad_enabled()
             and self.weight.requires_grad
+            and not torch.is_autocast_enabled("cpu")  # the Function would see mixed dtypes
         ):
             return _SmallMapDepthwise.apply(x, self.weight, self.padding)
         return super().forward(x)
