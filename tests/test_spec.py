@@ -585,6 +585,19 @@ def test_resolved_fills_every_default():
     assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved == json.loads(json.dumps(resolved))
 
 
+@pytest.mark.parametrize(("written", "expected"), [
+    ({}, 3),                                                      # the default 10 epochs
+    ({"train": {"epochs": 2}}, 1),                                # never below 1
+    ({"train": {"epochs": 9}, "scheduler": {"grace_period": None}}, 3),
+    ({"search": {"space": {"train.epochs": {"int": [7, 30]}}}}, 2),  # a third of the shortest trial
+    ({"train": {"epochs": 9}, "scheduler": {"grace_period": 1}}, 1),  # what is written wins
+])
+def test_asha_grace_period_defaults_to_a_third_of_the_epochs(written, expected):
+    spec = parse_spec({"name": "t", "scheduler": {"kind": "asha"}} | written, source="s")
+    assert spec.scheduler.grace_period == expected
+    assert spec.resolved()["scheduler"]["grace_period"] == expected
+
+
 @pytest.mark.parametrize(("cpus", "threads", "expected"), [(1, None, 1), (3.5, None, 3), (0.5, None, 1), (4, 2, 2)])
 def test_threads_resolve_from_cpus(cpus, threads, expected):
     spec = parse_spec({"name": "t", "resources": {"cpus_per_trial": cpus}, "train": {"threads": threads}},

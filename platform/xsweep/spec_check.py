@@ -148,7 +148,7 @@ class _Checked:
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
         self._check_search()
         grace, epochs = self.value("scheduler.grace_period"), self.possible("train.epochs")
-        if grace is not INVALID and epochs and grace > min(epochs):
+        if grace not in (None, INVALID) and epochs and grace > min(epochs):
             if "train.epochs" in self.space:
                 allowed = f"search.space can set train.epochs to {min(epochs)}"
             else:
@@ -205,7 +205,14 @@ class _Checked:
         out["search"]["space"] = self.space
         if self.value("search.algorithm") == "grid" and "num_samples" not in self.clean["search"]:
             out["search"]["num_samples"] = self.grid_size()
+        if self.value("scheduler.grace_period") is None:
+            out["scheduler"]["grace_period"] = default_grace_period(self.possible("train.epochs"))
         return out
+
+
+def default_grace_period(epochs: list[int]) -> int:
+    """ASHA's grace period when the spec leaves it out: a third of the shortest trial, at least 1."""
+    return max(1, min(epochs) // 3) if epochs else 1
 
 
 def _unknown_in_section(section: str, key: str) -> str:

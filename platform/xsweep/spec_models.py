@@ -117,7 +117,10 @@ class SearchSpec(_Section):
 
 class SchedulerSpec(_Section):
     kind: Literal["fifo", "asha"] = "fifo"
-    grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
+    # Epochs before ASHA may stop a trial. Not written (or null): parse_spec fills in a third of
+    # train.epochs, at least 1 -- after a single epoch of a decaying schedule many configurations
+    # are still at chance, the eventual best among them (benchmarks/results/search_efficiency.md).
+    grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(2, ge=2)  # below 2 ASHA barely stops anything
 
 
