@@ -9,7 +9,7 @@ Targets: (a) <= 1.10x (c) and (a) <= 1.05x (b). Both run the same `fit` on the s
 CPU thread each. Writes benchmarks/results/platform_overhead.md. Not a test: run it on an
 otherwise idle machine.
 
-    .venv/bin/python benchmarks/platform_overhead.py [--trials 16] [--epochs 2]
+    .venv/bin/python benchmarks/platform_overhead.py [--trials 16] [--epochs 4]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 XSWEEP = Path(sys.executable).parent / "xsweep"
 RESULTS = ROOT / "benchmarks" / "results" / "platform_overhead.md"
 
-# width 0.25 / 2 middle blocks: ~4-5 s per digits epoch on one core, so 2 epochs ~ 10 s a trial.
+# width 0.25 / 2 middle blocks: ~2 s per digits epoch on one core, so 4 epochs ~ 10 s a trial.
 SPEC = """
 name: platform-overhead
 data: {{dataset: digits, image_size: 32}}
@@ -93,7 +93,7 @@ def run_plain_optuna(spec_text: str, workdir: Path, trials: int) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     spec_text = SPEC.format(trials=args.trials, epochs=args.epochs)
 
