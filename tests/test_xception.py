@@ -516,6 +516,7 @@ def test_depthwise_small_map_path_is_the_same_convolution(hw: tuple[int, int], c
     xi = x.contiguous(memory_format=layout).requires_grad_()
     out = dw(xi)
     assert len(calls) == 1 and out.shape == (5, 16, *hw)
+    assert (type(out.grad_fn).__name__ == "_SmallMapDepthwiseBackward") == (min(hw) < 3)
     wr = dw.weight.detach().contiguous().requires_grad_()
     xr = x.clone().requires_grad_()
     ref = F.conv2d(xr, wr, padding=1, groups=16)

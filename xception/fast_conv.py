@@ -89,6 +89,7 @@ class DepthwiseConv2d(nn.Conv2d):
             x.device.type == "cpu"
             and x.dim() == 4
             and self.stride == (1, 1)
+            and isinstance(self.padding, tuple)  # not padding="same"
             and (x.shape[2] < kh or x.shape[3] < kw)
             and torch.is_grad_enabled()
             and self.weight.requires_grad
@@ -108,8 +109,7 @@ class _SmallMapDepthwise(torch.autograd.Function):
         return F.conv2d(x, weight, padding=padding, groups=weight.shape[0])
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor):  # differentiable ops only: double backward works
         x, weight = ctx.saved_tensors
         (ph, pw), (kh, kw) = ctx.padding, weight.shape[2:]
         grad_x = grad_w = None
