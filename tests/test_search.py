@@ -3,10 +3,13 @@ pruned, diverged trials as failed (real Optuna, Ray's OptunaSearch; no Ray runti
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import optuna
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from xsweep.search import build_searcher
+from xsweep.search import build_scheduler, build_searcher
 from xsweep.spec import load_spec_text
 
 SPEC = """
@@ -90,3 +93,26 @@ def test_a_continuous_space_never_runs_out():
         lrs.add(config["train.lr"])
         _finish(searcher, f"t{i}", accuracy=0.5)
     assert len(lrs) == 30
+
+
+def test_asha_lets_a_trial_run_the_epochs_the_space_gives_it():
+    # train.epochs is searched beyond its fixed value (10): ASHA's max_t must be the space's top.
+    spec = load_spec_text("name: t\nsearch: {space: {train.epochs: {int: [12, 30]}}}\nscheduler: {kind: asha}",
+                          source="spec.yaml")
+    scheduler = build_scheduler(spec)
+    scheduler.set_search_properties("val_accuracy", "max")
+    trial = SimpleNamespace(trial_id="t0")
+    scheduler.on_trial_add(None, trial)
+    decisions = [scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "val_accuracy": 0.5})
+                 for epoch in range(1, 31)]
+    assert TrialScheduler.STOP not in decisions[:-1] and decisions[-1] == TrialScheduler.STOP
+
+
+def test_a_trial_that_ran_its_own_searched_epochs_is_complete_not_pruned():
+    searcher = _searcher(space="    train.epochs: {choice: [2, 6]}")
+    epochs = {trial_id: searcher.suggest(trial_id)["train.epochs"] for trial_id in ("a", "b")}
+    for trial_id, planned in epochs.items():
+        _finish(searcher, trial_id, accuracy=0.5, epoch=planned)
+    ran = [t for t in _study(searcher).trials if "duplicate_of" not in t.user_attrs]
+    assert [t.state for t in ran] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert sorted(t.params["train.epochs"] for t in ran) == [2, 6]

@@ -129,9 +129,11 @@ class _SweepOptunaSearch(OptunaSearch):
             return
         result = result or {}
         value = result.get(self.metric)
+        # The epochs this trial was to run: its own when train.epochs is searched.
+        planned = int(self._ot_trials[trial_id].params.get("train.epochs", self._max_epochs))
         if result.get("diverged") or (value is not None and not math.isfinite(value)):
             state = optuna.trial.TrialState.FAIL
-        elif value is not None and not error and int(result.get("epoch", self._max_epochs)) < self._max_epochs:
+        elif value is not None and not error and int(result.get("epoch", planned)) < planned:
             state = optuna.trial.TrialState.PRUNED  # Optuna takes its last reported epoch
         else:
             super().on_trial_complete(trial_id, result=result, error=error)
@@ -218,7 +220,7 @@ def build_scheduler(spec: Spec):
     if spec.scheduler.kind == "asha":
         return ASHAScheduler(
             time_attr="training_iteration",
-            max_t=spec.train.epochs,
+            max_t=spec.max_epochs(),  # ASHA stops any trial that reaches max_t
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )

@@ -203,6 +203,13 @@ class Spec(BaseModel):
         canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    def max_epochs(self) -> int:
+        """The most epochs any trial may run: train.epochs, or the top of its search space entry."""
+        entry = self.search.space.get("train.epochs")
+        if entry is None:
+            return self.train.epochs
+        return int(max(entry.values or [])) if entry.kind == "choice" else int(entry.high)
+
     def grid_size(self) -> int | None:
         if self.search.algorithm != "grid":
             return None
