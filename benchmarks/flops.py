@@ -48,12 +48,13 @@ def measured_gemm_peak(device: str, dtype: torch.dtype, *, sizes=(2048, 4096), r
 
 
 def cpu_theoretical_peak(threads: int) -> tuple[float, str] | None:
-    """fp32 FLOP/s of ``threads`` cores from /proc/cpuinfo, and the assumption it rests on.
+    """fp32 FLOP/s of ``threads`` cores at the clock /proc/cpuinfo reports, and what it assumes.
 
-    AVX-512 cores: 2 x 16 fp32 FMAs per cycle; AVX2 + FMA cores: 2 x 8 (two 256-bit FMA units, as
-    on Zen 2+ and Intel since Haswell). The clock is the one /proc/cpuinfo reports; cores that boost above it
-    can beat this "peak" in practice, which the measured GEMM peak then shows.
-    None where that cannot be read (not Linux, no FMA).
+    Only for AVX2 + FMA cores without AVX-512: two 256-bit FMA units, 2 x 8 fp32 FMAs per cycle (Zen 2
+    and later, Intel since Haswell). AVX-512 cores differ in their number of 512-bit units, so they
+    get None, as does a machine where /proc/cpuinfo cannot be read. Each thread is counted as a
+    core (SMT siblings would share one), and a core boosting above the reported clock beats this
+    "peak": the measured GEMM peak is the figure to trust.
     """
     try:
         info = Path("/proc/cpuinfo").read_text()
@@ -61,13 +62,12 @@ def cpu_theoretical_peak(threads: int) -> tuple[float, str] | None:
         return None
     flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split()) if "flags" in info else set()
     mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
-    if mhz is None or "fma" not in flags:
+    if mhz is None or "fma" not in flags or "avx2" not in flags or "avx512f" in flags:
         return None
-    lanes = 16 if "avx512f" in flags else 8
     ghz = float(mhz.group(1)) / 1000
-    flop_per_cycle = 2 * lanes * 2  # two FMA units, each FMA is 2 FLOPs per lane
+    flop_per_cycle = 2 * 8 * 2  # two FMA units x 8 fp32 lanes x 2 FLOPs per FMA
     basis = (
-        f"{threads} core(s) x {ghz:.2f} GHz x {flop_per_cycle} fp32 FLOP/cycle "
-        f"(two {'512' if lanes == 16 else '256'}-bit FMA units)"
+        f"{threads} thread(s) counted as cores x {ghz:.2f} GHz (the clock /proc/cpuinfo reports) x "
+        f"{flop_per_cycle} fp32 FLOP/cycle (two 256-bit FMA units)"
     )
     return threads * ghz * 1e9 * flop_per_cycle, basis

@@ -35,10 +35,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# An empty inductor cache, so the compile time is what a machine's first compiled trial pays (later
-# trials on the same machine reuse the cache in /tmp and compile several times faster).
+# Empty inductor caches (one folder per row, below), so the compile time is what a machine's first
+# compiled trial pays (later trials on the same machine reuse the cache in /tmp and compile several
+# times faster).
 INDUCTOR_CACHE = tempfile.mkdtemp(prefix="xsweep-bench-inductor-")
-os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE
 atexit.register(shutil.rmtree, INDUCTOR_CACHE, ignore_errors=True)
 
 import torch  # noqa: E402
@@ -200,7 +200,9 @@ def run_row(timm, row: Row, seed: int, *, compile: bool) -> tuple[list[Result], 
             steppers[(which, layout)] = Stepper(build_model(timm, which, seed, row.device, cl), xi, y, row.dtype)
     first_compiled_step = 0.0
     if compile:
-        torch._dynamo.reset()  # a cold start for each row: its compile time is all its own
+        # A cold start for each row: its compile time is all its own.
+        torch._dynamo.reset()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=INDUCTOR_CACHE)
         xi = x.contiguous(memory_format=torch.channels_last)
         model = build_model(timm, "ours+compile", seed, row.device, True)
         compiled = steppers[("ours+compile", "channels_last")] = Stepper(model, xi, y, row.dtype, compile=True)
@@ -432,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             "## torch.compile (`train.compile: true`), ours in channels_last",
             "",
-            "compile s = first step (compiling forward and backward, empty inductor cache) minus the median step. "
+            "compile s = first step (compiling forward and backward, a new empty inductor cache per row) minus the "
+            "median step. The benchmark compiles with static shapes; `train.compile` uses torch's default "
+            "(a second batch size recompiles with a dynamic batch dimension). "
             "A trial pays it once, and again for evaluation mode and for a last, smaller batch; later trials on "
             "the same machine reuse the inductor cache and compile several times faster.",
             "",

@@ -74,16 +74,17 @@ def test_fit_on_digits_learns():
 
 @pytest.mark.slow
 def test_compiled_training_checkpoints_plain_weights_that_evaluate_the_same():
-    # train.compile: true runs torch.compile (inductor builds C++ kernels: about a minute here).
-    # 72 training and 24 validation images in batches of 24: no partial batch to recompile for.
-    c = config(epochs=1, compile=True, batch_size=24)
+    # train.compile: true runs torch.compile (inductor builds C++ kernels: minutes here). 72
+    # training images in batches of 16 end in a batch of 8, and validation runs one batch of 24:
+    # three shapes, so the recompiles a real trial meets are compiled and run too.
+    c = config(epochs=1, compile=True, batch_size=16)
     reports = []
     result = fit(c, on_epoch=reports.append)
     assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
     weights = reports[-1].state()["model"]
     assert not any(key.startswith("_orig_mod.") for key in weights)  # loads into the plain model
     datasets = build_datasets(c["data"], seed=0)
-    _, val_loader = make_loaders(datasets, batch_size=24, seed=0)
+    _, val_loader = make_loaders(datasets, batch_size=16, seed=0)
     model = build_model(c, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
     model.load_state_dict(weights)
     model.to(memory_format=torch.channels_last)
