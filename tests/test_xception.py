@@ -517,14 +517,7 @@ def test_depthwise_small_map_path_is_the_same_convolution(hw: tuple[int, int], c
     out = dw(xi)
     assert len(calls) == 1 and out.shape == (5, 16, *hw)
     assert (type(out.grad_fn).__name__ == "_SmallMapDepthwiseBackward") == (min(hw) < 3)
-    wr = dw.weight.detach().contiguous().requires_grad_()
-    xr = x.clone().requires_grad_()
-    ref = F.conv2d(xr, wr, padding=1, groups=16)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    gx, gw = torch.autograd.grad(out.square().sum(), [xi, dw.weight])
-    gx_ref, gw_ref = torch.autograd.grad(ref.square().sum(), [xr, wr])
-    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(gw, gw_ref, rtol=1e-4, atol=1e-4)
+    _assert_same_as_conv2d(dw, x, xi, out, padding=1, groups=16)
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (5, 6), (11, 12)])  # 1 pixel, GEMM-sized, conv-sized
@@ -544,11 +537,17 @@ def test_pointwise_fast_paths_are_the_same_1x1_convolution(hw: tuple[int, int], 
     out = pw(xi)
     assert len(calls) == 1 and out.shape == (3, 24, *hw)
     assert out.is_contiguous(memory_format=layout)
-    wr = pw.weight.detach().contiguous().requires_grad_()
+    _assert_same_as_conv2d(pw, x, xi, out)
+
+
+def _assert_same_as_conv2d(conv: nn.Conv2d, x: torch.Tensor, xi: torch.Tensor, out: torch.Tensor,
+                           **conv2d_args) -> None:
+    """`out` = conv(xi), xi being x in some layout: the numbers and both gradients of F.conv2d."""
+    wr = conv.weight.detach().contiguous().requires_grad_()
     xr = x.clone().requires_grad_()
-    ref = F.conv2d(xr, wr)
+    ref = F.conv2d(xr, wr, **conv2d_args)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    gx, gw = torch.autograd.grad(out.square().sum(), [xi, pw.weight])
+    gx, gw = torch.autograd.grad(out.square().sum(), [xi, conv.weight])
     gx_ref, gw_ref = torch.autograd.grad(ref.square().sum(), [xr, wr])
     torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(gw, gw_ref, rtol=1e-4, atol=1e-4)
