@@ -24,10 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host import machine, targets_table, write_results  # noqa: E402 - sibling modules
-from sweep_overhead import trial_results  # noqa: E402
+from sweep_overhead import run_xsweep, trial_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-XSWEEP = Path(sys.executable).parent / "xsweep"
 RESULTS = ROOT / "benchmarks" / "results" / "platform_overhead.md"
 
 # width 0.25 / 2 middle blocks: ~2 s per digits epoch on one core, so 4 epochs ~ 10 s a trial.
@@ -48,19 +47,10 @@ resources: {{cpus_per_trial: 1}}
 """
 
 
-def run_xsweep(spec: Path, workdir: Path) -> tuple[float, list[float]]:
-    # Output to a file: a pipe read to its end would also wait for Ray's processes, which hold it
-    # a second or two after the command has returned (sweep_overhead.py does the same).
-    log = workdir / "xsweep.log"
-    with open(log, "w") as out:
-        started = time.time()
-        code = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, stdout=out,
-                              stderr=subprocess.STDOUT).returncode
-        wall = time.time() - started
-    if code != 0:
-        sys.exit(f"xsweep run failed:\n{log.read_text()[-6000:]}")
+def run_timed_xsweep(spec: Path, workdir: Path) -> tuple[float, list[float]]:
+    launched, finished = run_xsweep(spec, workdir)
     (sweep,) = sorted((workdir / "results").glob("platform-overhead-*"))
-    return wall, [t[-1]["time_total_s"] for t in trial_results(sweep)]
+    return finished - launched, [t[-1]["time_total_s"] for t in trial_results(sweep)]
 
 
 def run_plain_optuna(spec_text: str, workdir: Path, trials: int) -> tuple[float, list[float]]:
@@ -102,7 +92,7 @@ def main() -> None:
         (Path(folder) / "b").mkdir()
         spec = Path(folder, "a", "platform-overhead.yaml")
         spec.write_text(spec_text)
-        xsweep_wall, xsweep_trials = run_xsweep(spec, Path(folder, "a"))
+        xsweep_wall, xsweep_trials = run_timed_xsweep(spec, Path(folder, "a"))
         # In a child process, so (b) pays its own imports as (a) does.
         code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                 f"from platform_overhead import run_plain_optuna; from pathlib import Path; "

@@ -45,6 +45,23 @@ resources: {{cpus_per_trial: 1}}
 """
 
 
+def run_xsweep(spec: Path, workdir: Path, *, env: dict | None = None) -> tuple[float, float]:
+    """`xsweep run SPEC` in `workdir`: (launch, exit) wall-clock times; the benchmark exits with
+    the log's tail if the sweep fails.
+
+    Output to a file, not a pipe: reading a pipe to its end would also wait for Ray's processes
+    that inherited it, which outlive the command by a second or two. Exit is when the command
+    returns, as at a shell prompt."""
+    log = workdir / "xsweep.log"
+    with open(log, "w") as out:
+        launched = time.time()
+        code = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, env=env,
+                              stdout=out, stderr=subprocess.STDOUT).returncode
+        finished = time.time()
+    if code != 0:
+        sys.exit(f"xsweep run failed:\n{log.read_text()[-6000:]}")
+    return launched, finished
+
 
 def trial_results(sweep: Path) -> list[list[dict]]:
     trials = []
@@ -63,18 +80,7 @@ def main() -> None:
         workdir = Path(folder)
         spec = workdir / "overhead.yaml"
         spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
-        env = dict(os.environ, XSWEEP_PROFILE_TRACKING="1")
-        # Output to a file, not a pipe: reading a pipe to its end would also wait for Ray's
-        # processes that inherited it, which outlive the command by a second or two. Exit is
-        # when the command returns, as at a shell prompt.
-        log = workdir / "sweep.log"
-        with open(log, "w") as out:
-            launched = time.time()
-            code = subprocess.run([str(XSWEEP), "run", str(spec)], cwd=workdir, env=env,
-                                  stdout=out, stderr=subprocess.STDOUT).returncode
-            finished = time.time()
-        if code != 0:
-            sys.exit(f"sweep failed:\n{log.read_text()[-6000:]}")
+        launched, finished = run_xsweep(spec, workdir, env=dict(os.environ, XSWEEP_PROFILE_TRACKING="1"))
         (sweep,) = sorted((workdir / "results").glob("overhead-*"))
         trials = trial_results(sweep)
         profile = json.loads((sweep / "tracking_profile.json").read_text())
