@@ -120,8 +120,8 @@ class _SweepOptunaSearch(OptunaSearch):
         """A random configuration no trial has run, of a space whose points can be listed."""
         values = [list(d.choices) if isinstance(d, optuna.distributions.CategoricalDistribution)
                   else list(range(d.low, d.high + 1, d.step)) for d in self._space.values()]
-        untried = [dict(zip(self._space, point)) for point in itertools.product(*values)
-                   if _key(dict(zip(self._space, point))) not in self._tried]
+        configurations = (dict(zip(self._space, point)) for point in itertools.product(*values))
+        untried = [config for config in configurations if _key(config) not in self._tried]
         return self._rng.choice(untried) if untried else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
