@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-# PostgreSQL (for the team MLflow server tests) and Chromium (for the browser tests).
+# PostgreSQL (for the team MLflow server tests), Chromium (for the browser tests), g++ and Python's
+# headers (for torch.compile).
 # Installed from Debian's packages when missing and we are root; otherwise one clear line.
 system-deps:
 	@bash scripts/system_deps.sh

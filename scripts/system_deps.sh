@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests need (PostgreSQL, Chromium) from Debian when missing.
+# Installs the system packages the tests need (PostgreSQL, Chromium, a C++ compiler and Python's
+# headers for torch.compile) from Debian when missing.
 set -euo pipefail
 
 missing=()
@@ -7,6 +8,13 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # tests/test_docker.py: compose config
+# torch.compile (train.compile, tests/test_train.py) builds C++ kernels that include Python.h.
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+py=.venv/bin/python
+if [ -x "$py" ] && ! "$py" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    missing+=("python$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev")
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
