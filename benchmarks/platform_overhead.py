@@ -60,8 +60,8 @@ def run_plain_optuna(spec_text: str, workdir: Path, trials: int) -> tuple[float,
     from optuna_integration.mlflow import MLflowCallback
 
     from xsweep.spec import load_spec_text
-    from xsweep.train import fit
-    from xsweep.trial_config import resolve_trial_config
+    from xsweep.training.fit import fit
+    from xsweep.spec.trial import resolve_trial_config
 
     base = load_spec_text(spec_text, source="platform-overhead.yaml").base_trial_config()
     seconds = []

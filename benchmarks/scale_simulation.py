@@ -123,7 +123,7 @@ def no_run(trial_id, config):
     return ""
 
 
-from xsweep.search import SweepSearcher, build_searcher  # noqa: E402 - after the environment above
+from xsweep.sweep.searcher import SweepSearcher, build_searcher  # noqa: E402 - after the environment above
 
 SUGGEST_SECONDS: list[float] = []  # driver side; a module global survives Tune copying the searcher
 
@@ -264,7 +264,7 @@ def run_tune(args, work: Path) -> dict:
 def tpe_latency(sizes, asks: int) -> list[tuple[int, float, float, float]]:
     import optuna
 
-    from xsweep.search import _distribution, _sampler
+    from xsweep.sweep.searcher import _distribution, _sampler
     from xsweep.spec import load_spec_text
 
     spec = load_spec_text(SPACE_SPEC.format(trials=10, concurrency=1, reports=3), source="scale.yaml")
@@ -324,7 +324,7 @@ def open_run_latency(uri: str, checkpoints: list[int], workdir: Path) -> list[tu
     """xsweep's SweepRuns(trial_id, config): search_runs + create_run + log_params, per trial, as the
     experiment grows. The latency at each checkpoint is the median of the 10 opens before it."""
     from xsweep.spec import load_spec_text
-    from xsweep.tracking import start_sweep
+    from xsweep.tracking.runs import start_sweep
 
     spec = load_spec_text(SPACE_SPEC.format(trials=max(checkpoints), concurrency=1, reports=3),
                           source="scale.yaml")
@@ -395,8 +395,8 @@ def stop_process_group(proc) -> None:
 def checkpoint_bytes(work: Path) -> dict:
     import torch
 
-    from xsweep.checkpoint import save_checkpoint
-    from xsweep.train import build_model, build_optimizer
+    from xsweep.training.checkpoint import save_checkpoint
+    from xsweep.training.fit import build_model, build_optimizer
 
     config = {"model": {"residual": True, "activation": "none", "width": 1.0, "middle_blocks": 8, "dropout": 0.5},
               "train": {"optimizer": "sgd", "lr": 0.045, "momentum": 0.9, "weight_decay": 1e-5}}

@@ -106,8 +106,8 @@ def train_one(job: tuple) -> dict:
     text, lr, residual, activation, seed = job
     sys.path.insert(0, str(ROOT / "platform"))
     from xsweep.spec import load_spec_text
-    from xsweep.train import fit
-    from xsweep.trial_config import resolve_trial_config
+    from xsweep.training.fit import fit
+    from xsweep.spec.trial import resolve_trial_config
 
     spec = load_spec_text(text, source="search_efficiency.yaml")
     config = resolve_trial_config(spec.base_trial_config(), {
@@ -182,7 +182,7 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
-    from xsweep.search import build_scheduler, build_searcher
+    from xsweep.sweep.searcher import build_scheduler, build_searcher
     from xsweep.spec import load_spec_text
 
     spec = load_spec_text(spec_text(epochs=epochs, algorithm=algorithm, scheduler=scheduler_kind, seed=seed,

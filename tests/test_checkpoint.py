@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from xsweep.training.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 
 
 def sample_state():
@@ -88,7 +88,7 @@ def test_loads_onto_cpu(tmp_path):
 
 SAVER = """
 import sys, torch
-from xsweep.checkpoint import save_checkpoint
+from xsweep.training.checkpoint import save_checkpoint
 path = sys.argv[1]
 torch.manual_seed(0)
 big = torch.randn(4_000_000)  # 16 MB: a save takes long enough to be killed in the middle

@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from conftest import SPECS, XSWEEP, run_xsweep
-from xsweep.checkpoint import save_checkpoint
-from xsweep.trainable import CHECKPOINT_FILE, restore
+from xsweep.training.checkpoint import save_checkpoint
+from xsweep.training.trainable import CHECKPOINT_FILE, restore
 
 
 def _trial_folder(root: Path, epochs: int) -> Path:

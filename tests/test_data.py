@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from xsweep import data_sources
-from xsweep.data import DataError, build_datasets, make_loaders
+from xsweep.training import sources as data_sources
+from xsweep.training.loaders import DataError, build_datasets, make_loaders
 
 torch.set_num_threads(1)
 

@@ -223,7 +223,7 @@ def test_rayjob_runs_a_sweep_on_gpu_workers_with_secrets_from_a_secret():
 def test_runtime_env_is_one_ray_accepts():
     from ray.runtime_env import RuntimeEnv
 
-    from xsweep.submit import runtime_env
+    from xsweep.cluster.submit import runtime_env
 
     env = RuntimeEnv(**runtime_env(ROOT))
     assert env.working_dir() == str(ROOT)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xsweep import report_stats as st
-from xsweep.report_analysis import factor_table, lr_groups, summarize
-from xsweep.report_data import SweepData, TrialRun
+from xsweep.report import stats as st
+from xsweep.report.analysis import factor_table, lr_groups, summarize
+from xsweep.report.data import SweepData, TrialRun
 
 from conftest import SPECS, run_xsweep
 
@@ -338,7 +338,7 @@ def test_report_is_logged_to_the_sweeps_parent_run(reported):
 @pytest.mark.cluster
 def test_report_folder_sweep_flag_and_user_errors(reported, tmp_path, monkeypatch):
     from xsweep.report import make_report
-    from xsweep.report_data import ReportError
+    from xsweep.report.data import ReportError
 
     workdir, out = reported
     _, sweep, _ = _mlflow(workdir)

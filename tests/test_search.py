@@ -9,7 +9,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from xsweep.search import build_scheduler, build_searcher
+from xsweep.sweep.searcher import build_scheduler, build_searcher
 from xsweep.spec import load_spec_text
 
 SPEC = """

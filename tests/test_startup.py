@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import SPECS
-from xsweep.startup import while_ray_starts
-from xsweep.tracking_store import default_uri
+from xsweep.sweep.startup import while_ray_starts
+from xsweep.tracking.store import default_uri
 
 
 def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -23,7 +23,14 @@ def test_the_driver_reaches_ray_without_importing_torch():
     # Everything `xsweep run` imports before the trials start, and the data check it runs.
     code = f"""
 import sys
-from xsweep import cli, cluster, startup, sweep, trainable, search, summary, tracking_callback
+from xsweep import cli
+from xsweep.cluster import connect as cluster
+from xsweep.sweep import startup
+from xsweep.sweep import run as sweep
+from xsweep.training import trainable
+from xsweep.sweep import searcher as search
+from xsweep.sweep import outcome as summary
+from xsweep.tracking import callback as tracking_callback
 from xsweep.spec import load_spec
 spec = load_spec({str(SPECS / "smoke.yaml")!r}, overrides=[])
 cli._preflight(spec)
@@ -102,6 +109,6 @@ def test_a_store_that_cannot_be_prepared_is_reported(tmp_path):
 def test_imagefolder_checks_the_files_torchvision_loads():
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from xsweep.data_sources import IMG_EXTENSIONS as ours
+    from xsweep.training.sources import IMG_EXTENSIONS as ours
 
     assert ours == IMG_EXTENSIONS

@@ -77,7 +77,7 @@ def test_spec_outside_a_project_is_refused(tmp_path):
 
 
 def test_what_is_uploaded():
-    from xsweep.submit import entrypoint as command, runtime_env
+    from xsweep.cluster.submit import entrypoint as command, runtime_env
 
     env = runtime_env(ROOT)
     assert env["working_dir"] == str(ROOT)

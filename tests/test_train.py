@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from xsweep.checkpoint import load_checkpoint, save_checkpoint
-from xsweep.data import build_datasets, make_loaders
-from xsweep.train import FitResult, TIMING_KEYS, build_model, evaluate, fit
+from xsweep.training.checkpoint import load_checkpoint, save_checkpoint
+from xsweep.training.loaders import build_datasets, make_loaders
+from xsweep.training.fit import FitResult, TIMING_KEYS, build_model, evaluate, fit
 
 torch.set_num_threads(1)
 

@@ -39,7 +39,7 @@ def cmd_validate(args) -> int:
 
 def _preflight(spec) -> None:
     """What can be checked before anything starts: the data must be there."""
-    from xsweep.data_sources import dataset_shape
+    from xsweep.training.sources import dataset_shape
 
     dataset_shape(spec.base_trial_config()["data"])
 
@@ -57,7 +57,7 @@ def _recordable_overrides(path: str, overrides: list[str], spec) -> list[str]:
     - a relative data.root made absolute: trials run in folders of their own (Tune's);
     - a tracking URI's password moved to MLFLOW_TRACKING_USERNAME/PASSWORD, the URI kept bare."""
     from xsweep.spec import SpecError
-    from xsweep.tracking_store import credentials_to_env
+    from xsweep.tracking.store import credentials_to_env
 
     fixed = list(overrides)
     root = spec.data.root
@@ -82,7 +82,7 @@ def cmd_run(args) -> int:
     overrides = _recordable_overrides(args.spec, args.set, spec)
     if overrides != args.set:
         spec = load_spec(args.spec, overrides=overrides)
-    from xsweep import sweep
+    from xsweep.sweep import run as sweep
 
     _preflight(spec)
     outcome = sweep.run_sweep(spec, overrides=overrides, address=args.address, workdir=os.getcwd())
@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
 
 def cmd_resume(args) -> int:
     _loopback_if_embedded(args.address)
-    from xsweep import sweep
+    from xsweep.sweep import run as sweep
 
     outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(),
                                  endpoint_url=args.endpoint_url)
@@ -99,8 +99,8 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from xsweep import sweep
-    from xsweep.status import print_status
+    from xsweep.sweep import run as sweep
+    from xsweep.sweep.status import print_status
 
     storage, name = sweep.locate_sweep(args.sweep, workdir=os.getcwd(), endpoint_url=args.endpoint_url)
     print_status(storage, name)
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
     # Commands with modules of their own register themselves (their heavy imports stay lazy).
     from xsweep.report import add_commands as add_report_commands
-    from xsweep.submit import add_commands as add_submit_commands
+    from xsweep.cluster.submit import add_commands as add_submit_commands
 
     add_submit_commands(sub)
     add_report_commands(sub)

@@ -1,7 +1,12 @@
-"""The one base class for problems a user can fix: the CLI prints the line and exits with 2.
+"""Problems a user can fix: the CLI prints the line and exits with 2; tracebacks are for our bugs.
 
-Kept import-free so that every module, the fast spec checker included, can use it.
+Every kind is here, each named after the room whose input it is about, so that any module can
+raise one without importing that room. Kept import-free: the fast spec checker uses it too.
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class UserError(Exception):
@@ -9,3 +14,50 @@ class UserError(Exception):
 
     # Printed before the message; spec errors start with the file name instead.
     prefix = "xsweep: "
+
+
+class SpecError(UserError):
+    """A user error in a spec. .lines holds one-line messages; str(e) joins them with newlines."""
+
+    prefix = ""  # each line already starts with the file (or --set) it is about
+
+    def __init__(self, lines: Iterable[str] | str):
+        # Accepting the joined text back lets the error survive pickling (Ray ships exceptions
+        # between processes, and pickle rebuilds them from args).
+        self.lines = lines.splitlines() if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+class DataError(UserError):
+    """The data a spec names is missing or malformed (data.root, data.val_fraction, ...)."""
+
+
+class StorageError(UserError):
+    """A storage the sweep cannot use (no credentials, server down, no bucket, no such folder)."""
+
+
+class TrackingError(UserError):
+    """The tracking store cannot be reached or used (tracking.uri, --tracking-uri, credentials)."""
+
+
+class ClusterError(UserError):
+    """A Ray cluster problem: --address, or resources no node has."""
+
+
+class SweepError(UserError):
+    """A sweep that cannot be found, started or resumed."""
+
+
+class ReportError(UserError):
+    """A report's arguments: the experiment, --sweep, --out."""
+
+
+class ReproduceError(UserError):
+    """A reproduction's arguments: --experiment, --run, --tolerance."""
+
+
+class SubmitError(UserError):
+    """A job submission: --address, the Ray token, the project folder."""

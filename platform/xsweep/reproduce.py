@@ -25,8 +25,8 @@ from mlflow.entities import Metric  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from xsweep.errors import UserError  # noqa: E402
-from xsweep.tracking import (  # noqa: E402
+from xsweep.errors import ReproduceError  # noqa: E402
+from xsweep.tracking.runs import (  # noqa: E402
     EPOCH_METRICS,
     TAG_CONFIG,
     TAG_KIND,
@@ -35,7 +35,7 @@ from xsweep.tracking import (  # noqa: E402
     log_params,
     set_tags,
 )
-from xsweep.tracking_store import check_reachable, default_uri, sqlite_file  # noqa: E402
+from xsweep.tracking.store import check_reachable, default_uri, sqlite_file  # noqa: E402
 
 # Metrics that depend only on the seed and the arithmetic; timings never repeat, so they are
 # logged for the record but not compared.
@@ -43,9 +43,6 @@ COMPARED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 FINISHED_STATUSES = ("completed", "stopped")  # trial statuses that left a full, usable history
 DEFAULT_TOLERANCE_PP = 0.5
 
-
-class ReproduceError(UserError):
-    """One line naming the flag and the fix; the CLI exits with 2."""
 
 
 class _EnoughEpochs(Exception):
@@ -231,7 +228,7 @@ def run_config(trial: Trial) -> dict:
 
 def retrain(config: dict, *, epochs: int, on_epoch=None) -> dict[int, dict[str, float]]:
     """Re-run `fit` in-process for the first `epochs` epochs; epoch -> metrics."""
-    from xsweep.train import fit
+    from xsweep.training.fit import fit
 
     history: dict[int, dict[str, float]] = {}
 
@@ -267,9 +264,9 @@ def check_checkpoint(path: Path, config: dict) -> tuple[int, dict[str, float], l
     """
     import torch
 
-    from xsweep.checkpoint import load_checkpoint
-    from xsweep.data import build_datasets, make_loaders
-    from xsweep.train import build_model, evaluate, pick_device, seed_everything
+    from xsweep.training.checkpoint import load_checkpoint
+    from xsweep.training.loaders import build_datasets, make_loaders
+    from xsweep.training.fit import build_model, evaluate, pick_device, seed_everything
 
     state = load_checkpoint(path)  # checks the sha256 sidecar; weights_only=True
     notes = []
@@ -405,7 +402,7 @@ def provenance_notes(trial: Trial) -> list[str]:
     """What differs between the sweep's code and ours: the first suspect when numbers differ."""
     from importlib.metadata import version
 
-    from xsweep.tracking import git_commit
+    from xsweep.tracking.runs import git_commit
 
     notes = []
     theirs, ours = trial.sweep_tags.get("xsweep.git_commit"), git_commit()
@@ -452,7 +449,7 @@ def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: flo
 
 
 def _from_checkpoint(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:
-    from xsweep.checkpoint import CorruptCheckpoint
+    from xsweep.training.checkpoint import CorruptCheckpoint
 
     # Only the validation split is evaluated: the verdict is on a val metric.
     metric = trial.metric if trial.metric.startswith("val_") else "val_accuracy"

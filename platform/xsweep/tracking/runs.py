@@ -26,10 +26,10 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 from mlflow.entities import Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from xsweep.delivery import retry  # noqa: E402
+from xsweep.tracking.delivery import retry  # noqa: E402
 from xsweep.errors import UserError  # noqa: E402
-from xsweep.trial_config import resolve_trial_config, sampled_params, trial_name  # noqa: E402
-from xsweep.uri import redact  # noqa: E402
+from xsweep.spec.trial import resolve_trial_config, sampled_params, trial_name  # noqa: E402
+from xsweep.tracking.uri import redact  # noqa: E402
 
 log = logging.getLogger("xsweep.tracking")
 

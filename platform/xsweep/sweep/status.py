@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from xsweep.storage import Storage, read_sweep_record
-from xsweep.trial_config import trial_name
+from xsweep.cluster.storage import Storage, read_sweep_record
+from xsweep.spec.trial import trial_name
 
 
 def print_status(storage: Storage, sweep: str) -> None:

@@ -13,8 +13,8 @@ import dataclasses
 import functools
 from typing import Any
 
-from .spec_fields import FieldRule, did_you_mean, key_text, number_text, section_rules, show
-from .spec_models import SECTION_MODELS, SPACE_KINDS, TRIAL_SECTIONS, SpaceEntry
+from xsweep.spec.fields import FieldRule, did_you_mean, key_text, number_text, section_rules, show
+from xsweep.spec.schema import SECTION_MODELS, SPACE_KINDS, TRIAL_SECTIONS, SpaceEntry
 
 Problem = tuple[str, str]  # (dotted field path, message)
 KINDS_TEXT = ", ".join(SPACE_KINDS)

@@ -19,20 +19,17 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from xsweep.errors import UserError  # noqa: E402
-from xsweep.tracking import (  # noqa: E402
+from xsweep.errors import ReportError  # noqa: E402
+from xsweep.tracking.runs import (  # noqa: E402
     TAG_CONFIG, TAG_KIND, TAG_STATUS, find_experiment,
 )
-from xsweep.tracking_store import check_reachable, default_uri, sqlite_file  # noqa: E402
-from xsweep.uri import redact  # noqa: E402
+from xsweep.tracking.store import check_reachable, default_uri, sqlite_file  # noqa: E402
+from xsweep.tracking.uri import redact  # noqa: E402
 
 CURVE_METRICS = ("val_accuracy", "train_loss")
 ACCURACY = "val_accuracy"  # the report's outcome: final validation accuracy
 FINISHED = "completed"  # the only status whose final accuracy is comparable: every epoch ran
 
-
-class ReportError(UserError):
-    """One line naming the argument or flag and the fix; the CLI exits with 2."""
 
 
 @dataclass

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from xsweep.errors import UserError
+from xsweep.errors import StorageError
 
 SWEEP_FILE = "xsweep.json"
 
-
-class StorageError(UserError):
-    """A storage the sweep cannot use (no credentials, server down, no bucket): one line, exit 2."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pyarrow.fs
 import ray
 from ray import tune
 
-from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config
+from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -27,7 +27,7 @@ CHECKPOINT_FILE = "state.pt"
 def _device_name(config: dict) -> str:
     import torch
 
-    from xsweep.train import pick_device
+    from xsweep.training.fit import pick_device
 
     device = pick_device(config["train"]["device"])
     if device.type == "cuda":
@@ -48,7 +48,7 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
     """The state to continue from: Tune's checkpoint, or, if that one fails its checksum, the
     newest intact older one (else a fresh start). The second value says what happened, if
     anything did; it is printed and reported, so it reaches the driver's log and MLflow."""
-    from xsweep.checkpoint import CorruptCheckpoint, load_checkpoint
+    from xsweep.training.checkpoint import CorruptCheckpoint, load_checkpoint
 
     if checkpoint is None:
         return None, None
@@ -68,8 +68,8 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
 
 
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
-    from xsweep.checkpoint import save_checkpoint
-    from xsweep.train import fit
+    from xsweep.training.checkpoint import save_checkpoint
+    from xsweep.training.fit import fit
 
     config = resolve_trial_config(base_config, tune_config)
     run_id = tune_config.get(RUN_ID_KEY)

@@ -7,9 +7,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from xsweep.tracking import TAG_STATUS, set_tags
-from xsweep.tracking_callback import trial_status
-from xsweep.trial_config import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
+from xsweep.tracking.runs import TAG_STATUS, set_tags
+from xsweep.tracking.callback import trial_status
+from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 
 BEST_ALIAS = "best"
 
@@ -38,10 +38,10 @@ def register_best_model(*, client, runs, spec, result) -> str | None:
     import torch
 
     import xception
-    from xsweep.checkpoint import load_checkpoint
-    from xsweep.data_sources import dataset_shape
-    from xsweep.train import build_model
-    from xsweep.trainable import CHECKPOINT_FILE
+    from xsweep.training.checkpoint import load_checkpoint
+    from xsweep.training.sources import dataset_shape
+    from xsweep.training.fit import build_model
+    from xsweep.training.trainable import CHECKPOINT_FILE
 
     if not result.best_checkpoints:  # e.g. every epoch diverged (Tune raises rather than say None)
         return None
@@ -75,7 +75,7 @@ def register_best_model(*, client, runs, spec, result) -> str | None:
 
 
 def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False):
-    from xsweep.sweep import SweepOutcome
+    from xsweep.sweep.run import SweepOutcome
 
     client = runs.client
     outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment)

@@ -18,9 +18,9 @@ from typing import Any
 from mlflow.entities import Metric
 from ray import tune
 
-from xsweep.delivery import shared_delivery
-from xsweep.tracking import EPOCH_METRICS, TAG_STATUS, SweepRuns, set_tags
-from xsweep.trial_config import RUN_ID_KEY
+from xsweep.tracking.delivery import shared_delivery
+from xsweep.tracking.runs import EPOCH_METRICS, TAG_STATUS, SweepRuns, set_tags
+from xsweep.spec.trial import RUN_ID_KEY
 
 
 def _finite(value: Any) -> bool:
@@ -209,5 +209,5 @@ def _import_model_code() -> None:
     import mlflow.pytorch  # noqa: F401
     import torch  # noqa: F401
 
-    import xsweep.checkpoint  # noqa: F401
-    import xsweep.train  # noqa: F401
+    import xsweep.training.checkpoint  # noqa: F401
+    import xsweep.training.fit  # noqa: F401

@@ -11,16 +11,13 @@ import logging
 import socket
 import sys
 
-from xsweep.errors import UserError
+from xsweep.errors import ClusterError
 
 log = logging.getLogger("xsweep")
 
 LOOPBACK = "127.0.0.1"
 REACH_TIMEOUT_S = 5
 
-
-class ClusterError(UserError):
-    """A user-fixable cluster problem; one line naming the field or flag and the fix."""
 
 
 def connect(address: str | None, *, spec, storage) -> str:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xsweep.errors import UserError
-from xsweep.uri import redact, split_credentials
+from xsweep.errors import TrackingError
+from xsweep.tracking.uri import redact, split_credentials
 
-
-class TrackingUnavailable(UserError):
-    """The tracking server cannot be reached; the message is one line naming tracking.uri."""
 
 
 def default_uri(workdir: str | os.PathLike) -> str:
@@ -48,15 +45,15 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
         try:
             response = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s, auth=auth)
         except requests.RequestException as exc:
-            raise TrackingUnavailable(f"{where}: {_reason(exc)} (start the server or fix tracking.uri)") from None
+            raise TrackingError(f"{where}: {_reason(exc)} (start the server or fix tracking.uri)") from None
         if response.status_code >= 500:
-            raise TrackingUnavailable(f"{where}: HTTP {response.status_code} (check the server's log)")
+            raise TrackingError(f"{where}: HTTP {response.status_code} (check the server's log)")
         return
     database = sqlite_file(uri)
     if database is not None:
         folder = database.parent
         if not folder.is_dir():
-            raise TrackingUnavailable(f"{where}: folder {folder} does not exist (create it or fix tracking.uri)")
+            raise TrackingError(f"{where}: folder {folder} does not exist (create it or fix tracking.uri)")
         return
     if uri.startswith(("postgresql", "mysql", "mssql")):
         try:
@@ -65,7 +62,7 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
                 pass
             engine.dispose()
         except Exception as exc:  # noqa: BLE001 - any driver error means "unreachable" to the user
-            raise TrackingUnavailable(f"{where}: {_reason(exc)} (start the database or fix tracking.uri)") from None
+            raise TrackingError(f"{where}: {_reason(exc)} (start the database or fix tracking.uri)") from None
 
 
 def _connect_timeout(uri: str, timeout_s: float) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from xsweep.spec import set_dotted
 
 REPEAT_KEY = "xsweep/repeat"  # index of the seed repeat: seed = train.seed + index
 RUN_ID_KEY = "xsweep/run_id"  # the trial's MLflow run, opened by the searcher before it starts
@@ -29,6 +28,22 @@ _SHORT = {
     "train.optimizer": "opt",
     "train.momentum": "mom",
 }
+
+
+def set_dotted(config: dict[str, Any], path: str, value: Any) -> None:
+    """config["train"]["lr"] = value for path "train.lr" (how trials apply sampled values).
+
+    The sections on the way must exist: a path that misses them is a bug, not a new field.
+    """
+    *parents, last = path.split(".")
+    node = config
+    for depth, part in enumerate(parents):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise KeyError(f"{path}: {'.'.join(parents[:depth + 1])} is not a section of the config")
+        node = child
+    node[last] = value
+
 
 
 def sampled_params(tune_config: dict[str, Any]) -> dict[str, Any]:

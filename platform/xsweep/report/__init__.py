@@ -23,7 +23,10 @@ def make_report(*, experiment: str, sweep: str | None = None, out: str | os.Path
                 tracking_uri: str | None = None, workdir: str | os.PathLike | None = None,
                 log_artifacts: bool = True) -> Path:
     """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder."""
-    from xsweep import report_analysis, report_data, report_figures, report_render
+    from xsweep.report import analysis as report_analysis
+    from xsweep.report import data as report_data
+    from xsweep.report import figures as report_figures
+    from xsweep.report import render as report_render
 
     workdir = str(workdir or os.getcwd())
     uri = report_data.tracking_uri(tracking_uri, workdir=workdir)
@@ -38,7 +41,7 @@ def make_report(*, experiment: str, sweep: str | None = None, out: str | os.Path
     figures = report_figures.draw_all(folder, summary)
     files = report_render.write(folder, summary, figures)
     if log_artifacts:
-        from xsweep.tracking import set_tags
+        from xsweep.tracking.runs import set_tags
 
         for name in files:
             client.log_artifact(data.run_id, str(folder / name), artifact_path="report")

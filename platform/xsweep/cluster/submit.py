@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from xsweep.errors import UserError
-from xsweep.uri import redact
+from xsweep.errors import SubmitError
+from xsweep.tracking.uri import redact
 
 ENTRYPOINT = "jobs/entrypoint.py"
 RUNTIME_ENV = "jobs/runtime_env.yaml"
@@ -44,9 +44,6 @@ STATUS_WAIT_S = 60.0
 
 log = logging.getLogger("xsweep.submit")
 
-
-class SubmitError(UserError):
-    """One line naming the flag or field and the fix; the CLI exits with 2."""
 
 
 # ---- what is sent ----------------------------------------------------------------------------------

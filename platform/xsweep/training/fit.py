@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from xception import Xception
-from xsweep.data import build_datasets, make_loaders
+from xsweep.training.loaders import build_datasets, make_loaders
 
 # The paper's ImageNet schedule (Chollet 2017, sec. 4): lr x0.94 every 2 epochs.
 PAPER_DECAY, PAPER_EVERY = 0.94, 2

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from xsweep.data_sources import CIFAR, DataError, check_image_folder, read_cifar
+from xsweep.training.sources import CIFAR, DataError, check_image_folder, read_cifar
 
 # Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
 PAD_FRACTION = 1 / 8

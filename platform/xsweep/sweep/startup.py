@@ -14,16 +14,16 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from xsweep.tracking_store import prepare_store, sqlite_file
+from xsweep.tracking.store import prepare_store, sqlite_file
 
 
 def _prepare(uri: str, failures: list[BaseException]) -> None:
     try:
         # The modules the driver needs once Ray is up, each taking up to seconds to import.
         import ray.tune  # noqa: F401
-        import xsweep.search  # noqa: F401  (Optuna)
-        import xsweep.summary  # noqa: F401
-        import xsweep.tracking_callback  # noqa: F401  (MLflow)
+        import xsweep.sweep.searcher  # noqa: F401  (Optuna)
+        import xsweep.sweep.outcome  # noqa: F401
+        import xsweep.tracking.callback  # noqa: F401  (MLflow)
 
         prepare_store(uri)
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it

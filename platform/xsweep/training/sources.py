@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xsweep.errors import UserError
+from xsweep.errors import DataError
 
 # A download that cannot start within this many seconds will not work; fail fast instead of
 # hanging a trial (or a test) on a machine with no network.
@@ -27,9 +27,6 @@ OFFLINE_ENV = "XSWEEP_OFFLINE"
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGEFOLDER_HINT = "(an imagefolder root needs train/ and val/ folders of class subfolders)"
 
-
-class DataError(UserError):
-    """A data problem the user can fix; the message is one line naming the field and the fix."""
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xsweep import cluster
-from xsweep.errors import UserError
+from xsweep.cluster import connect as cluster
+from xsweep.errors import SweepError
 from xsweep.spec import Spec, load_spec_text
-from xsweep.storage import (
+from xsweep.cluster.storage import (
     Storage,
     find_sweeps,
     new_sweep_name,
@@ -33,9 +33,6 @@ log = logging.getLogger("xsweep")
 # right then gets this long to come back) before saying what is left and exiting.
 FLUSH_TIMEOUT_S = float(os.environ.get("XSWEEP_TRACKING_FLUSH_TIMEOUT", "600"))
 
-
-class SweepError(UserError):
-    """A user-caused problem found while starting a sweep: one line, exit code 2."""
 
 
 @dataclass
@@ -55,7 +52,7 @@ class SweepOutcome:
 
 
 def tracking_uri(spec: Spec, *, workdir: str) -> str:
-    from xsweep.tracking_store import default_uri
+    from xsweep.tracking.store import default_uri
 
     return spec.tracking.uri or default_uri(workdir)
 
@@ -69,9 +66,9 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from xsweep.search import build_scheduler, build_searcher
-    from xsweep.trainable import train_trial
-    from xsweep.tracking_callback import ImportModelCodeEarly
+    from xsweep.sweep.searcher import build_scheduler, build_searcher
+    from xsweep.training.trainable import train_trial
+    from xsweep.tracking.callback import ImportModelCodeEarly
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
@@ -119,8 +116,8 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
 
 
 def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
-    from xsweep.startup import while_ray_starts
-    from xsweep.tracking_store import check_reachable, credentials_to_env
+    from xsweep.sweep.startup import while_ray_starts
+    from xsweep.tracking.store import check_reachable, credentials_to_env
 
     uri = credentials_to_env(tracking_uri(spec, workdir=workdir))
     check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
@@ -129,8 +126,8 @@ def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir:
     with while_ray_starts(uri):
         ray_address = cluster.connect(address, spec=spec, storage=storage)
 
-    from xsweep.tracking import start_sweep
-    from xsweep.tracking_callback import TrackingCallback
+    from xsweep.tracking.runs import start_sweep
+    from xsweep.tracking.callback import TrackingCallback
 
     sweep = new_sweep_name(spec.name)
     sweep_path = f"{storage.root}/{sweep}"
@@ -182,9 +179,9 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
                  endpoint_url: str | None = None) -> SweepOutcome:
     from ray import tune
 
-    from xsweep.tracking import SweepRuns
-    from xsweep.tracking_store import check_reachable
-    from xsweep.trainable import train_trial
+    from xsweep.tracking.runs import SweepRuns
+    from xsweep.tracking.store import check_reachable
+    from xsweep.training.trainable import train_trial
 
     storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
     record = read_sweep_record(storage, sweep)
@@ -212,10 +209,10 @@ def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
     import ray
 
-    from xsweep.delivery import shared_delivery
-    from xsweep.interrupt import graceful_interrupt
-    from xsweep.summary import finish_sweep
-    from xsweep.tracking_callback import TrackingCallback
+    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.sweep.interrupt import graceful_interrupt
+    from xsweep.sweep.outcome import finish_sweep
+    from xsweep.tracking.callback import TrackingCallback
 
     with graceful_interrupt() as interrupt:
         try:

@@ -25,7 +25,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from xsweep.spec import Spec
-from xsweep.trial_config import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
+from xsweep.spec.trial import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -15,11 +15,11 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from xsweep import report_stats as st
-from xsweep.report_data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
-from xsweep.tracking_store import default_uri
-from xsweep.uri import redact
-from xsweep.trial_config import format_value
+from xsweep.report import stats as st
+from xsweep.report.data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
+from xsweep.tracking.store import default_uri
+from xsweep.tracking.uri import redact
+from xsweep.spec.trial import format_value
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials

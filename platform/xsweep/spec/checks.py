@@ -13,9 +13,9 @@ import re
 import urllib.parse
 from typing import Any
 
-from .spec_fields import did_you_mean, key_text, number_text, section_rules, show
-from .spec_models import SECTION_MODELS, Spec, SpaceEntry, name_problem
-from .spec_space import Problem, check_space, leaf_match
+from xsweep.spec.fields import did_you_mean, key_text, number_text, section_rules, show
+from xsweep.spec.schema import SECTION_MODELS, Spec, SpaceEntry, name_problem
+from xsweep.spec.space import Problem, check_space, leaf_match
 
 INVALID = object()  # stands for a value that failed its own check: cross-field checks skip it
 NAME_EXAMPLE = "a short name such as my-sweep"
