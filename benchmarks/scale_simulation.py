@@ -264,15 +264,17 @@ def run_tune(args, work: Path) -> dict:
 def tpe_latency(sizes, asks: int) -> list[tuple[int, float, float, float]]:
     import optuna
 
-    from xsweep.sweep.searcher import _distribution, _sampler
     from xsweep.spec import load_spec_text
+    from xsweep.sweep.algorithms import ALGORITHMS, distribution
 
     spec = load_spec_text(SPACE_SPEC.format(trials=10, concurrency=1, reports=3), source="scale.yaml")
-    space = {path: _distribution(entry) for path, entry in spec.search.space.items()}
+    space = {path: distribution(entry.kind, low=entry.low, high=entry.high, values=entry.values or ())
+             for path, entry in spec.search.space.items()}
+    sampler = ALGORITHMS.get(spec.search.algorithm).sampler
     rng = random.Random(0)
     rows = []
     for n in sizes:
-        study = optuna.create_study(direction="maximize", sampler=_sampler(spec))  # in memory, as OptunaSearch
+        study = optuna.create_study(direction="maximize", sampler=sampler(spec))  # in memory, as OptunaSearch
         trials = []
         for _ in range(n):
             params = {"train.lr": math.exp(rng.uniform(math.log(0.005), math.log(0.3))),
@@ -296,8 +298,11 @@ def tpe_latency(sizes, asks: int) -> list[tuple[int, float, float, float]]:
 # 3. MLflow write rates
 
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
-                 "images_per_second")
+def epoch_metrics() -> tuple[str, ...]:
+    """What one epoch logs: every metric of xsweep's table (platform/xsweep/metrics.py)."""
+    from xsweep.metrics import METRICS
+
+    return METRICS.names()
 
 
 def log_batch_rate(uri: str, n: int) -> dict:
@@ -311,7 +316,7 @@ def log_batch_rate(uri: str, n: int) -> dict:
     times = []
     for i in range(n):
         ts = int(time.time() * 1000)
-        batch = [Metric(k, random.random(), ts, i // len(runs)) for k in EPOCH_METRICS]
+        batch = [Metric(k, random.random(), ts, i // len(runs)) for k in epoch_metrics()]
         t0 = time.perf_counter()
         client.log_batch(runs[i % len(runs)], metrics=batch)
         times.append(time.perf_counter() - t0)
@@ -396,7 +401,8 @@ def checkpoint_bytes(work: Path) -> dict:
     import torch
 
     from xsweep.training.checkpoint import save_checkpoint
-    from xsweep.training.fit import build_model, build_optimizer
+    from xsweep.training.fit import build_model
+    from xsweep.training.optim import build_optimizer
 
     config = {"model": {"residual": True, "activation": "none", "width": 1.0, "middle_blocks": 8, "dropout": 0.5},
               "train": {"optimizer": "sgd", "lr": 0.045, "momentum": 0.9, "weight_decay": 1e-5}}
@@ -577,7 +583,7 @@ def write_report(args, started, load_before, load_after, t, tpe, local_rate, loc
         "",
         "## 3. MLflow write rates (one thread)",
         "",
-        f"`MlflowClient.log_batch` with one epoch's {len(EPOCH_METRICS)} metrics per call (what xsweep's driver-side "
+        f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
         f"delivery thread sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
         "`SweepRuns` opening a trial's run (search_runs for an existing one, create_run with tags, log_params), "
         "which the searcher calls synchronously inside `suggest`, i.e. on Tune's event loop.",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,19 +175,9 @@ GRID = ["--set", "search.algorithm=grid", "--set", "search.num_samples=4", "--se
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-def _cli_has_report() -> bool:
-    from xsweep.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return "report" in sub.choices
-
-
 def report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`xsweep report ...`; `python -m xsweep.report ...` while cli.py does not list the command yet."""
-    if _cli_has_report():
-        return run_xsweep("report", *args, cwd=cwd, timeout=300)
-    return subprocess.run([sys.executable, "-m", "xsweep.report", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    """`xsweep report ...`, as a user runs it."""
+    return run_xsweep("report", *args, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -337,8 +326,8 @@ def test_report_is_logged_to_the_sweeps_parent_run(reported):
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_report_folder_sweep_flag_and_user_errors(reported, tmp_path, monkeypatch):
-    from xsweep.report import make_report
-    from xsweep.report.data import ReportError
+    from xsweep.errors import ReportError
+    from xsweep.report.make import make_report
 
     workdir, out = reported
     _, sweep, _ = _mlflow(workdir)
@@ -368,12 +357,35 @@ def summary_best(out: Path) -> str:
     return json.loads((out / "report.json").read_text())["best"]["run_id"]
 
 
-def test_add_commands_registers_report():
-    import argparse
+def test_the_cli_has_the_report_command():
+    from xsweep.cli import build_parser, cmd_report
 
-    from xsweep.report import add_commands, cmd_report
-
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["report", "exp", "--sweep", "abc", "--out", "d", "--tracking-uri", "u"])
+    args = build_parser().parse_args(["report", "exp", "--sweep", "abc", "--out", "d", "--tracking-uri", "u"])
     assert (args.experiment, args.sweep, args.out, args.tracking_uri, args.func) == ("exp", "abc", "d", "u", cmd_report)
+
+
+def _visible_tick_labels(ax):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(ax.figure).draw()
+    low, high = ax.get_xlim()
+    ticks = ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+    return [t.label1 for t in ticks if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+
+
+def test_accuracy_against_learning_rate_has_log_ticks_whose_labels_do_not_overprint():
+    from xsweep.report.figures import accuracy_vs_lr
+
+    # A handful of close learning rates, as a small TPE sweep samples them.
+    lrs = [0.0470512, 0.0501234, 0.0523871, 0.0611112, 0.0139921, 0.0198877]
+    variants = [{"label": "all trials", "points": [{"lr": lr, "accuracy": 0.9, "run_id": str(i)} for i, lr in enumerate(lrs)],
+                 "means": [{"lr": lr, "mean": 0.9, "n": 1} for lr in lrs]}]
+    ax = accuracy_vs_lr(variants).axes[0]
+    assert ax.get_xscale() == "log"
+    labels = _visible_tick_labels(ax)
+    texts = [label.get_text() for label in labels]
+    assert texts and not any("0.047" in text or "0.050" in text for text in texts), texts  # no tick per trial
+    boxes = [label.get_window_extent() for label in labels]
+    overlaps = [(texts[i], texts[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                if boxes[i].overlaps(boxes[j])]
+    assert overlaps == []

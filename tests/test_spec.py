@@ -588,9 +588,9 @@ def test_resolved_fills_every_default():
 @pytest.mark.parametrize(("written", "expected"), [
     ({}, 3),                                                      # the default 10 epochs
     ({"train": {"epochs": 2}}, 1),                                # never below 1
-    ({"train": {"epochs": 9}, "scheduler": {"grace_period": None}}, 3),
+    ({"train": {"epochs": 9}, "scheduler": {"kind": "asha", "grace_period": None}}, 3),
     ({"search": {"space": {"train.epochs": {"int": [7, 30]}}}}, 2),  # a third of the shortest trial
-    ({"train": {"epochs": 9}, "scheduler": {"grace_period": 1}}, 1),  # what is written wins
+    ({"train": {"epochs": 9}, "scheduler": {"kind": "asha", "grace_period": 1}}, 1),  # what is written wins
 ])
 def test_asha_grace_period_defaults_to_a_third_of_the_epochs(written, expected):
     spec = parse_spec({"name": "t", "scheduler": {"kind": "asha"}} | written, source="s")

@@ -11,7 +11,8 @@ import torch
 
 from xsweep.training.checkpoint import load_checkpoint, save_checkpoint
 from xsweep.training.loaders import build_datasets, make_loaders
-from xsweep.training.fit import FitResult, TIMING_KEYS, build_model, evaluate, fit
+from xsweep.metrics import reproducible
+from xsweep.training.fit import FitResult, build_model, evaluate, fit
 
 torch.set_num_threads(1)
 
@@ -32,7 +33,7 @@ def config(dataset="synthetic", **train):
 
 
 def without_timing(history):
-    return [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+    return [{k: v for k, v in h.items() if k == "epoch" or k in reproducible()} for h in history]
 
 
 def test_fit_reports_every_epoch():

@@ -1,37 +1,50 @@
-"""The report's PNGs, drawn with matplotlib (Agg, no display) from the summary dict alone."""
+"""The report's PNGs, drawn with matplotlib from the summary dict alone.
+
+Figures are made as `matplotlib.figure.Figure` objects, not through pyplot: no backend is chosen
+and no global state is touched (pyplot's figure manager, its backend), so importing or using this
+module changes nothing for a notebook that also plots. Saving a Figure to PNG uses Agg by itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib import rcParams
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
+from xsweep.metrics import METRICS, curve_metrics
 
 DPI = 100
-_METRIC_TITLES = {"val_accuracy": "validation accuracy (%)", "train_loss": "training loss"}
 
 
 def _slug(path: str) -> str:
     return path.split(".")[-1].replace("_", "-")
 
 
-def _save(fig, out: Path, name: str) -> str:
+def _save(fig: Figure, out: Path, name: str) -> str:
     fig.savefig(out / name, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return name
+
+
+def _title(metric: str) -> str:
+    """validation accuracy (%), training loss: the metric's label from xsweep.metrics."""
+    entry = METRICS.get(metric)
+    return f"{entry.label} (%)" if entry.percent else entry.label
+
+
+def _colors() -> list[str]:
+    return rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def curves_figure(out: Path, path: str, factor_name: str, panels: list[dict]) -> str:
     """Rows: validation accuracy and training loss per epoch; columns: learning-rate panels; one line
     per level (the mean over its trials) with a band for the 95% CI of that mean."""
-    metrics = list(_METRIC_TITLES)
+    metrics = list(curve_metrics())
     cols = max(1, len(panels))
-    fig, axes = plt.subplots(len(metrics), cols, figsize=(4.2 * cols, 3.4 * len(metrics)), squeeze=False,
-                             sharey="row", layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(4.2 * cols, 3.4 * len(metrics)), layout="constrained")
+    axes = fig.subplots(len(metrics), cols, squeeze=False, sharey="row")
+    colors = _colors()
     labels = []
     for c, panel in enumerate(panels):
         for li, line in enumerate(panel["lines"]):
@@ -43,7 +56,7 @@ def curves_figure(out: Path, path: str, factor_name: str, panels: list[dict]) ->
                 epochs = curve.get("epochs") or []
                 if not epochs:
                     continue
-                scale = 100.0 if metric.endswith("accuracy") else 1.0
+                scale = 100.0 if METRICS.get(metric).percent else 1.0
                 mean = [m * scale for m in curve["mean"]]
                 ax = axes[r][c]
                 ax.plot(epochs, mean, marker="o", ms=3, color=color, label=f"{line['label']} (n={line['n']})")
@@ -58,7 +71,7 @@ def curves_figure(out: Path, path: str, factor_name: str, panels: list[dict]) ->
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if c == 0:
-                ax.set_ylabel(_METRIC_TITLES[metric])
+                ax.set_ylabel(_title(metric))
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
@@ -71,7 +84,8 @@ def importance_figure(out: Path, importance: dict) -> str | None:
     if not values:
         return None
     names = list(values)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2), layout="constrained")
+    fig = Figure(figsize=(6, 0.5 * len(names) + 1.2), layout="constrained")
+    ax = fig.subplots()
     ax.barh(names, [values[n] for n in names], color="#4c72b0")
     ax.set_xlabel("importance (fraction of variance of final val accuracy)")
     ax.set_xlim(0, 1)
@@ -80,11 +94,12 @@ def importance_figure(out: Path, importance: dict) -> str | None:
     return _save(fig, out, "importance.png")
 
 
-def accuracy_vs_lr_figure(out: Path, variants: list[dict]) -> str | None:
-    if not variants:
-        return None
-    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+def accuracy_vs_lr(variants: list[dict]) -> Figure:
+    """Final accuracy against learning rate on a log axis with its usual ticks (decades, and
+    labelled minor ticks on a short range): one tick per trial's rate would overprint."""
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    colors = _colors()
     for i, variant in enumerate(variants):
         color = colors[i % len(colors)]
         xs = [p["lr"] for p in variant["points"]]
@@ -95,19 +110,20 @@ def accuracy_vs_lr_figure(out: Path, variants: list[dict]) -> str | None:
             ax.plot([m["lr"] for m in means], [100 * m["mean"] for m in means], color=color, alpha=0.8)
     ax.set_xscale("log")
     lrs = sorted({p["lr"] for v in variants for p in v["points"]})
-    if len(lrs) <= 6:  # a grid: tick exactly its learning rates
-        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        if len(lrs) == 1:
-            ax.set_xlim(lrs[0] / 1.5, lrs[0] * 1.5)
-    else:
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if len(lrs) == 1:  # a log axis needs a range around a single point
+        ax.set_xlim(lrs[0] / 1.5, lrs[0] * 1.5)
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("final validation accuracy (%)")
+    ax.set_ylabel(f"final {_title('val_accuracy')}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Final accuracy against learning rate, per variant (lines: mean over seeds)", fontsize=10)
-    return _save(fig, out, "accuracy-vs-lr.png")
+    return fig
+
+
+def accuracy_vs_lr_figure(out: Path, variants: list[dict]) -> str | None:
+    if not variants:
+        return None
+    return _save(accuracy_vs_lr(variants), out, "accuracy-vs-lr.png")
 
 
 def draw_all(out: Path, summary: dict) -> dict[str, str]:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from xsweep.registry import Registry
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
 
@@ -24,12 +28,22 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, type(None))) else str(value)
 
 
-# ---- the document -------------------------------------------------------------------------------
-def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
-    """('h', level, text) | ('p', text) | ('ul', [text]) | ('table', headers, rows) | ('img', file, alt)
-    | ('code', text)"""
+# ---- the document: its sections, in order -------------------------------------------------------
+Blocks = list[tuple]  # ('h', level, text) | ('p', text) | ('ul', [text]) | ('table', headers, rows)
+#                       | ('img', file, alt) | ('code', text)
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str | None  # its level-2 heading; None for the opening, which has the document's title
+    blocks: Callable[[dict, dict[str, str]], Blocks]  # (summary, {figure key: file}) -> its blocks
+    numbered: bool = True  # "## 2. <title>"; an appendix is not numbered
+
+
+def _overview_section(summary: dict, figures: dict[str, str]) -> Blocks:
     sweep, trials = summary["sweep"], summary["trials"]
-    out: list[tuple] = [("h", 1, f"Ablation report: {summary['experiment']}")]
+    out: Blocks = [("h", 1, f"Ablation report: {summary['experiment']}")]
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(trials["by_status"].items()))
     out.append(("p", f"Sweep run {sweep['run_id']} ({sweep['run_name']}), status {sweep['status']}; "
                      f"search {sweep['algorithm']} with {sweep['repeats']} seed(s) per configuration, "
@@ -43,12 +57,13 @@ def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
         out.append(("ul", [f"{e['name']} (run {e['run_id']}): {e['reason']}" for e in trials["excluded"]]))
     else:
         out.append(("p", "Excluded: none."))
+    return out
 
-    # 1. curves
-    out.append(("h", 2, "1. Learning curves"))
-    out.append(("p", summary["lr_groups"]["text"] + " In each panel a line is the mean over the completed "
-                     "trials of one level (pooling the seeds and the other factors' levels); its band is the "
-                     "95% t-interval of that mean (none where a line has a single trial)."))
+
+def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    out: Blocks = [("p", summary["lr_groups"]["text"] + " In each panel a line is the mean over the completed "
+                         "trials of one level (pooling the seeds and the other factors' levels); its band is the "
+                         "95% t-interval of that mean (none where a line has a single trial).")]
     names = {f["path"]: f["name"] for f in summary["factors"]}
     for path in summary["curves"]:
         which = FIGURE_OF.get(path)
@@ -57,16 +72,17 @@ def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
             out.append(("img", figures[f"curves:{path}"], f"learning curves by {names.get(path, path)}"))
     if not summary["curves"]:
         out.append(("p", "No categorical factor was searched: there are no levels to compare."))
+    return out
 
-    # 2. factors
-    out.append(("h", 2, "2. Final validation accuracy per factor"))
-    paired = sweep["algorithm"] == "grid"
-    out.append(("p", ("Differences are paired: each pair shares every other searched value (the learning rate "
-                      "included) and the seed, which the grid guarantees; n counts pairs. " if paired else
-                      "The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
-                      "unpaired t-interval; n counts the trials of each level. ")
-                     + "Means and differences in percentage points with 95% t-intervals; the intervals of "
-                       "a factor with more than two levels are per comparison, not adjusted for multiplicity."))
+
+def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    paired = summary["sweep"]["algorithm"] == "grid"
+    out: Blocks = [("p", ("Differences are paired: each pair shares every other searched value (the learning rate "
+                          "included) and the seed, which the grid guarantees; n counts pairs. " if paired else
+                          "The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
+                          "unpaired t-interval; n counts the trials of each level. ")
+                         + "Means and differences in percentage points with 95% t-intervals; the intervals of "
+                           "a factor with more than two levels are per comparison, not adjusted for multiplicity.")]
     for factor in summary["factors"]:
         out.append(("h", 3, f"{factor['name']} ({factor['path']})"))
         out.append(("table", ["level", "mean (%)", "95% CI (%)", "n"],
@@ -87,10 +103,12 @@ def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
             out.append(("ul", verdicts))
         else:
             out.append(("p", "Only one level completed: nothing to compare."))
+    return out
 
-    # 3. importance
+
+def _importance_section(summary: dict, figures: dict[str, str]) -> Blocks:
     imp = summary["importance"]
-    out.append(("h", 2, "3. Hyperparameter importance"))
+    out: Blocks = []
     if imp["values"]:
         out.append(("p", f"{imp['method']} over the {imp['n']} completed trials, target: {imp['target']}. "
                          "Importances sum to 1."))
@@ -102,25 +120,48 @@ def blocks(summary: dict, figures: dict[str, str]) -> list[tuple]:
     out.append(("h", 3, "Accuracy against learning rate, per variant"))
     if "accuracy_vs_lr" in figures:
         out.append(("img", figures["accuracy_vs_lr"], "final accuracy against learning rate"))
+    return out
 
-    # 4. best
+
+def _best_section(summary: dict, figures: dict[str, str]) -> Blocks:
     best = summary["best"]
-    out.append(("h", 2, "4. Best trial and how to reproduce it"))
-    if best:
-        out.append(("p", f"{best['name']} (run {best['run_id']}, status {best['status']}, seed {best['seed']}): "
-                         f"final val accuracy {pct(best['final_val_accuracy'])}%, best over its epochs "
-                         f"{pct(best['best_val_accuracy'])}%. Chosen as {best['source']}."))
-        out.append(("table", ["searched", "value"], [[p, _value(v)] for p, v in sorted(best["searched"].items())]))
-        out.append(("p", "Reproduce it (re-trains from the config MLflow holds and compares every epoch):"))
-        out.append(("code", best["command"]))
-    else:
-        out.append(("p", "No trial completed: there is no best trial."))
+    if not best:
+        return [("p", "No trial completed: there is no best trial.")]
+    return [
+        ("p", f"{best['name']} (run {best['run_id']}, status {best['status']}, seed {best['seed']}): "
+              f"final val accuracy {pct(best['final_val_accuracy'])}%, best over its epochs "
+              f"{pct(best['best_val_accuracy'])}%. Chosen as {best['source']}."),
+        ("table", ["searched", "value"], [[p, _value(v)] for p, v in sorted(best["searched"].items())]),
+        ("p", "Reproduce it (re-trains from the config MLflow holds and compares every epoch):"),
+        ("code", best["command"]),
+    ]
 
-    # appendix
-    out.append(("h", 2, "All trials"))
-    out.append(("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
-                [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
-                 for r in trials["runs"]]))
+
+def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    return [("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
+             [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
+              for r in summary["trials"]["runs"]])]
+
+
+# Adding a section is one entry (before="trials" keeps the appendix last), plus its test.
+SECTIONS: Registry[Section] = Registry("report section")
+SECTIONS.add(Section("overview", None, _overview_section))
+SECTIONS.add(Section("curves", "Learning curves", _curves_section))
+SECTIONS.add(Section("factors", "Final validation accuracy per factor", _factors_section))
+SECTIONS.add(Section("importance", "Hyperparameter importance", _importance_section))
+SECTIONS.add(Section("best", "Best trial and how to reproduce it", _best_section))
+SECTIONS.add(Section("trials", "All trials", _all_trials_section, numbered=False))
+
+
+def blocks(summary: dict, figures: dict[str, str]) -> Blocks:
+    """The whole document: every section in order, numbered ones as "## n. title"."""
+    out: Blocks = []
+    number = 0
+    for section in SECTIONS:
+        if section.title is not None:
+            number += section.numbered
+            out.append(("h", 2, f"{number}. {section.title}" if section.numbered else section.title))
+        out += section.blocks(summary, figures)
     return out
 
 

@@ -13,9 +13,13 @@ import re
 import urllib.parse
 from typing import Any
 
+from xsweep.metrics import METRICS
 from xsweep.spec.fields import did_you_mean, key_text, number_text, section_rules, show
-from xsweep.spec.schema import SECTION_MODELS, Spec, SpaceEntry, name_problem
+from xsweep.spec.schema import SECTION_MODELS, SELECTED_BY, Spec, SpaceEntry, name_problem, unread_fields
 from xsweep.spec.space import Problem, check_space, leaf_match
+from xsweep.sweep.algorithms import ALGORITHMS
+from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.training.datasets import DATASETS
 
 INVALID = object()  # stands for a value that failed its own check: cross-field checks skip it
 NAME_EXAMPLE = "a short name such as my-sweep"
@@ -140,13 +144,16 @@ class _Checked:
     # ---- cross-field checks, section by section ----
 
     def check_cross_fields(self) -> None:
-        if "imagefolder" in self.possible("data.dataset") and None in self.possible("data.root"):
-            self.problems.append((self.where("data.root"), "required when data.dataset is imagefolder "
-                                                           "(the path of the image folder)"))
+        for name in self.possible("data.dataset"):
+            needs = DATASETS.get(name).requires_root if name in DATASETS else None
+            if needs and None in self.possible("data.root"):
+                self.problems.append((self.where("data.root"), f"required when data.dataset is {name} ({needs})"))
         if self.value("resources.gpus_per_trial") == 0 and "cuda" in self.possible("train.device"):
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
         self._check_search()
+        for section, (selector, registry) in SELECTED_BY.items():
+            self._check_fields_read(section, selector, registry)
         grace, epochs = self.value("scheduler.grace_period"), self.possible("train.epochs")
         if grace not in (None, INVALID) and epochs and grace > min(epochs):
             if "train.epochs" in self.space:
@@ -163,26 +170,40 @@ class _Checked:
     def _check_search(self) -> None:
         metric, mode = self.value("search.metric"), self.value("search.mode")
         if INVALID not in (metric, mode):
-            best = "max" if metric.endswith("accuracy") else "min"
+            best = METRICS.get(metric).mode
             if mode != best:
                 self.problems.append(("search.mode", f"{mode} with metric {metric} would search for "
                                                      f"the worst model (use mode: {best})"))
-        if self.value("search.algorithm") == "grid":
-            self._check_grid()
+        algorithm = self.value("search.algorithm")
+        if algorithm is not INVALID and ALGORITHMS.get(algorithm).choices_only:
+            self._check_grid(algorithm)
         repeats = self.value("search.repeats")
         if repeats is not INVALID and repeats > 1 and "train.seed" in self.space_keys:
             self.problems.append(("search.space.train.seed", "cannot be searched when search.repeats > 1 "
                                   "(repeats set the seed to train.seed + repeat index; remove one)"))
 
-    def _check_grid(self) -> None:
+    def _check_fields_read(self, section: str, selector: str, registry) -> None:
+        """Every field written in `section` is read by the entry `section.selector` names: a setting
+        the chosen algorithm or scheduler ignores would otherwise be silently without effect."""
+        name = self.value(f"{section}.{selector}")
+        if name is INVALID:
+            return
+        unread = unread_fields(section, name)
+        for field in self.clean[section]:
+            if field in unread:
+                readers = [entry.name for entry in registry if field in entry.fields]
+                self.problems.append((f"{section}.{field}", f"{section}.{selector} {name} does not use it "
+                                      f"(remove it, or use {' or '.join(readers)})"))
+
+    def _check_grid(self, algorithm: str) -> None:
         for path, entry in self.space.items():
             if entry.kind != "choice":
-                self.problems.append((f"search.space.{path}", f"grid search needs choice entries; {path} "
+                self.problems.append((f"search.space.{path}", f"{algorithm} search needs choice entries; {path} "
                                                               f"is {entry.kind} (use choice: [...])"))
         if not self.space_complete or "search" in self.invalid:
             return  # the size of a grid with a broken entry is unknown
         if not self.space:
-            self.problems.append(("search.space", "grid search needs at least one choice entry "
+            self.problems.append(("search.space", f"{algorithm} search needs at least one choice entry "
                                                   "(e.g. model.residual: {choice: [true, false]})"))
             return
         num_samples = self.clean["search"].get("num_samples")
@@ -203,9 +224,10 @@ class _Checked:
         out: dict[str, Any] = {"name": self.name}
         out.update({section: dict(fields) for section, fields in self.clean.items()})
         out["search"]["space"] = self.space
-        if self.value("search.algorithm") == "grid" and "num_samples" not in self.clean["search"]:
+        if ALGORITHMS.get(self.value("search.algorithm")).choices_only and "num_samples" not in self.clean["search"]:
             out["search"]["num_samples"] = self.grid_size()
-        if self.value("scheduler.grace_period") is None:
+        reads_grace = "grace_period" in SCHEDULERS.get(self.value("scheduler.kind")).fields
+        if reads_grace and self.value("scheduler.grace_period") is None:
             out["scheduler"]["grace_period"] = default_grace_period(self.possible("train.epochs"))
         return out
 

@@ -13,6 +13,7 @@ import difflib
 import functools
 import math
 import types
+from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -101,6 +102,14 @@ def as_number(value: Any) -> float | int | None:
     return None
 
 
+class OneOf:
+    """Field metadata, `Annotated[str, OneOf(REGISTRY.names)]`: the value must be one of the names
+    `names()` returns, asked each time a spec is checked, so entries registered later count."""
+
+    def __init__(self, names: Callable[[], tuple[str, ...]]) -> None:
+        self.names = names
+
+
 @dataclasses.dataclass(frozen=True)
 class FieldRule:
     """What one scalar field accepts, taken from its model's annotation and Field()."""
@@ -109,13 +118,18 @@ class FieldRule:
     kind: Literal["bool", "int", "float", "str", "enum"]
     default: Any = None
     nullable: bool = False
-    choices: tuple[Any, ...] = ()
+    choices: tuple[Any, ...] = ()  # an enum's values; see allowed()
+    one_of: OneOf | None = None  # a registry-backed enum: its choices are read when checked
     gt: float | None = None
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
     min_length: int | None = None
     max_length: int | None = None
+
+    def allowed(self) -> tuple[Any, ...]:
+        """An enum's values, in the order messages list them."""
+        return self.one_of.names() if self.one_of is not None else self.choices
 
     @property
     def is_range_kind(self) -> bool:
@@ -134,9 +148,10 @@ class FieldRule:
             return None, None
         got = f"(got {show(value)})"
         if self.kind == "enum":
-            if isinstance(value, str) and value in self.choices:
+            allowed = self.allowed()
+            if isinstance(value, str) and value in allowed:
                 return value, None
-            return None, f"{show(value)} is not allowed (one of {', '.join(map(str, self.choices))})"
+            return None, f"{show(value)} is not allowed (one of {', '.join(map(str, allowed))})"
         if self.kind == "bool":
             if isinstance(value, bool):
                 return value, None
@@ -203,7 +218,7 @@ class FieldRule:
         if self.kind == "bool":
             return "[true, false]"
         if self.kind == "enum":
-            return "[" + ", ".join(self.choices) + "]"
+            return "[" + ", ".join(self.allowed()) + "]"
         return "[...]"
 
     @property
@@ -221,7 +236,10 @@ def section_rules(model: type[BaseModel], section: str) -> dict[str, FieldRule]:
     rules = {}
     for name, info in model.model_fields.items():
         annotation, nullable = _strip_none(info.annotation)
-        if get_origin(annotation) is Literal:
+        one_of = next((meta for meta in info.metadata if isinstance(meta, OneOf)), None)
+        if one_of is not None:
+            kind, choices = "enum", ()
+        elif get_origin(annotation) is Literal:
             kind, choices = "enum", get_args(annotation)
         elif annotation in (bool, int, float, str):
             kind, choices = annotation.__name__, ()
@@ -232,7 +250,7 @@ def section_rules(model: type[BaseModel], section: str) -> dict[str, FieldRule]:
                   if getattr(meta, attr, None) is not None}
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         rules[name] = FieldRule(path=f"{section}.{name}" if section else name, kind=kind,
-                                default=default, nullable=nullable, choices=choices, **limits)
+                                default=default, nullable=nullable, choices=choices, one_of=one_of, **limits)
     return rules
 
 

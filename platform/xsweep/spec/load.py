@@ -77,7 +77,7 @@ def _build(raw: Any, *, source: str, text: str, overrides: Sequence[str], early_
     try:
         return Spec.model_validate({**values, "source": source, "text": text, "overrides": tuple(overrides)})
     except pydantic.ValidationError as error:
-        # Only reached if spec_check misses something pydantic catches: still one line each.
+        # Only reached if checks.py misses something pydantic catches: still one line each.
         raise SpecError([f"{source}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
                          for e in error.errors()]) from None
 

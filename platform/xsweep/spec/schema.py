@@ -1,8 +1,10 @@
 """The sweep spec's schema as pydantic models.
 
-The Field(...) defaults and bounds here are the single source of truth: spec_fields reads
+The Field(...) defaults and bounds here are the single source of truth: fields.py reads
 them back to check raw YAML and to word its own messages, so a bound changed here changes
-both validation and the message. Build a Spec through xsweep.spec.load_spec/parse_spec;
+both validation and the message. Fields that name a registry entry (a dataset, a metric, a
+search algorithm, a trial scheduler) say so with `OneOf(...)`: what they allow is the registry,
+read when the spec is checked. Build a Spec through xsweep.spec.load_spec/parse_spec;
 constructing these models directly skips the cross-field checks and the friendly messages.
 """
 
@@ -12,9 +14,15 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from xsweep.metrics import objectives
+from xsweep.spec.fields import OneOf
+from xsweep.sweep.algorithms import ALGORITHMS
+from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.training.datasets import DATASETS
 
 # The kinds a search-space entry can take, in the order messages list them.
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
@@ -51,7 +59,7 @@ class _Section(BaseModel):
 
 
 class DataSpec(_Section):
-    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    dataset: Annotated[str, OneOf(DATASETS.names)] = "digits"  # training/datasets.py
     # Required for imagefolder; for cifar10/100 null means "./data".
     root: str | None = Field(None, min_length=1)
     # Xception downsamples 32x before global pooling, so smaller images leave nothing to pool;
@@ -104,19 +112,19 @@ class SpaceEntry(_Section):
 
 
 class SearchSpec(_Section):
-    algorithm: Literal["optuna-tpe", "random", "grid"] = "optuna-tpe"
+    algorithm: Annotated[str, OneOf(ALGORITHMS.names)] = "optuna-tpe"  # sweep/algorithms.py
     # For grid, parse_spec fills in the grid size when num_samples is not written.
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
-    metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
+    metric: Annotated[str, OneOf(objectives)] = "val_accuracy"  # xsweep/metrics.py
+    mode: Literal["max", "min"] = "max"  # must be the metric's own direction (xsweep/metrics.py)
     space: dict[str, SpaceEntry] = Field(default_factory=dict)  # keyed by dotted path, e.g. train.lr
     repeats: int = Field(1, ge=1)  # seeds per configuration: train.seed + repeat index
     seed: int = Field(0, ge=0)  # the searcher's own seed
 
 
 class SchedulerSpec(_Section):
-    kind: Literal["fifo", "asha"] = "fifo"
+    kind: Annotated[str, OneOf(SCHEDULERS.names)] = "fifo"  # sweep/schedulers.py
     # Epochs before ASHA may stop a trial. Not written (or null): parse_spec fills in a third of
     # train.epochs, at least 1 -- after a single epoch of a decaying schedule many configurations
     # are still at chance, the eventual best among them (benchmarks/results/search_efficiency.md).
@@ -190,6 +198,9 @@ class Spec(BaseModel):
         out["train"]["threads"] = self.threads
         out["tracking"]["experiment"] = self.experiment
         out["search"]["space"] = {path: entry.as_yaml() for path, entry in self.search.space.items()}
+        for section, (selector, _) in SELECTED_BY.items():
+            for field in unread_fields(section, out[section][selector]):
+                del out[section][field]
         return out
 
     def base_trial_config(self) -> dict[str, Any]:
@@ -218,6 +229,18 @@ class Spec(BaseModel):
     def total_trials(self) -> int:
         # For grid, num_samples is the grid size (parse_spec fills it in and rejects others).
         return self.search.num_samples * self.search.repeats
+
+
+# Sections whose entry a field selects (search.algorithm, scheduler.kind): of the fields that
+# some entry reads, the chosen one's are used and the others are left out of the resolved spec
+# (and refused when written: see checks.py).
+SELECTED_BY = {"search": ("algorithm", ALGORITHMS), "scheduler": ("kind", SCHEDULERS)}
+
+
+def unread_fields(section: str, chosen: str) -> set[str]:
+    """The fields of `section` that some entry of its registry reads but the `chosen` one does not."""
+    _, registry = SELECTED_BY[section]
+    return {field for entry in registry for field in entry.fields} - set(registry.get(chosen).fields)
 
 
 # Section name -> model, in the order sections are documented and resolved.

@@ -4,7 +4,7 @@ An entry is {kind: args} keyed by the dotted path of a data/model/train field. B
 shape, every value an entry can produce must be valid for that field: a range's endpoints
 meet the field's bounds and a choice's values pass the field's own check, so a sweep
 cannot fail hours in because one sampled value is invalid. Checks that need other parts of
-the spec (grid, repeats) are in spec_check.
+the spec (grid, repeats) are in checks.py.
 """
 
 from __future__ import annotations

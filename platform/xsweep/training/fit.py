@@ -14,21 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from xception import Xception
+from xsweep.metrics import with_derived
 from xsweep.training.loaders import build_datasets, make_loaders
+from xsweep.training.optim import build_lr_schedule, build_optimizer
 
-# The paper's ImageNet schedule (Chollet 2017, sec. 4): lr x0.94 every 2 epochs.
-PAPER_DECAY, PAPER_EVERY = 0.94, 2
-# RMSprop's eps is added to sqrt(mean square). Torch's 1e-8 makes the first steps, and any
-# weight whose gradients are ~0 (dead channels after a ReLU), move by ~lr per step, which
-# diverges at the paper's lr scale; TF-Inception used 1.0, which turns RMSprop into plain
-# momentum SGD for small gradients. 1e-3 (TF-ported EfficientNet/timm) keeps it adaptive but bounded.
-RMSPROP_EPS = 1e-3
-# RMSprop's moving average of squared gradients: 0.9, as in the Inception/Xception TF setups.
-RMSPROP_ALPHA = 0.9
 # Checking the loss for NaN/inf needs a host sync on GPU; every 10 steps costs nothing
 # measurable and still stops a blown-up trial within a fraction of an epoch.
 DIVERGENCE_CHECK_EVERY = 10
-TIMING_KEYS = ("epoch_seconds", "images_per_second")
 
 
 @dataclass
@@ -57,38 +49,16 @@ def pick_device(name):
     return torch.device(name)
 
 
-def build_model(config, *, num_classes, in_channels):
+def model_args(config, *, num_classes, in_channels) -> dict:
+    """The keyword arguments of `Xception` for a trial's config: all it takes to rebuild the model."""
     m = config["model"]
-    return Xception(
-        num_classes, in_channels, residual=m["residual"], activation=m["activation"],
-        width=m["width"], middle_blocks=m["middle_blocks"], dropout=m["dropout"],
-    )
+    return dict(num_classes=num_classes, in_channels=in_channels, residual=m["residual"],
+                activation=m["activation"], width=m["width"], middle_blocks=m["middle_blocks"],
+                dropout=m["dropout"])
 
 
-def build_optimizer(model, train):
-    name, lr, wd = train["optimizer"], train["lr"], train["weight_decay"]
-    params = model.parameters()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=train["momentum"], weight_decay=wd, nesterov=False)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(
-            params, lr=lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS, momentum=train["momentum"], weight_decay=wd
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"train.optimizer: unknown optimizer {name!r} (use sgd, rmsprop or adamw)")
-
-
-def build_scheduler(optimizer, train):
-    """A scheduler stepped once per epoch."""
-    name = train["lr_schedule"]
-    if name == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    if name == "paper":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=PAPER_EVERY, gamma=PAPER_DECAY)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"])
-    raise ValueError(f"train.lr_schedule: unknown schedule {name!r} (use constant, paper or cosine)")
+def build_model(config, *, num_classes, in_channels):
+    return Xception(**model_args(config, num_classes=num_classes, in_channels=in_channels))
 
 
 def seed_everything(seed):
@@ -200,7 +170,7 @@ def fit(config, *, on_epoch=None, resume=None):
     if tc["channels_last"]:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, tc)
+    scheduler = build_lr_schedule(optimizer, tc)
 
     history, start = [], 1
     if resume is not None:
@@ -227,12 +197,12 @@ def fit(config, *, on_epoch=None, resume=None):
         else:
             val_loss, val_acc = evaluate(step_model, val_loader, **run)
             scheduler.step()
-        metrics = {
+        metrics = with_derived({  # measured here; derived ones (xsweep.metrics) computed from these
             "train_loss": train_loss, "train_accuracy": train_acc,
             "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
             "epoch_seconds": time.perf_counter() - t0,
             "images_per_second": images / max(train_seconds, 1e-9),
-        }
+        })
         history.append({"epoch": epoch, **metrics})
         if on_epoch is not None:
             rng = rng_state(train_loader.generator)  # now, before anything draws again

@@ -1,4 +1,4 @@
-"""Datasets and loaders for a trial: digits, CIFAR-10/100, an image folder, or synthetic noise.
+"""Datasets and loaders for a trial: the loader of each entry of datasets.py, and the DataLoaders.
 
 Everything small enough is held in memory as uint8 tensors and augmented a whole batch at a
 time: sweeps run many short epochs on CPU, where per-image PIL work would dominate.
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
-from xsweep.training.sources import CIFAR, DataError, check_image_folder, read_cifar
+from xsweep.errors import DataError
+from xsweep.training.datasets import dataset_of
+from xsweep.training.sources import check_image_folder, read_cifar
 
 # Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
 PAD_FRACTION = 1 / 8
@@ -22,13 +25,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class Datasets:
-    train: Dataset
-    val: Dataset
+    train: TorchDataset
+    val: TorchDataset
     num_classes: int
     in_channels: int
 
 
-class InMemoryImages(Dataset):
+class InMemoryImages(TorchDataset):
     """uint8 images N x C x H x W with int64 labels; indexing by a list returns a whole batch.
 
     DataLoader calls __getitems__ with a batch's indices, so augmentation and normalisation
@@ -124,22 +127,27 @@ def split_in_memory(images, labels, data, *, seed, flip):
     )
 
 
-def load_digits_pool(size):
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+def load_digits(data, *, seed, download):
+    from sklearn.datasets import load_digits as sklearn_digits  # bundled with scikit-learn: no download
 
-    digits = load_digits()
+    digits = sklearn_digits()
     images = torch.from_numpy(digits.images).float()[:, None] * (255 / 16)  # 16 grey levels
-    images = images.round().to(torch.uint8)
-    return resize_uint8(images, size), torch.from_numpy(digits.target).long()
+    images = resize_uint8(images.round().to(torch.uint8), data["image_size"])
+    labels = torch.from_numpy(digits.target).long()
+    # No flips: a mirrored digit is another digit (or none).
+    train, val = split_in_memory(images, labels, data, seed=seed, flip=False)
+    return Datasets(train, val, num_classes=10, in_channels=1)
 
 
-def load_cifar_pool(dataset, root, *, download):
-    """The CIFAR training files as uint8 N x 3 x 32 x 32 tensors plus labels (see read_cifar)."""
-    images, labels, num_classes = read_cifar(dataset, root, download=download)
-    return torch.from_numpy(images), torch.tensor(labels, dtype=torch.long), num_classes
+def load_cifar(data, *, seed, download):
+    """The CIFAR training files (see read_cifar), resized; validation is split off them."""
+    images, labels, num_classes = read_cifar(data["dataset"], data.get("root"), download=download)
+    images = resize_uint8(torch.from_numpy(images), data["image_size"])
+    train, val = split_in_memory(images, torch.tensor(labels, dtype=torch.long), data, seed=seed, flip=True)
+    return Datasets(train, val, num_classes=num_classes, in_channels=3)
 
 
-def synthetic_pool(data, *, seed):
+def load_synthetic(data, *, seed, download):
     """torchvision FakeData rendered once into memory (random images, random labels)."""
     from torchvision.datasets import FakeData
     from torchvision.transforms.functional import pil_to_tensor
@@ -148,10 +156,12 @@ def synthetic_pool(data, *, seed):
     # Offset by whole dataset sizes so different seeds draw disjoint samples.
     fake = FakeData(size=n, image_size=(3, s, s), num_classes=data["synthetic_classes"], random_offset=seed * n)
     images, labels = zip(*((pil_to_tensor(img), label) for img, label in fake))
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+    train, val = split_in_memory(torch.stack(images), torch.tensor(labels, dtype=torch.long), data, seed=seed,
+                                 flip=True)
+    return Datasets(train, val, num_classes=data["synthetic_classes"], in_channels=3)
 
 
-def image_folder_datasets(data):
+def load_image_folder(data, *, seed, download):
     """ImageFolder on root/train and root/val."""
     from torchvision import datasets, transforms
 
@@ -182,24 +192,7 @@ def build_datasets(data, *, seed, download=True):
 
     download=False never touches the network (tests, air-gapped runs); so does XSWEEP_OFFLINE=1.
     """
-    name = data["dataset"]
-    size = data["image_size"]
-    if name == "imagefolder":
-        return image_folder_datasets(data)
-    if name == "digits":
-        images, labels = load_digits_pool(size)
-        # No flips: a mirrored digit is another digit (or none).
-        train, val = split_in_memory(images, labels, data, seed=seed, flip=False)
-        return Datasets(train, val, num_classes=10, in_channels=1)
-    if name in CIFAR:
-        images, labels, num_classes = load_cifar_pool(name, data.get("root"), download=download)
-        train, val = split_in_memory(resize_uint8(images, size), labels, data, seed=seed, flip=True)
-        return Datasets(train, val, num_classes=num_classes, in_channels=3)
-    if name == "synthetic":
-        images, labels = synthetic_pool(data, seed=seed)
-        train, val = split_in_memory(images, labels, data, seed=seed, flip=True)
-        return Datasets(train, val, num_classes=data["synthetic_classes"], in_channels=3)
-    raise DataError(f"data.dataset: unknown dataset {name!r} (use digits, cifar10, cifar100, imagefolder or synthetic)")
+    return dataset_of(data).load(data, seed=seed, download=download)
 
 
 def collate_batch(batch):

@@ -1,9 +1,9 @@
-"""Where a dataset's files come from, and whether they are there.
+"""Where a dataset's files come from, and whether they are there: the checks of datasets.py.
 
-The driver runs `dataset_shape` before a sweep starts, so a missing folder is one line instead of
-N failed trials, and a CIFAR download happens once rather than in every trial at the same time.
-This module imports no torch: the driver never needs it before trials start, and importing it
-would add seconds to every sweep's start-up.
+The driver runs them before a sweep starts, so a missing folder is one line instead of N failed
+trials, and a CIFAR download happens once rather than in every trial at the same time. This module
+imports no torch: the driver never needs it before trials start, and importing it would add
+seconds to every sweep's start-up.
 """
 
 import os
@@ -53,21 +53,6 @@ CIFAR = {
         "eb9058c3a382ffc7106e4002c42a8d85",
     ),
 }
-
-
-def dataset_shape(data):
-    """(num_classes, in_channels) of a data config, checking that the data is there."""
-    name = data["dataset"]
-    if name == "digits":
-        return 10, 1
-    if name == "synthetic":
-        return data["synthetic_classes"], 3
-    if name == "imagefolder":
-        return len(check_image_folder(data)), 3
-    if name in CIFAR:
-        _, _, num_classes = read_cifar(name, data.get("root"), download=True)
-        return num_classes, 3
-    raise DataError(f"data.dataset: unknown dataset {name!r} (use digits, cifar10, cifar100, imagefolder or synthetic)")
 
 
 def read_cifar(dataset, root, *, download):
@@ -147,6 +132,17 @@ def can_download(url):
 def _holds_an_image(folder: Path) -> bool:
     """Whether ImageFolder would find a file to load below `folder` (it walks subfolders too)."""
     return any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.rglob("*") if p.is_file())
+
+
+def check_cifar(data):
+    """The CIFAR training files are there and readable (downloaded first if missing and allowed)."""
+    read_cifar(data["dataset"], data.get("root"), download=True)
+
+
+def image_folder_classes(data):
+    """The class names of an imagefolder root: its train/ subfolders (check_image_folder first)."""
+    root = Path(data["root"]).expanduser().resolve()
+    return sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
 
 
 def check_image_folder(data):

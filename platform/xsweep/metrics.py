@@ -1,0 +1,99 @@
+"""The one table of metrics: what a trial reports each epoch, and how everything else treats it.
+
+Every consumer reads this table: the trial (which derived metrics to compute), the tracking
+callback (which values go to MLflow), the spec (which `search.metric` may be named, and its
+`search.mode`), `xsweep reproduce` (which values must repeat, and in what unit), the report and the
+console (names and formats). Adding a metric is one `METRICS.add(Metric(...))` plus its test; a
+train-step or evaluation metric also needs the line in training/fit.py that measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from xsweep.registry import Registry
+
+Source = Literal["train", "eval", "derived"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    source: Source  # train: the training pass; eval: the validation pass; derived: from the others
+    label: str  # how the report and the console name it
+    mode: Literal["max", "min"] | None = None  # which way is better; None: not a search objective
+    percent: bool = False  # a fraction, shown (and compared by reproduce) in percent
+    reproducible: bool = True  # the same seed gives the same value (timings do not repeat)
+    compute: Callable[[Mapping[str, float]], float] | None = None  # derived only
+    curve: bool = False  # drawn as a learning curve in the report
+
+    def show(self, value: float | None) -> str:
+        """The value as the console and summaries print it: 97.12% or 0.1234."""
+        if value is None or not math.isfinite(value):
+            return "-"
+        return f"{100 * value:.2f}%" if self.percent else f"{value:.4g}"
+
+    @property
+    def unit(self) -> str:
+        """What a difference of this metric is counted in: percentage points for percentages."""
+        return "pp" if self.percent else ""
+
+
+METRICS: Registry[Metric] = Registry("metric")
+METRICS.add(Metric("val_accuracy", "eval", "validation accuracy", mode="max", percent=True, curve=True))
+METRICS.add(Metric("val_loss", "eval", "validation loss", mode="min"))
+METRICS.add(Metric("train_accuracy", "train", "training accuracy", mode="max", percent=True))
+METRICS.add(Metric("train_loss", "train", "training loss", mode="min", curve=True))
+METRICS.add(Metric("lr", "train", "learning rate"))
+METRICS.add(Metric("epoch_seconds", "train", "seconds per epoch", reproducible=False))
+METRICS.add(Metric("images_per_second", "train", "training images per second", reproducible=False))
+
+# What the report compares trials by (final value) and the console's default column.
+ACCURACY = "val_accuracy"
+
+
+def objectives() -> tuple[str, ...]:
+    """The metrics a sweep may search on (`search.metric`)."""
+    return tuple(m.name for m in METRICS if m.mode is not None)
+
+
+def curve_metrics() -> tuple[str, ...]:
+    """The metrics the report draws learning curves of."""
+    return tuple(m.name for m in METRICS if m.curve)
+
+
+def reproducible() -> tuple[str, ...]:
+    """The metrics `xsweep reproduce` compares: those the seed decides."""
+    return tuple(m.name for m in METRICS if m.reproducible)
+
+
+def is_finite_number(value: object) -> bool:
+    """A real, finite number (not a bool, not NaN or inf): what a metric's value must be to count."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def best_value(values, *, mode: str) -> float | None:
+    """The best finite value of a metric's history (max or min by `mode`); None if there is none."""
+    finite = [v for v in values if is_finite_number(v)]
+    if not finite:
+        return None
+    return max(finite) if mode == "max" else min(finite)
+
+
+def better(value: float | None, than: float | None, *, mode: str) -> bool:
+    """Whether `value` beats `than` in the direction `mode`; nothing beats a value, anything beats None."""
+    if value is None:
+        return False
+    return than is None or (value > than if mode == "max" else value < than)
+
+
+def with_derived(measured: Mapping[str, float]) -> dict[str, float]:
+    """The measured metrics of an epoch plus every derived one, computed from them in table order."""
+    values = dict(measured)
+    for metric in METRICS:
+        if metric.source == "derived" and metric.compute is not None:
+            values[metric.name] = float(metric.compute(values))
+    return values

@@ -1,0 +1,71 @@
+"""The search algorithms a spec's `search.algorithm` may name: one registry entry each.
+
+Every algorithm is an Optuna sampler under one searcher (searcher.py), so that repeats, the MLflow
+run per trial, deduplication and `xsweep resume` work the same whichever one a sweep uses. An
+entry says how to build its sampler from the spec, which `search.*` fields beyond the common ones
+(algorithm, num_samples, max_concurrent, metric, mode, space, repeats) it reads, and whether it
+needs every space entry to be a `choice` (a grid). Optuna is imported inside the builders: the spec
+checker reads this table and must stay instant.
+
+Adding an algorithm is one `ALGORITHMS.add(SearchAlgorithm(...))` plus its test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xsweep.registry import Registry
+
+if TYPE_CHECKING:
+    import optuna
+
+    from xsweep.spec import Spec
+
+
+@dataclass(frozen=True)
+class SearchAlgorithm:
+    name: str
+    sampler: Callable[[Spec], optuna.samplers.BaseSampler]
+    fields: tuple[str, ...] = ()  # search.* fields it reads beyond the common ones
+    choices_only: bool = False  # every space entry must be a choice, and num_samples is the grid's size
+
+
+def _tpe(spec: Spec):
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=spec.search.seed)
+
+
+def _random(spec: Spec):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=spec.search.seed)
+
+
+def _grid(spec: Spec):
+    import optuna
+
+    grid = {path: list(entry.values) for path, entry in spec.search.space.items()}
+    return optuna.samplers.GridSampler(grid, seed=spec.search.seed)
+
+
+def distribution(kind: str, *, low=None, high=None, values=()) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution of one search-space entry (kind as in the spec: loguniform, uniform,
+    int or choice): what every sampler draws from, and what the report's importance analysis fits."""
+    import optuna
+
+    if kind == "loguniform":
+        return optuna.distributions.FloatDistribution(low, high, log=True)
+    if kind == "uniform":
+        return optuna.distributions.FloatDistribution(low, high)
+    if kind == "int":
+        return optuna.distributions.IntDistribution(int(low), int(high))
+    return optuna.distributions.CategoricalDistribution(list(values))
+
+
+ALGORITHMS: Registry[SearchAlgorithm] = Registry("search algorithm")
+ALGORITHMS.add(SearchAlgorithm("optuna-tpe", _tpe, fields=("seed",)))
+ALGORITHMS.add(SearchAlgorithm("random", _random, fields=("seed",)))
+ALGORITHMS.add(SearchAlgorithm("grid", _grid, fields=("seed",), choices_only=True))

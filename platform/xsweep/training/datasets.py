@@ -1,0 +1,68 @@
+"""The datasets a spec's `data.dataset` may name: one registry entry each.
+
+An entry tells, without importing torch (the driver reads it before any trial starts):
+- `channels` and `classes` of its images (a number, or counted from the data config or files),
+- `check`: what `xsweep run` checks before anything starts, so that a missing folder is one line
+  instead of N failed trials (and a download happens once, not in every trial),
+- `requires_root`: what `data.root` must point at, if it must be set (`xsweep validate` checks it),
+- `loader`: the function that builds the train/val datasets in the trial process, named as
+  "module:function" because it imports torch: `(data, *, seed, download) -> Datasets`.
+
+Adding a dataset is one `DATASETS.add(Dataset(...))` here plus its loader and its test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xsweep.errors import DataError
+from xsweep.registry import Registry, import_object
+from xsweep.training import sources
+
+LOADERS = "xsweep.training.loaders"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    channels: int
+    classes: int | Callable[[dict], int]  # a number, or counted from the data config (and files)
+    loader: str  # "module:function", imported in the trial process only
+    check: Callable[[dict], object] | None = None  # raises DataError; run calls it before anything starts
+    requires_root: str | None = None  # what data.root must point at, if it must be set
+
+    def shape(self, data: dict, *, check: bool = True) -> tuple[int, int]:
+        """(classes, channels) of a trial's data config, after checking that the data is there
+        (`check=False`: data already checked, as at the end of a sweep)."""
+        if check and self.check is not None:
+            self.check(data)
+        classes = self.classes(data) if callable(self.classes) else self.classes
+        return classes, self.channels
+
+    def load(self, data: dict, *, seed: int, download: bool = True):
+        """The train/val `Datasets` (see loaders.py); needs torch."""
+        return import_object(self.loader)(data, seed=seed, download=download)
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+# scikit-learn's bundled 8x8 handwritten digits: no download, the default for CPU sweeps and CI.
+DATASETS.add(Dataset("digits", channels=1, classes=10, loader=f"{LOADERS}:load_digits"))
+DATASETS.add(Dataset("cifar10", channels=3, classes=10, loader=f"{LOADERS}:load_cifar",
+                     check=sources.check_cifar))
+DATASETS.add(Dataset("cifar100", channels=3, classes=100, loader=f"{LOADERS}:load_cifar",
+                     check=sources.check_cifar))
+DATASETS.add(Dataset("imagefolder", channels=3, classes=lambda data: len(sources.image_folder_classes(data)),
+                     loader=f"{LOADERS}:load_image_folder", check=sources.check_image_folder,
+                     requires_root="the path of the image folder"))
+# Random images with random labels: shapes and speed without any data (benchmarks, GPU checks).
+DATASETS.add(Dataset("synthetic", channels=3, classes=lambda data: data["synthetic_classes"],
+                     loader=f"{LOADERS}:load_synthetic"))
+
+
+def dataset_of(data: dict) -> Dataset:
+    """The entry a data config names; an unknown name is one line naming data.dataset."""
+    name = data["dataset"]
+    if name not in DATASETS:
+        raise DataError(f"data.dataset: {DATASETS.unknown(name)}")
+    return DATASETS.get(name)

@@ -1,0 +1,245 @@
+"""Adding a dataset, a metric, a search algorithm or a trial scheduler is one registry entry: each
+toy below is registered from this file, and every consumer then knows it (the spec, the trial,
+the tracking filter, reproduce, the searcher, the console), with no other change to xsweep."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from ray.tune.search import Searcher
+
+from conftest import SPECS
+from xsweep import cli
+from xsweep.contract import TrialReport
+from xsweep.errors import DataError, SpecError
+from xsweep.metrics import METRICS, Metric, reproducible
+from xsweep.spec import load_spec_text, parse_spec
+from xsweep.sweep.algorithms import ALGORITHMS, SearchAlgorithm
+from xsweep.sweep.schedulers import SCHEDULERS, Scheduler, build_trial_scheduler
+from xsweep.sweep.searcher import build_searcher
+from xsweep.training.datasets import DATASETS, Dataset, dataset_of
+from xsweep.training.fit import fit
+from xsweep.training.loaders import Datasets, split_in_memory
+
+TOY_ROOT_HINT = "a folder, which the toy only checks for"
+
+
+def load_toy(data, *, seed, download):
+    """Three classes anyone can tell apart: dark, bright, and striped images."""
+    size, per_class = data["image_size"], 24
+    g = torch.Generator().manual_seed(seed)
+    dark = torch.randint(0, 60, (per_class, 1, size, size), generator=g)
+    bright = torch.randint(190, 255, (per_class, 1, size, size), generator=g)
+    striped = dark.clone()
+    striped[:, :, ::2] = 255
+    images = torch.cat([dark, bright, striped]).to(torch.uint8)
+    labels = torch.arange(3).repeat_interleave(per_class)
+    train, val = split_in_memory(images, labels, data, seed=seed, flip=False)
+    return Datasets(train, val, num_classes=3, in_channels=1)
+
+
+def check_toy(data):
+    if data["root"] is not None and data["root"].endswith("missing"):
+        raise DataError(f"data.root: {data['root']} not found (point it at {TOY_ROOT_HINT})")
+
+
+@pytest.fixture
+def toy_dataset():
+    DATASETS.add(Dataset("toy", channels=1, classes=3, loader="test_registries:load_toy", check=check_toy))
+    yield
+    DATASETS.remove("toy")
+
+
+@pytest.fixture
+def toy_metric():
+    # A derived metric: computed in the trial from the ones it measured.
+    METRICS.add(Metric("val_error", "derived", "validation error", mode="min", percent=True,
+                       compute=lambda m: 1.0 - m["val_accuracy"]))
+    yield
+    METRICS.remove("val_error")
+
+
+class RoundRobinSampler(optuna.samplers.BaseSampler):
+    """Optuna trial n takes choice n mod len(choices) of every categorical: recognisable proposals."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return param_distribution.choices[trial.number % len(param_distribution.choices)]
+
+
+@pytest.fixture
+def toy_sampler():
+    ALGORITHMS.add(SearchAlgorithm("round-robin", lambda spec: RoundRobinSampler()))
+    yield
+    ALGORITHMS.remove("round-robin")
+
+
+@pytest.fixture
+def toy_scheduler():
+    def median_stopping(spec):
+        from ray.tune.schedulers import MedianStoppingRule
+
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=spec.scheduler.grace_period)
+
+    SCHEDULERS.add(Scheduler("median-stopping", median_stopping, fields=("grace_period",)))
+    yield
+    SCHEDULERS.remove("median-stopping")
+
+
+def toy_config(**data):
+    spec = parse_spec({"name": "toy", "data": {"dataset": "toy", **data},
+                       "model": {"width": 0.125, "middle_blocks": 0},
+                       "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "threads": 1}}, source="toy.yaml")
+    return spec.base_trial_config()
+
+
+# ---- a dataset ---------------------------------------------------------------------------------
+def test_a_registered_dataset_is_a_valid_data_dataset(toy_dataset, tmp_path, capsys):
+    spec = tmp_path / "toy.yaml"
+    spec.write_text("name: toy\ndata: {dataset: toy}\n")
+    assert cli.main(["validate", str(spec)]) == 0
+    with pytest.raises(SpecError, match=r"'nope' is not allowed \(one of digits, .*synthetic, toy\)"):
+        load_spec_text("name: t\ndata: {dataset: nope}", source="s.yaml")
+
+
+def test_a_registered_dataset_is_checked_before_anything_starts(toy_dataset):
+    assert dataset_of(toy_config()["data"]).shape(toy_config()["data"]) == (3, 1)
+    with pytest.raises(DataError, match=f"^data.root: /data/missing not found .*{TOY_ROOT_HINT}"):
+        data = toy_config(root="/data/missing")["data"]
+        dataset_of(data).shape(data)
+
+
+def test_a_trial_trains_on_a_registered_dataset(toy_dataset):
+    result = fit(toy_config())
+    assert result.status == "completed" and [h["epoch"] for h in result.history] == [1]
+    assert 0 <= result.history[0]["val_accuracy"] <= 1
+
+
+# ---- a metric ----------------------------------------------------------------------------------
+def test_a_registered_metric_can_be_searched_with_its_own_mode(toy_metric):
+    spec = load_spec_text("name: t\nsearch: {metric: val_error, mode: min}", source="s.yaml")
+    assert (spec.search.metric, spec.search.mode) == ("val_error", "min")
+    with pytest.raises(SpecError, match=r"max with metric val_error would search for the worst model \(use mode: min\)"):
+        load_spec_text("name: t\nsearch: {metric: val_error}", source="s.yaml")
+
+
+def test_a_derived_metric_is_reported_each_epoch_and_compared_by_reproduce(toy_metric, toy_dataset):
+    reports = []
+    fit(toy_config(), on_epoch=reports.append)
+    (epoch,) = reports
+    assert epoch.metrics["val_error"] == pytest.approx(1 - epoch.metrics["val_accuracy"])
+    assert "val_error" in reproducible()
+    # What the trial reports to Tune carries it, and the driver reads it back.
+    report = TrialReport.from_result(TrialReport(epoch=1, metrics=epoch.metrics).to_result())
+    assert report.value("val_error") == epoch.metrics["val_error"]
+    assert METRICS.get("val_error").show(0.25) == "25.00%"
+
+
+def test_the_tracking_callback_logs_a_registered_metric(toy_metric, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from xsweep.tracking.callback import TrackingCallback
+    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.runs import SweepRuns
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("toy")
+    run_id = client.create_run(experiment_id).info.run_id
+    runs = SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id, base_config={})
+    callback = TrackingCallback(runs, metric="val_error", mode="min")
+    result = TrialReport(epoch=1, metrics={"val_accuracy": 0.75, "val_error": 0.25}).to_result()
+    callback.log_epoch(run_id, result | {"unlisted": 1.0})
+    assert shared_delivery().flush(timeout=60) == 0
+    logged = client.get_run(run_id).data.metrics
+    assert logged == {"val_accuracy": 0.75, "val_error": 0.25}  # what is not in the table is not logged
+
+
+# ---- a search algorithm and a trial scheduler --------------------------------------------------
+SPACE = """
+name: toy
+search:
+  algorithm: {algorithm}
+  num_samples: 10
+  space:
+    model.residual: {{choice: [true, false]}}
+    model.activation: {{choice: [none, relu, elu]}}
+"""
+
+
+def test_a_registered_sampler_drives_the_search(toy_sampler):
+    spec = load_spec_text(SPACE.format(algorithm="round-robin"), source="s.yaml")
+    searcher = build_searcher(spec, open_run=lambda trial_id, config: f"run-{trial_id}")
+    suggested = []
+    for i in range(10):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        suggested.append((config["model.residual"], config["model.activation"]))
+        result = TrialReport(epoch=10, planned_epochs=10, metrics={"val_accuracy": 0.5}).to_result()
+        searcher.on_trial_complete(f"t{i}", result=result)
+    # The toy's own order (2 and 3 choices: six distinct pairs), then the search ends: none is left.
+    assert suggested == [((True, False)[n % 2], ("none", "relu", "elu")[n % 3]) for n in range(6)]
+    # It reads no search.seed, so writing one is a mistake the spec names.
+    with pytest.raises(SpecError, match=r"search.seed: search.algorithm round-robin does not use it"):
+        load_spec_text(SPACE.format(algorithm="round-robin") + "  seed: 3\n", source="s.yaml")
+
+
+def test_a_registered_scheduler_is_built_with_the_fields_it_reads(toy_scheduler):
+    from ray.tune.schedulers import MedianStoppingRule
+
+    spec = load_spec_text("name: t\nscheduler: {kind: median-stopping, grace_period: 2}", source="s.yaml")
+    assert isinstance(build_trial_scheduler(spec), MedianStoppingRule)
+    # What it does not read (ASHA's reduction_factor) is not in the sweep's resolved spec either.
+    assert spec.resolved()["scheduler"] == {"kind": "median-stopping", "grace_period": 2}
+    with pytest.raises(SpecError, match=r"scheduler.reduction_factor: scheduler.kind median-stopping does not "
+                                        r"use it \(remove it, or use asha\)"):
+        load_spec_text("name: t\nscheduler: {kind: median-stopping, reduction_factor: 3}", source="s.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_notebook_runs_a_sweep_with_a_registered_sampler_and_scheduler(toy_sampler, toy_scheduler, tmp_path):
+    """The Python API, as a notebook calls it: the searcher and the scheduler live in the driver."""
+    import xsweep
+
+    spec = xsweep.load_spec(SPECS / "smoke.yaml", overrides=[
+        "search.algorithm=round-robin", "scheduler.kind=median-stopping", "scheduler.grace_period=1",
+        "search.num_samples=2", "train.epochs=2", "search.space={model.residual: {choice: [true, false]}}"])
+    outcome = xsweep.run_sweep(spec, workdir=tmp_path)
+    assert outcome.exit_code == 0 and sum(outcome.counts.values()) == 2
+    assert outcome.best["searched"]["model.residual"] in (True, False)
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+# ---- a report section --------------------------------------------------------------------------
+@pytest.fixture
+def toy_section():
+    from xsweep.report.render import SECTIONS, Section
+
+    def seeds(summary, figures):
+        seeds = sorted({run["seed"] for run in summary["trials"]["runs"]})
+        return [("p", f"Seeds used: {', '.join(map(str, seeds))}.")]
+
+    SECTIONS.add(Section("seeds", "Seeds", seeds), before="trials")
+    yield
+    SECTIONS.remove("seeds")
+
+
+def test_a_registered_report_section_is_in_the_report_numbered_in_its_place(toy_section, tmp_path):
+    from test_report import _grid, _sweep
+
+    from xsweep.report.analysis import summarize
+    from xsweep.report.render import write
+
+    write(tmp_path, summarize(_sweep(_grid()), workdir="/nowhere"), figures={})
+    md = (tmp_path / "report.md").read_text()
+    assert "## 5. Seeds\n\nSeeds used: 0, 1.\n" in md
+    assert md.index("## 4. Best trial") < md.index("## 5. Seeds") < md.index("## All trials")
+    assert "<h2>5. Seeds</h2>" in (tmp_path / "report.html").read_text()
