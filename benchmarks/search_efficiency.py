@@ -6,10 +6,10 @@
 
 Method (a tabular benchmark, as in NAS-Bench / HPOBench): every configuration of the 24-point space
 (learning rate x residual on/off x activation none/relu/elu, the paper's ablations) is trained once
-for the full number of epochs with xsweep's own `fit` (platform/xsweep/train.py), recording the
+for the full number of epochs with xsweep's own `fit` (platform/xsweep/training/fit.py), recording the
 validation accuracy after every epoch. That table *is* the exhaustive grid. The searches are then
 replayed over the recorded learning curves with xsweep's own searcher and scheduler objects
-(`xsweep.search.build_searcher` / `build_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
+(`xsweep.sweep.searcher.build_searcher` / `xsweep.sweep.schedulers.build_trial_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
 RandomSampler, Ray's ASHAScheduler itself), called in the order Ray Tune's controller calls them, so
 ASHA's stopping rule is Ray's code, not a re-implementation. A trial costs the epochs it ran;
 xsweep's searcher runs a configuration once (a stopped one is not retried), and ends the search
@@ -182,13 +182,15 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
-    from xsweep.sweep.searcher import build_scheduler, build_searcher
+    from xsweep.contract import TrialReport
     from xsweep.spec import load_spec_text
+    from xsweep.sweep.schedulers import build_trial_scheduler
+    from xsweep.sweep.searcher import build_searcher
 
     spec = load_spec_text(spec_text(epochs=epochs, algorithm=algorithm, scheduler=scheduler_kind, seed=seed,
                                     concurrency=concurrency, grace=grace), source="replay.yaml")
     searcher = build_searcher(spec, open_run=lambda trial_id, config: f"replay-{trial_id}")
-    scheduler = build_scheduler(spec)
+    scheduler = build_trial_scheduler(spec)
     scheduler.set_search_properties(spec.search.metric, spec.search.mode)  # as TuneConfig does
 
     running: dict[str, list] = {}  # trial_id -> [stub trial, key, epochs done]
@@ -218,7 +220,9 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
             accuracy = curve["val_accuracy"][done - 1]
             last = done == len(curve["val_accuracy"])
             diverged = last and curve["status"] == "diverged"
-            result = {"val_accuracy": accuracy, "training_iteration": done, "epoch": done, "diverged": diverged}
+            # What a trial reports (xsweep.contract), plus Tune's own iteration count.
+            result = TrialReport(epoch=done, metrics={"val_accuracy": accuracy}, diverged=diverged,
+                                 planned_epochs=epochs).to_result() | {"training_iteration": done}
             decision = scheduler.on_trial_result(None, trial, result)
             if decision != TrialScheduler.STOP:
                 searcher.on_trial_result(trial_id, result)
@@ -326,7 +330,7 @@ def main() -> None:
         "schedule over the full epochs, batch 64, CPU, deterministic), recording the validation accuracy after every "
         "epoch. That table is the exhaustive grid (a). The searches (b), (c) were then **replayed over the recorded "
         "curves, without Ray's runtime**, using xsweep's own searcher and scheduler objects (`build_searcher` / "
-        "`build_scheduler` from platform/xsweep/search.py: Ray's `OptunaSearch` over Optuna's `TPESampler` (defaults: "
+        "`build_trial_scheduler` from platform/xsweep/sweep/: Ray's `OptunaSearch` over Optuna's `TPESampler` (defaults: "
         "10 random start-up trials) or `RandomSampler`, seeded with `search.seed`; Ray's `ASHAScheduler` itself, "
         f"`time_attr=training_iteration`, max_t {args.epochs}, grace period {default_grace} (the spec's default: "
         f"a third of train.epochs), reduction factor {REDUCTION}), "

@@ -88,6 +88,8 @@ def test_sweep_keeps_its_record_trials_and_checkpoints_in_the_bucket(s3, s3_swee
     assert f"results:    s3://{BUCKET}/sweeps/{sweep}" in proc.stdout
     files = _files(s3, f"sweeps/{sweep}")
     assert "xsweep.json" in files
+    # Ray's and Tune's output, written locally while the sweep ran, is copied into its folder.
+    assert "output.log" in files and f"copied to s3://{BUCKET}/sweeps/{sweep}/output.log" in proc.stdout
     trials = {f.split("/")[0] for f in files if f.startswith("trial_")}
     assert len(trials) == 4, files
     for trial in trials:
@@ -104,7 +106,7 @@ def test_status_of_an_s3_sweep_lists_every_trial(s3, s3_sweep):
     status = run_xsweep("status", f"s3://{BUCKET}/sweeps/{sweep}", "--endpoint-url", s3.endpoint_url, cwd=workdir)
     assert status.returncode == 0, status.stderr[-3000:]
     rows = [line for line in status.stdout.splitlines() if re.match(r"[0-9a-f]{8}  ", line)]
-    assert len(rows) == 4 and all("terminated" in row and "2/2" in row for row in rows), status.stdout
+    assert len(rows) == 4 and all("completed" in row and "2/2" in row for row in rows), status.stdout
 
 
 def test_interrupted_s3_sweep_resumes_with_every_trial_finished_once(s3, tmp_path):

@@ -9,7 +9,9 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from xsweep.sweep.searcher import build_scheduler, build_searcher
+from xsweep.contract import TrialReport
+from xsweep.sweep.schedulers import build_trial_scheduler
+from xsweep.sweep.searcher import build_searcher
 from xsweep.spec import load_spec_text
 
 SPEC = """
@@ -35,8 +37,10 @@ def _study(searcher) -> optuna.Study:
     return searcher.inner._ot_study
 
 
-def _finish(searcher, trial_id: str, *, accuracy: float, epoch: int = 4, diverged: bool = False) -> None:
-    result = {"val_accuracy": accuracy, "training_iteration": epoch, "epoch": epoch, "diverged": diverged}
+def _finish(searcher, trial_id: str, *, accuracy: float, epoch: int = 4, planned: int = 4,
+            diverged: bool = False) -> None:
+    result = TrialReport(epoch=epoch, metrics={"val_accuracy": accuracy}, diverged=diverged,
+                         planned_epochs=planned).to_result() | {"training_iteration": epoch}
     searcher.on_trial_result(trial_id, result)
     searcher.on_trial_complete(trial_id, result=result)
 
@@ -99,7 +103,7 @@ def test_asha_lets_a_trial_run_the_epochs_the_space_gives_it():
     # train.epochs is searched beyond its fixed value (10): ASHA's max_t must be the space's top.
     spec = load_spec_text("name: t\nsearch: {space: {train.epochs: {int: [12, 30]}}}\nscheduler: {kind: asha}",
                           source="spec.yaml")
-    scheduler = build_scheduler(spec)
+    scheduler = build_trial_scheduler(spec)
     scheduler.set_search_properties("val_accuracy", "max")
     trial = SimpleNamespace(trial_id="t0")
     scheduler.on_trial_add(None, trial)
@@ -112,7 +116,7 @@ def test_a_trial_that_ran_its_own_searched_epochs_is_complete_not_pruned():
     searcher = _searcher(space="    train.epochs: {choice: [2, 6]}")
     epochs = {trial_id: searcher.suggest(trial_id)["train.epochs"] for trial_id in ("a", "b")}
     for trial_id, planned in epochs.items():
-        _finish(searcher, trial_id, accuracy=0.5, epoch=planned)
+        _finish(searcher, trial_id, accuracy=0.5, epoch=planned, planned=planned)
     ran = [t for t in _study(searcher).trials if "duplicate_of" not in t.user_attrs]
     assert [t.state for t in ran] == [optuna.trial.TrialState.COMPLETE] * 2
     assert sorted(t.params["train.epochs"] for t in ran) == [2, 6]

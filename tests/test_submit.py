@@ -281,7 +281,7 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
         while victim is None and time.monotonic() < deadline:
             for trial in tmp_path.glob("smoke-*/trial_*"):  # storage.path/<sweep>/trial_<id>
                 results = _results(trial)
-                if results and results[-1]["node_id"] == worker_id and 2 <= results[-1]["epoch"] < epochs:
+                if results and results[-1]["xsweep"]["node_id"] == worker_id and 2 <= results[-1]["epoch"] < epochs:
                     victim = trial
             time.sleep(0.2)
         assert victim is not None, "no trial trained on the worker node"
@@ -302,8 +302,8 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
     # Continued, never restarted: after the loss it picks up from a checkpoint, not from epoch 1.
     assert epochs_seen == sorted(epochs_seen) and epochs_seen[-1] == epochs, epochs_seen
     assert epochs_seen.count(1) == 1
-    assert results[-1]["node_id"] == head_id
-    assert {r["node_id"] for r in results if r["epoch"] <= killed_at_epoch} >= {worker_id}
+    assert results[-1]["xsweep"]["node_id"] == head_id  # what a trial tells the driver: xsweep.contract
+    assert {r["xsweep"]["node_id"] for r in results if r["epoch"] <= killed_at_epoch} >= {worker_id}
 
     client = MlflowClient(tracking_uri=mlflow_server.uri)
     experiment = client.get_experiment_by_name("lost-node").experiment_id

@@ -1,6 +1,6 @@
-"""From a spec's `search` and `scheduler` sections to Ray Tune's searcher and scheduler.
+"""From a spec's `search` section to Ray Tune's searcher.
 
-Every algorithm is Optuna underneath (TPE, random, or grid sampler), so one searcher class carries
+Every algorithm is an Optuna sampler underneath (algorithms.py), so one searcher class carries
 every sweep, and `xsweep resume` restores the same kind of state whichever algorithm ran.
 On top of it `SweepSearcher` (driver side, pickled into Tune's experiment state) adds two things
 Ray's own wrappers do not do together:
@@ -20,34 +20,15 @@ import random
 from typing import Callable
 
 import optuna
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from xsweep import compat
+from xsweep.defaults import quiet_optuna
+from xsweep.contract import TrialReport
 from xsweep.spec import Spec
 from xsweep.spec.trial import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _distribution(entry) -> optuna.distributions.BaseDistribution:
-    if entry.kind == "loguniform":
-        return optuna.distributions.FloatDistribution(entry.low, entry.high, log=True)
-    if entry.kind == "uniform":
-        return optuna.distributions.FloatDistribution(entry.low, entry.high)
-    if entry.kind == "int":
-        return optuna.distributions.IntDistribution(int(entry.low), int(entry.high))
-    return optuna.distributions.CategoricalDistribution(list(entry.values))
-
-
-def _sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    seed = spec.search.seed
-    if spec.search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.search.algorithm == "grid":
-        grid = {path: list(entry.values) for path, entry in spec.search.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+from xsweep.sweep.algorithms import ALGORITHMS, distribution
 
 
 # How many times a searcher may propose configurations already tried before xsweep picks an
@@ -55,7 +36,7 @@ def _sampler(spec: Spec) -> optuna.samplers.BaseSampler:
 MAX_DUPLICATE_DRAWS = 20
 
 
-def _key(params: dict) -> str:
+def _configuration_key(params: dict) -> str:
     return repr(sorted(params.items()))
 
 
@@ -74,9 +55,8 @@ class _SweepOptunaSearch(OptunaSearch):
       Seeds are repeated on purpose through `search.repeats`, outside this class.
     """
 
-    def __init__(self, *args, max_epochs: int, deduplicate: bool = True, seed: int | None = None, **kwargs):
+    def __init__(self, *args, deduplicate: bool = True, seed: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._max_epochs = max_epochs
         self._deduplicate = deduplicate
         self._tried: dict[str, str] = {}  # configuration -> the trial id that ran it
         self._rng = random.Random(seed)
@@ -90,12 +70,12 @@ class _SweepOptunaSearch(OptunaSearch):
                 return config
         if not self._enumerable():
             config = super().suggest(trial_id)  # continuous dimensions: a repeat is all but impossible
-            self._tried.setdefault(_key(self._ot_trials[trial_id].params), trial_id)
+            self._tried.setdefault(_configuration_key(compat.optuna_trials(self)[trial_id].params), trial_id)
             return config
         untried = self._untried_configuration()
         if untried is None:
             return Searcher.FINISHED
-        self._ot_study.enqueue_trial(untried)
+        compat.optuna_study(self).enqueue_trial(untried)
         config = super().suggest(trial_id)
         self._remember(trial_id)
         return config
@@ -103,43 +83,42 @@ class _SweepOptunaSearch(OptunaSearch):
     def _remember(self, trial_id: str) -> bool:
         """Record the configuration just drawn for `trial_id`; if it was tried before, tell Optuna
         this draw failed as a duplicate and return False."""
-        key = _key(self._ot_trials[trial_id].params)
+        key = _configuration_key(compat.optuna_trials(self)[trial_id].params)
         if key not in self._tried:
             self._tried[key] = trial_id
             return True
-        ot_trial = self._ot_trials.pop(trial_id)
+        ot_trial = compat.optuna_trials(self).pop(trial_id)
         ot_trial.set_user_attr("duplicate_of", self._tried[key])
-        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        compat.optuna_study(self).tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         return False
 
     def _enumerable(self) -> bool:
         return all(isinstance(d, (optuna.distributions.CategoricalDistribution,
-                                  optuna.distributions.IntDistribution)) for d in self._space.values())
+                                  optuna.distributions.IntDistribution)) for d in compat.search_space(self).values())
 
     def _untried_configuration(self) -> dict | None:
         """A random configuration no trial has run, of a space whose points can be listed."""
+        space = compat.search_space(self)
         values = [list(d.choices) if isinstance(d, optuna.distributions.CategoricalDistribution)
-                  else list(range(d.low, d.high + 1, d.step)) for d in self._space.values()]
-        configurations = (dict(zip(self._space, point)) for point in itertools.product(*values))
-        untried = [config for config in configurations if _key(config) not in self._tried]
+                  else list(range(d.low, d.high + 1, d.step)) for d in space.values()]
+        configurations = (dict(zip(space, point)) for point in itertools.product(*values))
+        untried = [config for config in configurations if _configuration_key(config) not in self._tried]
         return self._rng.choice(untried) if untried else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in compat.completed_trials(self) or trial_id not in compat.optuna_trials(self):
             return
-        result = result or {}
-        value = result.get(self.metric)
-        # The epochs this trial was to run: its own when train.epochs is searched.
-        planned = int(self._ot_trials[trial_id].params.get("train.epochs", self._max_epochs))
-        if result.get("diverged") or (value is not None and not math.isfinite(value)):
+        report = TrialReport.from_result(result)
+        value = (result or {}).get(self.metric)
+        if (report and report.diverged) or (value is not None and not math.isfinite(value)):
             state = optuna.trial.TrialState.FAIL
-        elif value is not None and not error and int(result.get("epoch", planned)) < planned:
+        elif value is not None and not error and report and report.epoch < report.planned_epochs:
             state = optuna.trial.TrialState.PRUNED  # Optuna takes its last reported epoch
         else:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
-        self._ot_study.tell(self._ot_trials[trial_id], state=state)
-        self._completed_trials.add(trial_id)
+        compat.optuna_study(self).tell(compat.optuna_trials(self)[trial_id], state=state)
+        compat.completed_trials(self).add(trial_id)
 
 
 class SweepSearcher(Searcher):
@@ -185,14 +164,14 @@ class SweepSearcher(Searcher):
         if self.repeats == 1:
             self.inner.on_trial_complete(trial_id, result=result, error=error)
             return
-        value = (result or {}).get(self.metric)
-        diverged = (result or {}).get("diverged") or value is None or not math.isfinite(value)
-        group["scores"][trial_id] = None if diverged else value
+        report = TrialReport.from_result(result)
+        value = report.value(self.metric) if report and not report.diverged else None
+        group["scores"][trial_id] = value
         if len(group["scores"]) < self.repeats:
             return
         scores = [s for s in group["scores"].values() if s is not None]
         # The searcher sees the mean over seeds; a configuration that diverged for every seed failed.
-        summary = {self.metric: sum(scores) / len(scores)} if scores else {"diverged": True}
+        summary = {self.metric: sum(scores) / len(scores) if scores else math.nan}
         self.inner.on_trial_complete(group["primary"], result=summary, error=not scores and error)
 
     def save(self, checkpoint_path: str) -> None:
@@ -205,23 +184,14 @@ class SweepSearcher(Searcher):
 
 
 def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
-    space = {path: _distribution(entry) for path, entry in spec.search.space.items()}
+    quiet_optuna()
+    space = {path: distribution(entry.kind, low=entry.low, high=entry.high, values=entry.values or ())
+             for path, entry in spec.search.space.items()}
     # A sweep of one fixed configuration (seeds only) still needs *some* space for Optuna: a single
-    # constant that trial_config() ignores, like every other "xsweep/" key.
+    # constant that resolve_trial_config ignores, like every other "xsweep/" key.
     space = space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
     inner = _SweepOptunaSearch(
-        space=space, metric=spec.search.metric, mode=spec.search.mode, sampler=_sampler(spec),
-        max_epochs=spec.train.epochs, deduplicate=bool(spec.search.space), seed=spec.search.seed,
+        space=space, metric=spec.search.metric, mode=spec.search.mode, sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
+        deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )
     return SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)
-
-
-def build_scheduler(spec: Spec):
-    if spec.scheduler.kind == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=spec.max_epochs(),  # ASHA stops any trial that reaches max_t
-            grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
-    return FIFOScheduler()

@@ -1,39 +1,46 @@
-"""`xsweep status`: a table of a sweep's trials, read from Tune's records on storage."""
+"""`xsweep status`: a table of a sweep's trials, from Tune's records on storage and the sweep's
+MLflow runs, in the one vocabulary of statuses (xsweep.contract) that MLflow and the report use."""
 
 from __future__ import annotations
 
-import math
+import os
 
-from xsweep.cluster.storage import Storage, read_sweep_record
-from xsweep.spec.trial import trial_name
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from xsweep.cluster.storage import Storage, read_sweep_record, recorded_tracking_uri
+from xsweep.contract import TrialReport, status_of
+from xsweep.metrics import METRICS
+from xsweep.spec import load_spec_text
+from xsweep.spec.trial import RUN_ID_KEY, trial_name
+from xsweep.sweep.outcome import best_of_history
+from xsweep.tracking.store import open_store
+from xsweep.tracking.uri import redact
 
 
 def print_status(storage: Storage, sweep: str) -> None:
-    from ray.tune import ExperimentAnalysis
-
-    from xsweep.spec import load_spec_text
-
     record = read_sweep_record(storage, sweep)
     spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
+    uri = recorded_tracking_uri(record, spec)
+    open_store(uri, flag="tracking.uri")  # the same store the sweep wrote, reachable with these credentials
+    from ray.tune import ExperimentAnalysis  # seconds to import: after the checks that may fail
+
     analysis = ExperimentAnalysis(f"{storage.tune_path}/{sweep}", storage_filesystem=storage.filesystem)
-    metric = spec.search.metric
-    rows = []
-    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
-        last = trial.last_result or {}
-        history = analysis.trial_dataframes.get(trial.trial_id)
-        values = [] if history is None or metric not in history else [
-            v for v in history[metric].tolist() if isinstance(v, float) and math.isfinite(v)
-        ]
-        best = (max(values) if spec.search.mode == "max" else min(values)) if values else None
-        rows.append((
-            trial.trial_id,
-            trial_name(trial.config),
-            trial.status.lower() + (" (diverged)" if last.get("diverged") else ""),
-            f"{int(last.get('epoch', 0))}/{spec.train.epochs}",
-            "-" if best is None else f"{best:.4f}",
-        ))
-    header = ("trial", "name", "status", "epochs", f"best {metric}")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"sweep {sweep} ({storage.root}/{sweep}): {len(rows)} of {spec.total_trials()} trials")
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    metric = METRICS.get(spec.search.metric)
+    table = Table("trial", "name", "status", "epochs", f"best {metric.name}", "MLflow run",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    trials = sorted(analysis.trials, key=lambda t: t.trial_id)
+    for trial in trials:
+        report = TrialReport.from_result(trial.last_result)
+        best = best_of_history(analysis.trial_dataframes.get(trial.trial_id), metric=metric.name,
+                               mode=spec.search.mode)
+        planned = report.planned_epochs if report and report.planned_epochs else spec.train.epochs
+        table.add_row(trial.trial_id, trial_name(trial.config), status_of(trial.status, trial.last_result),
+                      f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
+                      trial.config.get(RUN_ID_KEY) or "-")
+    # Plain text when piped (no colour codes in a file), a terminal's width otherwise.
+    console = Console(highlight=False, width=None if os.isatty(1) else 200)
+    console.print(f"sweep {sweep} ({storage.root}/{sweep}): {len(trials)} of {spec.total_trials()} trials")
+    console.print(f"MLflow: experiment '{spec.experiment}', parent run {record['parent_run_id']} at {redact(uri)}")
+    console.print(table)

@@ -1,30 +1,27 @@
 """The Tune callback that turns a sweep's events into MLflow writes on its trials' child runs.
 
-It runs in the driver: trials only report to Tune (see tracking.py for why), and every write
+It runs in the driver: trials only report to Tune (see runs.py for why), and every write
 goes through the driver's one background delivery queue, so tracking stays off the training path.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from mlflow.entities import Metric
+from mlflow.entities import Metric as MlflowMetric
 from ray import tune
 
+from xsweep.contract import EPOCH_KEY, FAILED, RUNNING, TrialReport, ended_status
+from xsweep.metrics import ACCURACY, better, is_finite_number
 from xsweep.tracking.delivery import shared_delivery
-from xsweep.tracking.runs import EPOCH_METRICS, TAG_STATUS, SweepRuns, set_tags
+from xsweep.tracking.runs import SweepRuns, set_tags
+from xsweep.tracking.tags import TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_STATUS
 from xsweep.spec.trial import RUN_ID_KEY
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _node_address(node_id: str | None) -> str | None:
@@ -39,25 +36,13 @@ def _node_address(node_id: str | None) -> str | None:
     return None
 
 
-def trial_status(result: dict | None, *, epochs: int, errored: bool) -> str:
-    """completed | stopped (early, by ASHA) | diverged | failed — the status tag users filter on."""
-    if errored:
-        return "failed"
-    if not result:
-        return "failed"
-    if result.get("diverged"):
-        return "diverged"
-    return "completed" if int(result.get("epoch", 0)) >= epochs else "stopped"
-
-
 class TrackingCallback(tune.Callback):
     """Turns Tune's events into MLflow writes on the trials' child runs (see module doc)."""
 
-    def __init__(self, runs: SweepRuns, *, metric: str, mode: str, epochs: int):
+    def __init__(self, runs: SweepRuns, *, metric: str, mode: str):
         self.runs = runs
         self.metric = metric
         self.mode = mode
-        self.epochs = epochs
         self._init_transient()
 
     def _init_transient(self) -> None:
@@ -70,7 +55,7 @@ class TrackingCallback(tune.Callback):
         self.results_seen = 0
 
     def __getstate__(self) -> dict:
-        return {k: self.__dict__[k] for k in ("runs", "metric", "mode", "epochs")}
+        return {k: self.__dict__[k] for k in ("runs", "metric", "mode")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -78,8 +63,8 @@ class TrackingCallback(tune.Callback):
 
     # ---- metrics -----------------------------------------------------------------------------
     def log_epoch(self, run_id: str, result: dict) -> None:
-        epoch = int(result["epoch"])
-        metrics = {k: float(result[k]) for k in EPOCH_METRICS if k in result and result[k] is not None}
+        report = TrialReport.from_result(result)
+        epoch, metrics = report.epoch, report.metrics  # every metric of xsweep.metrics, nothing else
         timestamp = int(float(result.get("timestamp", 0)) * 1000) or None
         self.delivery.submit(f"metrics of epoch {epoch} for run {run_id}",
                              lambda: self._write_epoch(run_id, epoch, metrics, timestamp))
@@ -89,14 +74,14 @@ class TrackingCallback(tune.Callback):
         if epoch in logged:
             return  # already in MLflow (a retried or re-synced epoch): never log a step twice
         ts = timestamp or int(time.time() * 1000)
-        batch = [Metric(key, value, ts, epoch) for key, value in metrics.items()]
+        batch = [MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()]
         self.runs.client.log_batch(run_id, metrics=batch)
         logged.add(epoch)
 
     def _steps_of(self, run_id: str) -> set[int]:
         with self._steps_lock:
             if run_id not in self._logged_steps:
-                history = self.runs.client.get_metric_history(run_id, "val_accuracy")
+                history = self.runs.client.get_metric_history(run_id, ACCURACY)  # logged every epoch
                 self._logged_steps[run_id] = {m.step for m in history}
             return self._logged_steps[run_id]
 
@@ -109,23 +94,24 @@ class TrackingCallback(tune.Callback):
 
     def _on_result(self, trial, result) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
-        if not run_id or "epoch" not in result:
+        report = TrialReport.from_result(result)
+        if not run_id or report is None:
             return
         if run_id not in self._tagged:
             self._tagged.add(run_id)
             tags = {
-                TAG_STATUS: "running",
-                "xsweep.node_ip": _node_address(result.get("node_id")) or result.get("node_ip", ""),
-                "xsweep.hostname": result.get("hostname", ""),
-                "xsweep.device": result.get("device", ""),
+                TAG_STATUS: RUNNING,
+                TAG_NODE_IP: _node_address(report.node_id) or result.get("node_ip", ""),
+                TAG_HOSTNAME: result.get("hostname", ""),
+                TAG_DEVICE: report.device,
             }
             self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
-        fallback = result.get("checkpoint_fallback")
+        fallback = report.checkpoint_fallback
         if fallback and (run_id, fallback) not in self._tagged:
             # A damaged checkpoint was skipped on restore (trainable.restore): say so on the run.
             self._tagged.add((run_id, fallback))
             self.delivery.submit(f"checkpoint fallback tag of run {run_id}",
-                                 lambda: set_tags(self.runs.client, run_id, {"xsweep.checkpoint_fallback": fallback}))
+                                 lambda: set_tags(self.runs.client, run_id, {TAG_CHECKPOINT_FALLBACK: fallback}))
         self.log_epoch(run_id, result)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
@@ -135,19 +121,18 @@ class TrackingCallback(tune.Callback):
 
     def _on_checkpoint(self, trial, checkpoint) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
-        result = trial.last_result or {}
-        value = result.get(self.metric)
-        if not run_id or not _finite(value):
+        report = TrialReport.from_result(trial.last_result)
+        value = report.value(self.metric) if report else None
+        if not run_id or value is None:
             return
-        best = self._best.get(run_id)
-        if best is not None and (value <= best if self.mode == "max" else value >= best):
+        if not better(value, self._best.get(run_id), mode=self.mode):
             return
         self._best[run_id] = value
         # Copy now: Tune may delete this checkpoint once a better one exists, before the upload runs.
         staged = tempfile.mkdtemp(prefix="xsweep-best-")
         checkpoint.to_directory(staged)
         Path(staged, "best.json").write_text(json.dumps(
-            {"epoch": result.get("epoch"), "metric": self.metric, "value": value, "trial_id": trial.trial_id}
+            {"epoch": report.epoch, "metric": self.metric, "value": value, "trial_id": trial.trial_id}
         ))
         self.delivery.submit(f"best checkpoint of run {run_id}", lambda: self._upload(run_id, staged))
 
@@ -165,8 +150,8 @@ class TrackingCallback(tune.Callback):
         run_id = trial.config.get(RUN_ID_KEY)
         if not run_id:
             return
-        status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
-        mlflow_status = "FAILED" if status == "failed" else "FINISHED"
+        status = ended_status(trial.last_result, errored=errored)
+        mlflow_status = "FAILED" if status == FAILED else "FINISHED"
 
         def write() -> None:
             set_tags(self.runs.client, run_id, {TAG_STATUS: status})
@@ -180,15 +165,15 @@ class TrackingCallback(tune.Callback):
         for result in result_grid:
             run_id = (result.config or {}).get(RUN_ID_KEY)
             frame = result.metrics_dataframe
-            if not run_id or frame is None or "epoch" not in frame:
+            if not run_id or frame is None or EPOCH_KEY not in frame:
                 continue
             for row in frame.to_dict("records"):
-                if _finite(row.get("epoch")):
+                if is_finite_number(row.get(EPOCH_KEY)):
                     self.log_epoch(run_id, row)
 
 
 class ImportModelCodeEarly(tune.Callback):
-    """Registering the best model at the end (summary.py) needs torch and mlflow.pytorch, which
+    """Registering the best model at the end (sweep/best_model.py) needs torch and mlflow.pytorch, which
     the driver has not imported: seconds at the end of every sweep. They are imported in the
     background once the first result shows the trials training, not during start-up, when the
     trials' own imports need the CPU."""

@@ -1,6 +1,6 @@
 """The Ray Tune trainable: a thin wrapper around `fit` that reports and checkpoints every epoch.
 
-It imports nothing of MLflow: the trial only reports to Tune, and the driver tracks (tracking.py).
+It imports nothing of MLflow: the trial only reports to Tune, and the driver tracks (tracking/).
 On a restart (worker lost, trial retried, sweep resumed) it continues from Tune's last checkpoint
 at the epoch where it stopped.
 
@@ -19,6 +19,8 @@ import pyarrow.fs
 import ray
 from ray import tune
 
+from xsweep.contract import TrialReport
+from xsweep.defaults import apply_process_defaults
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
 
 CHECKPOINT_FILE = "state.pt"
@@ -68,6 +70,7 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
 
 
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
+    apply_process_defaults()  # this is where a trial's process starts its work
     from xsweep.training.checkpoint import save_checkpoint
     from xsweep.training.fit import fit
 
@@ -84,15 +87,14 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
     # cluster they differ); the driver maps this id to the node's address as Ray knows it.
     node_id = ray.get_runtime_context().get_node_id()
 
-    def on_epoch(report) -> None:
-        metrics = dict(report.metrics, epoch=report.epoch, diverged=report.diverged, device=device,
-                       node_id=node_id)
-        if fallback:
-            metrics["checkpoint_fallback"] = fallback  # the tracking callback tags the run with it
+    def on_epoch(epoch) -> None:
+        report = TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
+                             planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
+                             checkpoint_fallback=fallback)
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
-            state = report.state()
+            state = epoch.state()
             state["mlflow_run_id"] = run_id  # the trial's run travels with its checkpoints
             save_checkpoint(state, os.path.join(folder, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(report.to_result(), checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(config, on_epoch=on_epoch, resume=resume)
