@@ -19,11 +19,6 @@ import argparse
 import os
 import sys
 
-# A job always joins an existing cluster, whose nodes are not on 127.0.0.1: the CLI's default
-# (loopback only, for the embedded Ray) must not apply here.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")
-
-
 def env_overrides(spec, given: list[str]) -> list[str]:
     """--set items for what the spec leaves to the cluster; never for a field already --set."""
     already = {item.partition("=")[0].strip() for item in given}
@@ -45,6 +40,9 @@ def env_overrides(spec, given: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A job always joins an existing cluster, whose nodes are not on 127.0.0.1: the CLI's default
+    # (loopback only, for the embedded Ray) must not apply here. Set before Ray is imported.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")
     parser = argparse.ArgumentParser(prog="jobs/entrypoint.py", description=__doc__.splitlines()[0])
     parser.add_argument("spec")
     parser.add_argument("--set", action="append", default=[])

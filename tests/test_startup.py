@@ -24,16 +24,15 @@ def test_the_driver_reaches_ray_without_importing_torch():
     code = f"""
 import sys
 from xsweep import cli
-from xsweep.cluster import connect as cluster
-from xsweep.sweep import startup
-from xsweep.sweep import run as sweep
+from xsweep.cluster import connect
+from xsweep.sweep import console, finish, output, run, searcher, startup
 from xsweep.training import trainable
-from xsweep.sweep import searcher as search
-from xsweep.sweep import outcome as summary
-from xsweep.tracking import callback as tracking_callback
+from xsweep.tracking import callback
+from xsweep.training.datasets import dataset_of
 from xsweep.spec import load_spec
 spec = load_spec({str(SPECS / "smoke.yaml")!r}, overrides=[])
-cli._preflight(spec)
+data = spec.base_trial_config()["data"]
+dataset_of(data).shape(data)
 startup._prepare("sqlite:///:memory:", [])
 print(sorted(m for m in ("torch", "tensorboardX") if m in sys.modules))
 """

@@ -1,0 +1,36 @@
+"""xsweep: hyperparameter searches and ablation studies of Xception on Ray Tune, Optuna and MLflow.
+
+What the `xsweep` command does, from Python (a notebook, a script):
+
+    import xsweep
+
+    spec = xsweep.load_spec("search_spaces/smoke.yaml", overrides=["train.epochs=1"])
+    outcome = xsweep.run_sweep(spec)               # or xsweep.resume_sweep("results/smoke-...")
+    folder = xsweep.make_report(experiment=spec.experiment)
+    exit_code = xsweep.reproduce(experiment=spec.experiment)
+
+The functions are loaded when first used (PEP 562): `import xsweep`, which every CLI command does,
+must not import MLflow, Ray or torch before a command needs them.
+"""
+
+import importlib
+
+__all__ = ["load_spec", "run_sweep", "resume_sweep", "reproduce", "make_report"]
+
+_HOME = {
+    "load_spec": "xsweep.spec",
+    "run_sweep": "xsweep.sweep.run",
+    "resume_sweep": "xsweep.sweep.run",
+    "reproduce": "xsweep.reproduce",
+    "make_report": "xsweep.report.make",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'xsweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -27,9 +27,8 @@ def connect(address: str | None, *, spec, storage) -> str:
     if ray.is_initialized():
         recorded = address or "embedded"
     elif address is None:
-        # The embedded node generates its own token and listens on loopback only; Ray's
-        # "token authentication is enabled" notice would only be noise before our first line.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # The embedded node generates its own token and listens on loopback only (its notice about
+        # that is quietened by xsweep.defaults).
         # address="local": always a fresh node of our own. Left as None, Ray would join whatever
         # cluster RAY_ADDRESS or /tmp/ray/ray_current_cluster names, which may not be on loopback.
         ray.init(
@@ -41,7 +40,7 @@ def connect(address: str | None, *, spec, storage) -> str:
         _check_loopback_only()
         recorded = f"embedded ({LOOPBACK})"
     else:
-        check_reachable(address)
+        check_address_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -53,7 +52,7 @@ def connect(address: str | None, *, spec, storage) -> str:
     return recorded
 
 
-def check_reachable(address: str | None) -> None:
+def check_address_reachable(address: str | None) -> None:
     """Fail in seconds on an address nothing listens at: ray.init would retry it for many minutes."""
     if address is None:
         return

@@ -26,7 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from xsweep.errors import SubmitError
+from xsweep import compat
+from xsweep.errors import SubmitError, reason
 from xsweep.tracking.uri import redact
 
 ENTRYPOINT = "jobs/entrypoint.py"
@@ -145,22 +146,8 @@ def _use_token_if_available() -> None:
         if not readable:  # Ray's loader would raise with a page of text
             raise SubmitError(f"RAY_AUTH_TOKEN_PATH: {path} cannot be read or is empty "
                               f"(point it at a file holding the head's token, or unset it)")
-    from ray._private.authentication import authentication_token_setup as setup
-
-    # Ray's notices ("token authentication is enabled for this Ray cluster", "no token was found")
-    # are about starting clusters or would precede our own one-line error: noise here.
-    logging.getLogger(setup.__name__).setLevel(logging.ERROR)
-    logging.getLogger("ray._private.authentication.http_token_authentication").setLevel(logging.ERROR)
     if os.environ.get("RAY_AUTH_MODE") is None:
-        setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for known in ("Connection refused", "timed out", "Name or service not known", "No route to host"):
-        if known.lower() in text.lower():
-            return known.lower()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+        compat.send_ray_token_if_available()
 
 
 def _auth_error(address: str, exc: BaseException) -> SubmitError:
@@ -181,54 +168,30 @@ class Jobs:
         self.address = normalize_address(address)
         _use_token_if_available()
         from ray.exceptions import AuthenticationError
-        from ray.job_submission import JobSubmissionClient
 
         self._auth_errors = (AuthenticationError,)
         try:
             # The client asks for the cluster's version on construction; a dead head must not hang it.
-            self.client = self._with_timeout(JobSubmissionClient, self.address)
+            self.client = compat.job_client(self.address, timeout_s=REQUEST_TIMEOUT_S)
         except AuthenticationError as exc:
             raise _auth_error(self.address, exc) from None
         except (ConnectionError, RuntimeError, OSError, requests.RequestException) as exc:
-            reason = "" if str(exc).startswith("Failed to connect to Ray") else f": {_reason(exc)}"
-            raise SubmitError(f"--address: cannot reach Ray's Jobs API at {self.address}{reason} "
+            why = "" if str(exc).startswith("Failed to connect to Ray") else f": {reason(exc)}"
+            raise SubmitError(f"--address: cannot reach Ray's Jobs API at {self.address}{why} "
                               f"(check the address and that the head node is up)") from None
-
-    @staticmethod
-    def _with_timeout(fn, *args, **kwargs):
-        """Ray's client sends requests without a timeout; give each one ours."""
-        import requests
-
-        original = requests.request
-
-        def request(*a, **kw):
-            kw.setdefault("timeout", REQUEST_TIMEOUT_S)
-            return original(*a, **kw)
-
-        requests.request = request
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            requests.request = original
 
     def call(self, what: str, method: str, *args, **kwargs):
         import requests
 
         try:
-            return self._with_timeout(getattr(self.client, method), *args, **kwargs)
+            return getattr(self.client, method)(*args, **kwargs)
         except self._auth_errors as exc:
             raise _auth_error(self.address, exc) from None
         except requests.RequestException as exc:
             raise SubmitError(f"--address: lost Ray's Jobs API at {self.address} while {what}: "
-                              f"{_reason(exc)} (check that the head node is up)") from None
+                              f"{reason(exc)} (check that the head node is up)") from None
 
     def submit(self, **kwargs) -> None:
-        # Packaging notes ("Uploading package gcs://...", ".git is now ignored by default") are
-        # Ray's bookkeeping, not the user's business; errors still surface as exceptions.
-        for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                     "ray._private.runtime_env.packaging",
-                     "ray._private.runtime_env.working_dir", "ray._private.runtime_env.py_modules"):
-            logging.getLogger(name).setLevel(logging.ERROR)
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:
@@ -240,7 +203,7 @@ class Jobs:
                 if "no available agent" in str(exc).lower() and time.monotonic() < deadline:
                     time.sleep(2.0)
                     continue
-                raise SubmitError(f"--address: {self.address} refused the job: {_reason(exc)}") from None
+                raise SubmitError(f"--address: {self.address} refused the job: {reason(exc)}") from None
 
     def info(self, job_id: str):
         try:
@@ -324,8 +287,8 @@ def cmd_submit(args) -> int:
         return 130
     status = str(info.status)
     # Ray's message repeats the log's tail after its first line; the log is already above.
-    reason = (info.message or "").strip().splitlines()[0].rstrip(",:") if info.message else ""
-    print(f"job {job_id}: {status}" + (f" ({reason})" if status != "SUCCEEDED" and reason else ""), flush=True)
+    why = (info.message or "").strip().splitlines()[0].rstrip(",:") if info.message else ""
+    print(f"job {job_id}: {status}" + (f" ({why})" if status != "SUCCEEDED" and why else ""), flush=True)
     print(_tracking_line(spec), flush=True)
     return 0 if status == "SUCCEEDED" else 1
 
@@ -339,7 +302,7 @@ def _when(millis: int | None) -> str:
     return datetime.fromtimestamp(millis / 1000).strftime("%Y-%m-%d %H:%M:%S") if millis else "-"
 
 
-def _short(text: str, width: int = 60) -> str:
+def _ellipsize(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -347,7 +310,7 @@ def cmd_jobs(args) -> int:
     jobs = Jobs(args.address)
     listed = jobs.call("listing jobs", "list_jobs")
     rows = [(j.submission_id or j.job_id or "-", str(j.status), _when(j.start_time),
-             _short(_redact_text(j.entrypoint or ""))) for j in sorted(listed, key=lambda j: j.start_time or 0)]
+             _ellipsize(_redact_text(j.entrypoint or ""))) for j in sorted(listed, key=lambda j: j.start_time or 0)]
     if not rows:
         print(f"no jobs on {jobs.address}")
         return 0
@@ -368,24 +331,3 @@ def cmd_stop(args) -> int:
     info = jobs.wait_terminal(args.job_id, timeout=STATUS_WAIT_S)
     print(f"job {args.job_id}: {info.status}")
     return 0 if str(info.status) in TERMINAL else 1
-
-
-def add_commands(sub) -> None:
-    """Registers `submit`, `jobs` and `stop` on the CLI's subparsers."""
-    address_help = "the head's dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS)"
-
-    p = sub.add_parser("submit", help="run a sweep on a Ray cluster as a Ray job (see jobs/)")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--address", default=None, help=address_help)
-    p.add_argument("--set", action="append", default=[], metavar="a.b=value", help="override a spec field")
-    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
-    p.set_defaults(func=cmd_submit)
-
-    p = sub.add_parser("jobs", help="list the jobs of a Ray cluster")
-    p.add_argument("--address", default=None, help=address_help)
-    p.set_defaults(func=cmd_jobs)
-
-    p = sub.add_parser("stop", help="stop a running job")
-    p.add_argument("job_id", metavar="JOB_ID")
-    p.add_argument("--address", default=None, help=address_help)
-    p.set_defaults(func=cmd_stop)
