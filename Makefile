@@ -33,9 +33,9 @@ test: setup system-deps
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not cluster"
 
-# The MLflow UI of the local store, on loopback only.
+# The MLflow UI of the store every xsweep command uses ($$MLFLOW_TRACKING_URI, else ./mlflow.db), on loopback only.
 ui: setup
-	MLFLOW_DISABLE_TELEMETRY=true $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	$(VENV)/bin/xsweep ui
 
 # Speed measurements (not tests): each script writes its table to benchmarks/results/.
 bench: setup

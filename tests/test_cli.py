@@ -115,3 +115,10 @@ def test_a_password_written_in_the_spec_is_refused(tmp_path):
     _assert_clean_failure(proc, tmp_path, f"{spec}: tracking.uri: holds a password, which would be recorded with "
                                           f"the spec (remove it; set MLFLOW_TRACKING_USERNAME and "
                                           f"MLFLOW_TRACKING_PASSWORD instead)")
+
+
+def test_a_storage_folder_that_cannot_be_created_is_one_line_and_nothing_is_written(tmp_path):
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "storage.path=/proc/xsweep-results", cwd=tmp_path)
+    _assert_clean_failure(proc, tmp_path, "xsweep: storage.path: cannot write to /proc/xsweep-results: No such file "
+                                          "or directory (pick a folder you can write, or s3://bucket/prefix)")
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlruns/, nothing

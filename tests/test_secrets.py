@@ -62,14 +62,22 @@ def _strings(value) -> list[str]:
     return [json.dumps(value, default=repr)]
 
 
-def test_no_secret_in_output_mlflow_or_files(auth_server, tmp_path):
+@pytest.fixture(scope="module")
+def secret_sweep(auth_server, tmp_path_factory):
+    """A sweep run with a Ray token, a password inside its tracking URI and AWS keys set."""
+    workdir = tmp_path_factory.mktemp("secret-sweep")
     uri_with_password = f"http://{ADMIN}:{ADMIN_PASSWORD}@127.0.0.1:{auth_server.port}"
     proc = run_xsweep(
         "run", str(SPECS / "smoke.yaml"), "--set", f"tracking.uri={uri_with_password}",
         "--set", "tracking.experiment=secrets", "--set", "search.num_samples=2", "--set", "train.epochs=1",
-        cwd=tmp_path, timeout=600,
+        cwd=workdir, timeout=600,
         env={"RAY_AUTH_TOKEN": RAY_TOKEN, "AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET},
     )
+    return workdir, proc, uri_with_password
+
+
+def test_no_secret_in_output_mlflow_or_files(secret_sweep):
+    tmp_path, proc, uri_with_password = secret_sweep
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "sweep finished: 2 completed" in proc.stdout
     found: dict[str, str] = {"output": proc.stdout + proc.stderr}
@@ -95,3 +103,28 @@ def test_no_secret_in_output_mlflow_or_files(auth_server, tmp_path):
 
     leaks = [(where, secret[:6] + "...") for where, text in found.items() for secret in SECRETS if secret in text]
     assert not leaks, leaks
+
+
+CREDENTIALS_LINE = ("xsweep: MLflow: the tracking server needs credentials (HTTP 401): set MLFLOW_TRACKING_USERNAME "
+                    "and MLFLOW_TRACKING_PASSWORD (a wrong password gives this too)")
+
+
+def test_every_command_refused_by_the_server_says_so_in_one_line(secret_sweep, auth_server, tmp_path):
+    workdir, proc, _ = secret_sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (workdir / "results").glob("smoke-*")
+    bare = f"http://127.0.0.1:{auth_server.port}"
+    commands = {
+        "run": ["run", str(SPECS / "smoke.yaml"), "--set", f"tracking.uri={bare}"],
+        "resume": ["resume", str(sweep)],
+        "status": ["status", str(sweep)],
+        "report": ["report", "secrets", "--tracking-uri", bare],
+        "reproduce": ["reproduce", "--experiment", "secrets", "--tracking-uri", bare],
+    }
+    wrong_password = {"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": "wrong"}
+    for name, args, env in [*((name, args, {}) for name, args in commands.items()),
+                            ("run, wrong password", commands["run"], wrong_password)]:
+        refused = run_xsweep(*args, cwd=tmp_path if name.startswith("run") else workdir, env=env, timeout=300)
+        assert refused.returncode == 2, (name, refused.stderr[-3000:])
+        assert refused.stderr.strip().splitlines() == [CREDENTIALS_LINE], (name, refused.stderr[-3000:])
+    assert list(tmp_path.iterdir()) == []  # nothing written: no mlflow.db, no results

@@ -61,3 +61,18 @@ class ReproduceError(UserError):
 
 class SubmitError(UserError):
     """A job submission: --address, the Ray token, the project folder."""
+
+
+# Phrases of network errors worth showing as they are; anything else shows its first line.
+KNOWN_REASONS = ("Connection refused", "Name or service not known", "timed out", "could not connect",
+                 "No route to host")
+
+
+def reason(exc: BaseException, *, width: int = 160) -> str:
+    """Why a library call failed, short enough for a one-line message: a known network phrase,
+    else the first line of the exception's text (libraries' messages run to pages)."""
+    text = str(exc).strip()
+    for known in KNOWN_REASONS:
+        if known.lower() in text.lower():
+            return known.lower()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:width]

@@ -18,31 +18,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# A checkpoint is three small files: MLflow's download progress bar would only clutter stderr.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-from mlflow.entities import Metric  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from xsweep.errors import ReproduceError  # noqa: E402
-from xsweep.tracking.runs import (  # noqa: E402
-    EPOCH_METRICS,
-    TAG_CONFIG,
-    TAG_KIND,
-    TAG_STATUS,
-    find_experiment,
-    log_params,
-    set_tags,
+from xsweep.contract import COMPLETED, STOPPED
+from xsweep.errors import ReproduceError
+from xsweep.metrics import ACCURACY, METRICS, reproducible
+from xsweep.tracking.query import best_at_any_epoch, child_runs, find_experiment, latest_sweep
+from xsweep.tracking.runs import git_commit, log_params, set_tags
+from xsweep.tracking.store import open_store, resolve_uri
+from xsweep.tracking.tags import (
+    TAG_BEST_RUN_ID, TAG_CONFIG, TAG_DEVICE, TAG_DIFFERENCE, TAG_GIT_COMMIT, TAG_IDENTICAL, TAG_KIND, TAG_MODE,
+    TAG_NOTE, TAG_REPRODUCES, TAG_STATUS, TAG_TRIAL_ID, TAG_VERDICT, TAG_VERSION_PREFIX,
 )
-from xsweep.tracking.store import check_reachable, default_uri, sqlite_file  # noqa: E402
 
-# Metrics that depend only on the seed and the arithmetic; timings never repeat, so they are
-# logged for the record but not compared.
-COMPARED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
-FINISHED_STATUSES = ("completed", "stopped")  # trial statuses that left a full, usable history
+FINISHED_STATUSES = (COMPLETED, STOPPED)  # trial statuses that left a full, usable history
 DEFAULT_TOLERANCE_PP = 0.5
-
 
 
 class _EnoughEpochs(Exception):
@@ -73,7 +65,7 @@ class Comparison:
 
     @property
     def unit(self) -> str:
-        return "pp" if _is_accuracy(self.metric) else ""
+        return METRICS.get(self.metric).unit
 
     @property
     def difference(self) -> float:
@@ -86,7 +78,8 @@ class Comparison:
 
 
 def _is_accuracy(metric: str) -> bool:
-    return metric.endswith("accuracy")
+    """Compared and shown in percent (accuracies), per xsweep.metrics."""
+    return METRICS.get(metric).percent
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -97,20 +90,6 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 # ---- finding the trial -----------------------------------------------------------------------
-def open_client(tracking_uri: str | None, *, workdir: str) -> tuple[MlflowClient, str]:
-    """The store at --tracking-uri, MLFLOW_TRACKING_URI, or ./mlflow.db, in that order."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
-    path = sqlite_file(uri)
-    if path is not None:
-        # MLflow would create an empty store on the spot: a typo'd folder must not leave one behind.
-        if not path.is_file():
-            raise ReproduceError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's "
-                                 f"folder, or pass --tracking-uri)")
-    else:
-        check_reachable(uri)
-    return MlflowClient(tracking_uri=uri), uri
-
-
 def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None = None, uri: str = "") -> Trial:
     """--run's trial, else the best trial of the experiment's latest sweep."""
     exp = find_experiment(client, experiment, uri=uri, flag="--experiment", error=ReproduceError)
@@ -119,12 +98,11 @@ def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None 
         if run.data.tags.get(TAG_KIND) == "sweep":  # a sweep's id: reproduce its best trial
             run = _best_trial(client, run)
     else:
-        sweeps = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
-                                    order_by=["attributes.start_time DESC"], max_results=1)
-        if not sweeps:
+        sweep = latest_sweep(client, exp.experiment_id)
+        if sweep is None:
             raise ReproduceError(f"--experiment: experiment '{experiment}' has no sweep "
                                  f"(run one with `xsweep run SPEC`, or pass --run RUN_ID)")
-        run = _best_trial(client, sweeps[0])
+        run = _best_trial(client, sweep)
     return _trial(client, run, flag="--run" if run_id else "--experiment")
 
 
@@ -141,29 +119,15 @@ def _get_run(client: MlflowClient, run_id: str, *, experiment):
 
 def _best_trial(client: MlflowClient, sweep):
     """The sweep's recorded best trial; without one (interrupted sweep), the best finished child."""
-    best_id = sweep.data.tags.get("xsweep.best_run_id")
+    best_id = sweep.data.tags.get(TAG_BEST_RUN_ID)
     if best_id:
         try:
             return client.get_run(best_id)
         except MlflowException:
             pass  # deleted since: choose again below
     metric, mode = _search(sweep)
-    children = client.search_runs(
-        [sweep.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{sweep.info.run_id}' and tags.`{TAG_KIND}` = 'trial'",
-        max_results=10_000,
-    )
-    best, best_value = None, None
-    for child in children:
-        if child.data.tags.get(TAG_STATUS) not in FINISHED_STATUSES:
-            continue
-        # Best at any epoch, as the sweep's own summary ranks trials (its best checkpoint's epoch).
-        values = [m.value for m in client.get_metric_history(child.info.run_id, metric) if math.isfinite(m.value)]
-        if not values:
-            continue
-        value = max(values) if mode == "max" else min(values)
-        if best is None or (value > best_value if mode == "max" else value < best_value):
-            best, best_value = child, value
+    finished = [run for run in child_runs(client, sweep) if run.data.tags.get(TAG_STATUS) in FINISHED_STATUSES]
+    best = best_at_any_epoch(client, finished, metric=metric, mode=mode)
     if best is None:
         raise ReproduceError(f"--experiment: the latest sweep {sweep.info.run_name} has no finished trial "
                              f"(wait for it to finish, `xsweep resume` it, or pass --run RUN_ID)")
@@ -172,7 +136,7 @@ def _best_trial(client: MlflowClient, sweep):
 
 def _search(sweep) -> tuple[str, str]:
     params = sweep.data.params if sweep is not None else {}
-    return params.get("search.metric", "val_accuracy"), params.get("search.mode", "max")
+    return params.get("search.metric", ACCURACY), params.get("search.mode", "max")
 
 
 def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
@@ -187,9 +151,9 @@ def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
     except MlflowException:
         parent = None
     metric, mode = _search(parent)
-    trial = Trial(run_id=run.info.run_id, name=run.info.run_name or tags.get("xsweep.trial_id", run.info.run_id),
+    trial = Trial(run_id=run.info.run_id, name=run.info.run_name or tags.get(TAG_TRIAL_ID, run.info.run_id),
                   experiment_id=run.info.experiment_id, config=json.loads(tags[TAG_CONFIG]), metric=metric,
-                  mode=mode, device_tag=tags.get("xsweep.device", ""),
+                  mode=mode, device_tag=tags.get(TAG_DEVICE, ""),
                   sweep_tags=parent.data.tags if parent is not None else {})
     trial.logged = logged_history(client, run.info.run_id)
     if not trial.logged:
@@ -201,7 +165,7 @@ def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
 def logged_history(client: MlflowClient, run_id: str) -> dict[int, dict[str, float]]:
     """epoch -> {metric: value}, from MLflow's metric history (step = epoch)."""
     history: dict[int, dict[str, float]] = {}
-    for key in COMPARED:
+    for key in reproducible():
         # If a step was ever logged twice, the later write is what the UI shows: keep that one.
         for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
             history.setdefault(int(m.step), {})[key] = m.value
@@ -294,7 +258,7 @@ def compare(logged: dict[int, dict], reproduced: dict[int, dict], *, metric: str
     """The verdict on `metric` at `epoch`; `identical` looks at every compared metric of every epoch."""
     identical = all(
         e in reproduced and _same(values[k], reproduced[e].get(k))
-        for e, values in logged.items() for k in COMPARED if k in values
+        for e, values in logged.items() for k in reproducible() if k in values
     )
     nan = float("nan")
     return Comparison(metric=metric, epoch=epoch, logged=logged.get(epoch, {}).get(metric, nan),
@@ -349,7 +313,7 @@ class ReproductionRun:
         self.client = client
         self.name = f"reproduce {trial.name}"
         self.run_id = client.create_run(trial.experiment_id, run_name=self.name, tags={
-            TAG_KIND: "reproduction", "xsweep.reproduces": trial.run_id, "xsweep.mode": mode,
+            TAG_KIND: "reproduction", TAG_REPRODUCES: trial.run_id, TAG_MODE: mode,
         }).info.run_id
         self.finished = False
         log_params(client, self.run_id, params)
@@ -363,16 +327,16 @@ class ReproductionRun:
 
     def log(self, epoch: int, metrics: dict) -> None:
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k in EPOCH_METRICS]
+        batch = [MlflowMetric(k, float(v), now, epoch) for k, v in metrics.items() if k in METRICS]
         self.client.log_batch(self.run_id, metrics=batch)
 
     def finish(self, c: Comparison | None, *, note: str = "") -> None:
-        tags = {"xsweep.verdict": "pass" if c is not None and c.passed else "fail"}
+        tags = {TAG_VERDICT: "pass" if c is not None and c.passed else "fail"}
         if c is not None:
-            tags["xsweep.difference"] = f"{c.difference:.6g}{(' ' + c.unit) if c.unit else ''}"
-            tags["xsweep.identical"] = str(c.identical).lower()
+            tags[TAG_DIFFERENCE] = f"{c.difference:.6g}{(' ' + c.unit) if c.unit else ''}"
+            tags[TAG_IDENTICAL] = str(c.identical).lower()
         if note:
-            tags["xsweep.note"] = note
+            tags[TAG_NOTE] = note
         set_tags(self.client, self.run_id, tags)
         self.client.set_terminated(self.run_id, status="FINISHED")
         self.finished = True
@@ -386,7 +350,8 @@ def reproduce(*, experiment: str, run_id: str | None = None, from_checkpoint: bo
     """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail)."""
     if not (tolerance >= 0):  # also rejects NaN
         raise ReproduceError(f"--tolerance: must be >= 0 (got {tolerance:g})")
-    client, uri = open_client(tracking_uri, workdir=str(workdir))
+    uri = resolve_uri(tracking_uri, workdir=workdir)
+    client = open_store(uri, flag="--tracking-uri", error=ReproduceError)
     trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri)
     config = run_config(trial)
     print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'), "
@@ -402,14 +367,12 @@ def provenance_notes(trial: Trial) -> list[str]:
     """What differs between the sweep's code and ours: the first suspect when numbers differ."""
     from importlib.metadata import version
 
-    from xsweep.tracking.runs import git_commit
-
     notes = []
-    theirs, ours = trial.sweep_tags.get("xsweep.git_commit"), git_commit()
+    theirs, ours = trial.sweep_tags.get(TAG_GIT_COMMIT), git_commit()
     if theirs and ours and theirs != ours:
         notes.append(f"note: the sweep ran xsweep at commit {theirs[:12]}, this is {ours[:12]}")
     # The same source as the sweep's tag (tracking._versions): package metadata.
-    theirs, ours = trial.sweep_tags.get("xsweep.version.torch"), version("torch")
+    theirs, ours = trial.sweep_tags.get(f"{TAG_VERSION_PREFIX}torch"), version("torch")
     if theirs and theirs != ours:
         notes.append(f"note: the sweep ran torch {theirs}, this is torch {ours}")
     return notes

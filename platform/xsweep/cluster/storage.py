@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pyarrow.fs
 
 from xsweep.errors import StorageError
+from xsweep.tracking.store import resolve_uri
 
 SWEEP_FILE = "xsweep.json"
 
@@ -54,6 +56,30 @@ def open_storage(path: str, *, workdir: str | os.PathLike, endpoint_url: str | N
             pyarrow.fs.S3FileSystem()
         return Storage(root=path.rstrip("/"), filesystem=filesystem)
     return Storage(root=str((Path(workdir) / path).resolve()), filesystem=None)
+
+
+def check_writable(storage: Storage) -> None:
+    """A local storage's folder exists or can be made, and can be written: tried by making what is
+    missing and a file in it, then removing both, so a check that passes or fails leaves nothing.
+    (Permission bits would not tell: root may write anywhere the kernel lets it, which /proc is not.)
+    An s3:// storage was checked when it was opened."""
+    if not storage.is_local:
+        return
+    root = Path(storage.root)
+    missing = [folder for folder in [root, *root.parents] if not folder.exists()]  # deepest first
+    made = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise StorageError(f"storage.path: cannot write to {root}: {exc.strerror or exc} "
+                           f"(pick a folder you can write, or s3://bucket/prefix)") from None
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
 
 
 def check_s3(path: str, *, endpoint_url: str | None, endpoint_field: str = "storage.endpoint_url") -> None:
@@ -149,6 +175,12 @@ def read_sweep_record(storage: Storage, sweep: str) -> dict | None:
             return json.loads(f.read().decode())
     except (FileNotFoundError, OSError):
         return None
+
+
+def recorded_tracking_uri(record: dict, spec) -> str:
+    """The tracking store a sweep wrote to: the URI its record holds, or for a sweep recorded before
+    xsweep wrote it there, the one rule (tracking/store.py) applied in the folder it was run from."""
+    return record.get("tracking_uri") or resolve_uri(spec.tracking.uri, workdir=record["workdir"])
 
 
 def find_sweeps(storage: Storage, name: str) -> list[str]:

@@ -16,10 +16,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from xsweep.report import stats as st
-from xsweep.report.data import ACCURACY, CURVE_METRICS, SweepData, TrialRun
+from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.report.data import SweepData, TrialRun
 from xsweep.tracking.store import default_uri
 from xsweep.tracking.uri import redact
 from xsweep.spec.trial import format_value
+from xsweep.defaults import quiet_optuna
+from xsweep.sweep.algorithms import distribution
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials
@@ -46,7 +49,7 @@ def level_label(path: str, value: Any) -> str:
     return f"{factor_name(path)}={format_value(value)}"
 
 
-def _key(value: Any) -> tuple:
+def _level_key(value: Any) -> tuple:
     """A hashable, type-aware key (True and 1 are different levels)."""
     return (type(value).__name__, value)
 
@@ -61,7 +64,7 @@ def factors(data: SweepData) -> list[str]:
             continue
         values = [t.searched[path] for t in data.trials if path in t.searched]
         categorical = "choice" in entry or any(isinstance(v, (bool, str)) for v in values)
-        if categorical and len({_key(v) for v in values}) >= 1:
+        if categorical and len({_level_key(v) for v in values}) >= 1:
             found.append(path)
     order = list(_NAMES)
     return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
@@ -70,10 +73,10 @@ def factors(data: SweepData) -> list[str]:
 def levels(data: SweepData, path: str) -> list[Any]:
     """The factor's levels in the spec's order, then any others the trials show."""
     listed = list(data.space.get(path, {}).get("choice", []))
-    seen = {_key(v) for t in data.trials if path in t.searched for v in [t.searched[path]]}
-    ordered = [v for v in listed if _key(v) in seen]
-    extra = sorted({_key(t.searched[path]): t.searched[path] for t in data.trials if path in t.searched
-                    and _key(t.searched[path]) not in {_key(v) for v in ordered}}.values(), key=str)
+    seen = {_level_key(v) for t in data.trials if path in t.searched for v in [t.searched[path]]}
+    ordered = [v for v in listed if _level_key(v) in seen]
+    extra = sorted({_level_key(t.searched[path]): t.searched[path] for t in data.trials if path in t.searched
+                    and _level_key(t.searched[path]) not in {_level_key(v) for v in ordered}}.values(), key=str)
     return ordered + extra
 
 
@@ -109,24 +112,24 @@ def lr_groups(data: SweepData, finished: list[TrialRun]) -> dict:
 
 # ---- factor tables and comparisons -------------------------------------------------------------
 def _pair_key(trial: TrialRun, path: str) -> tuple:
-    others = tuple(sorted((p, _key(v)) for p, v in trial.searched.items() if p != path))
+    others = tuple(sorted((p, _level_key(v)) for p, v in trial.searched.items() if p != path))
     return others, trial.seed
 
 
 def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     level_values = levels(data, path)
-    by_level = {_key(v): [t for t in finished if path in t.searched and _key(t.searched[path]) == _key(v)]
+    by_level = {_level_key(v): [t for t in finished if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
                 for v in level_values}
     paired = data.algorithm == "grid"
     rows = []
     for v in level_values:
-        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[_key(v)]])
+        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[_level_key(v)]])
         rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": _num(ci.estimate),
                      "ci_low": _num(ci.low), "ci_high": _num(ci.high),
-                     "run_ids": [t.run_id for t in by_level[_key(v)]]})
+                     "run_ids": [t.run_id for t in by_level[_level_key(v)]]})
     comparisons = []
     for a, b in itertools.combinations(level_values, 2):
-        ta, tb = by_level[_key(a)], by_level[_key(b)]
+        ta, tb = by_level[_level_key(a)], by_level[_level_key(b)]
         if paired:
             ka = {_pair_key(t, path): t for t in ta}
             kb = {_pair_key(t, path): t for t in tb}
@@ -162,11 +165,11 @@ def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -
         members = [by_id[r] for r in group["run_ids"] if r in by_id]
         lines = []
         for v in levels(data, path):
-            trials = [t for t in members if path in t.searched and _key(t.searched[path]) == _key(v)]
+            trials = [t for t in members if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
             if not trials:
                 continue
             line = {"value": v, "label": level_label(path, v), "n": len(trials), "metrics": {}}
-            for metric in CURVE_METRICS:
+            for metric in curve_metrics():
                 per_epoch = defaultdict(list)
                 for t in trials:
                     for epoch, value in t.history.get(metric, []):
@@ -183,20 +186,14 @@ def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -
 
 
 # ---- importance -------------------------------------------------------------------------------
-def _distribution(entry: dict, values: list):
-    import optuna
-
-    if "loguniform" in entry:
-        low, high = entry["loguniform"]
-        return optuna.distributions.FloatDistribution(min(low, min(values)), max(high, max(values)), log=True)
-    if "uniform" in entry:
-        low, high = entry["uniform"]
-        return optuna.distributions.FloatDistribution(min(low, min(values)), max(high, max(values)))
-    if "int" in entry:
-        low, high = entry["int"]
-        return optuna.distributions.IntDistribution(int(min(low, min(values))), int(max(high, max(values))))
-    choices = list({_key(v): v for v in list(entry.get("choice", [])) + values}.values())
-    return optuna.distributions.CategoricalDistribution(choices)
+def _fitted_distribution(entry: dict, values: list):
+    """The entry's distribution, widened to hold every value the trials ran (a resumed sweep's
+    spec may have narrowed it)."""
+    (kind, args), = entry.items() if len(entry) == 1 else (("choice", []),)
+    if kind == "choice":
+        return distribution("choice", values={_level_key(v): v for v in list(args) + values}.values())
+    low, high = args
+    return distribution(kind, low=min(low, min(values)), high=max(high, max(values)))
 
 
 def importance(data: SweepData, finished: list[TrialRun]) -> dict:
@@ -205,7 +202,7 @@ def importance(data: SweepData, finished: list[TrialRun]) -> dict:
 
     method = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
     space = data.space
-    paths = [p for p in space if len({_key(t.searched.get(p)) for t in finished}) > 1
+    paths = [p for p in space if len({_level_key(t.searched.get(p)) for t in finished}) > 1
              and all(p in t.searched for t in finished)]
     result = {"method": method, "target": f"final {ACCURACY}", "n": len(finished), "values": {}, "error": None}
     if len(finished) < 2 or not paths:
@@ -213,8 +210,8 @@ def importance(data: SweepData, finished: list[TrialRun]) -> dict:
                            f"(have {len(finished)})")
         return result
     try:
-        distributions = {p: _distribution(space[p], [t.searched[p] for t in finished]) for p in paths}
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        distributions = {p: _fitted_distribution(space[p], [t.searched[p] for t in finished]) for p in paths}
+        quiet_optuna()
         study = optuna.create_study(direction="maximize")
         for t in finished:
             study.add_trial(optuna.trial.create_trial(
@@ -235,7 +232,7 @@ def variants(data: SweepData, finished: list[TrialRun], factor_paths: list[str])
     """Final accuracy against learning rate, one series per combination of the factors' levels."""
     series = defaultdict(list)
     for t in finished:
-        combo = tuple(_key(t.searched.get(p)) for p in factor_paths)
+        combo = tuple(_level_key(t.searched.get(p)) for p in factor_paths)
         series[combo].append(t)
     out = []
     for combo, trials in sorted(series.items(), key=lambda kv: str(kv[0])):

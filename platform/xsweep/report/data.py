@@ -1,34 +1,25 @@
-"""The report's data: one sweep and its trials, read from MLflow alone (see tracking.py for the layout).
-
-The sweep is the experiment's parent run tagged xsweep.kind=sweep (the latest one unless a run id
-is given); its params hold the flattened resolved spec. Each trial is a child run with its status,
-searched values and full config in tags, and its per-epoch metrics (step = epoch).
-"""
+"""The report's data: one sweep and its trials, read from MLflow alone (the layout is in
+tracking/query.py): the experiment's latest sweep unless a run id is given."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-# MLflow's download/upload progress bars would only clutter the report's output.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from xsweep.contract import COMPLETED
+from xsweep.errors import ReportError
+from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.tracking.query import child_runs, find_experiment, latest_sweep
+from xsweep.tracking.store import open_store
+from xsweep.tracking.tags import TAG_BEST_RUN_ID, TAG_CONFIG, TAG_KIND, TAG_SEARCHED, TAG_STATUS
+from xsweep.tracking.uri import redact
 
-from xsweep.errors import ReportError  # noqa: E402
-from xsweep.tracking.runs import (  # noqa: E402
-    TAG_CONFIG, TAG_KIND, TAG_STATUS, find_experiment,
-)
-from xsweep.tracking.store import check_reachable, default_uri, sqlite_file  # noqa: E402
-from xsweep.tracking.uri import redact  # noqa: E402
-
-CURVE_METRICS = ("val_accuracy", "train_loss")
-ACCURACY = "val_accuracy"  # the report's outcome: final validation accuracy
-FINISHED = "completed"  # the only status whose final accuracy is comparable: every epoch ran
+FINISHED = COMPLETED  # the only status whose final accuracy is comparable: every epoch ran
 
 
 
@@ -107,35 +98,7 @@ class SweepData:
 
     @property
     def best_run_id(self) -> str | None:
-        return self.tags.get("xsweep.best_run_id")
-
-
-def tracking_uri(flag: str | None, *, workdir: str | os.PathLike) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db (as `xsweep run` defaults)."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
-
-
-def open_client(uri: str) -> MlflowClient:
-    path = sqlite_file(uri)
-    if path is not None:
-        # MLflow would create an empty store on the spot: a wrong folder must not leave one behind.
-        if not path.is_file():
-            raise ReportError(f"--tracking-uri: no MLflow store at {path} (run from the sweep's folder, "
-                              "or pass --tracking-uri)")
-    else:
-        check_reachable(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
-                                  max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+        return self.tags.get(TAG_BEST_RUN_ID)
 
 
 def find_sweep(client: MlflowClient, *, experiment: str, sweep: str | None, uri: str):
@@ -151,11 +114,10 @@ def find_sweep(client: MlflowClient, *, experiment: str, sweep: str | None, uri:
             raise ReportError(f"--sweep: run {sweep} is not a sweep of experiment '{experiment}' (pass the "
                               "parent run id that `xsweep run` printed, or leave --sweep out)")
         return exp, run
-    sweeps = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
-                                order_by=["attributes.start_time DESC"], max_results=1)
-    if not sweeps:
+    latest = latest_sweep(client, exp.experiment_id)
+    if latest is None:
         raise ReportError(f"EXPERIMENT: experiment '{experiment}' has no sweep (run one with `xsweep run SPEC`)")
-    return exp, sweeps[0]
+    return exp, latest
 
 
 def _json_tag(tags: dict, key: str) -> dict:
@@ -171,14 +133,14 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
     config = _json_tag(tags, TAG_CONFIG)
     seed = (config.get("train") or {}).get("seed")
     history = {}
-    for metric in CURVE_METRICS:
+    for metric in curve_metrics():
         points = {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
         history[metric] = sorted(points.items())
     return TrialRun(
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id,
         status=tags.get(TAG_STATUS, "unknown"),
-        searched=_json_tag(tags, "xsweep.searched"),
+        searched=_json_tag(tags, TAG_SEARCHED),
         config=config,
         seed=int(seed) if isinstance(seed, int) else None,
         history=history,
@@ -186,11 +148,9 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
 
 
 def load_sweep(uri: str, *, experiment: str, sweep: str | None = None) -> tuple[MlflowClient, SweepData]:
-    client = open_client(uri)
+    client = open_store(uri, flag="--tracking-uri", error=ReportError)
     exp, run = find_sweep(client, experiment=experiment, sweep=sweep, uri=uri)
-    children = _search_all(client, [exp.experiment_id],
-                           f"tags.`mlflow.parentRunId` = '{run.info.run_id}' and tags.`{TAG_KIND}` = 'trial'",
-                           order_by=["attributes.start_time ASC"])
+    children = child_runs(client, run)
     if not children:
         raise ReportError(f"--sweep: sweep {run.info.run_id} of '{experiment}' has no trials yet "
                           "(wait for it to start, or pass another --sweep)")

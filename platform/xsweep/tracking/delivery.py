@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Callable
 
+from xsweep.tracking.store import auth_problem
+
 log = logging.getLogger("xsweep.tracking")
 
 # Backoff between retries of a failed write: 0.5 s doubling up to 30 s, so a server restart of a
@@ -78,14 +80,15 @@ def _short(exc: BaseException) -> str:
 
 
 def retry(what: str, call: Callable[[], object], *, deadline_s: float) -> object:
-    """Run a write that the caller must wait for (e.g. opening a run), retrying with backoff."""
+    """Run a write that the caller must wait for (e.g. opening a run), retrying with backoff.
+    Refused credentials are not retried: they will not change while this process runs."""
     backoff = FIRST_BACKOFF_S
     give_up = time.monotonic() + deadline_s
     while True:
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - retried until the deadline, then re-raised
-            if time.monotonic() + backoff > give_up:
+            if time.monotonic() + backoff > give_up or auth_problem(exc) is not None:
                 raise
             log.warning("tracking: %s failed (%s); retrying in %.1f s", what, _short(exc), backoff)
             time.sleep(backoff)

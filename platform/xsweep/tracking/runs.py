@@ -2,9 +2,9 @@
 
 All MLflow writes happen in the driver, never in the trial processes: trials report to Tune,
 and the driver's Tune callback turns each report into one batched MLflow request per epoch,
-delivered in the background (xsweep.delivery; the callback is in tracking_callback.py). That keeps tracking off the training path, lets
-a trial on any node be tracked even to a local sqlite store, and means a single place retries
-when the server is away. Tune's results on storage stay the source of truth: `sync_results`
+delivered in the background (delivery.py; the callback is callback.py). That keeps tracking off
+the training path, lets a trial on any node be tracked even to a local sqlite store, and means a
+single place retries when the server is away. Tune's results on storage stay the source of truth: `sync_results`
 delivers whatever MLflow is missing (after a driver crash, say), skipping epochs already there.
 """
 
@@ -12,54 +12,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-# Our own retry loop (delivery.py) handles outages; MLflow's built-in one would block a single
-# request for minutes before we could even log that the server is gone.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
 
-from mlflow.entities import Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from xsweep.tracking.delivery import retry  # noqa: E402
-from xsweep.errors import UserError  # noqa: E402
-from xsweep.spec.trial import resolve_trial_config, sampled_params, trial_name  # noqa: E402
-from xsweep.tracking.uri import redact  # noqa: E402
+from xsweep.contract import PENDING
+from xsweep.spec.trial import resolve_trial_config, sampled_params, trial_name
+from xsweep.tracking.delivery import retry
+from xsweep.tracking.query import search_all
+from xsweep.tracking.tags import (
+    TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256, TAG_STATUS,
+    TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
+)
 
 log = logging.getLogger("xsweep.tracking")
 
-EPOCH_METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "epoch_seconds",
-    "images_per_second",
-)
-TAG_KIND = "xsweep.kind"  # "sweep" | "trial" | "reproduction"
-TAG_TRIAL_ID = "xsweep.trial_id"
-TAG_STATUS = "xsweep.status"
-TAG_SWEEP_PATH = "xsweep.sweep_path"
-TAG_CONFIG = "xsweep.config"
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
 # How long opening a trial's run may wait for an absent server before the sweep gives up.
 OPEN_RUN_DEADLINE_S = 600.0
-
-
-def find_experiment(client: MlflowClient, name: str, *, uri: str, flag: str, error: type[UserError]):
-    """The active experiment of that name, or one line naming the flag and the experiments there are."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None or experiment.lifecycle_stage != "active":
-        known = sorted(e.name for e in client.search_experiments(max_results=20))
-        raise error(f"{flag}: no experiment '{name}' in {redact(uri)} "
-                    f"(known: {', '.join(known) or 'none'}; pass the sweep's experiment name)")
-    return experiment
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -114,7 +88,7 @@ def _versions() -> dict[str, str]:
     would cost the driver seconds of start-up."""
     from importlib.metadata import version
 
-    return {f"xsweep.version.{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
+    return {f"{TAG_VERSION_PREFIX}{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
 
 
 class SweepRuns:
@@ -158,8 +132,8 @@ class SweepRuns:
                 "mlflow.parentRunId": self.parent_run_id,
                 TAG_KIND: "trial",
                 TAG_TRIAL_ID: trial_id,
-                TAG_STATUS: "pending",
-                "xsweep.searched": json.dumps(sampled_params(tune_config), sort_keys=True),
+                TAG_STATUS: PENDING,
+                TAG_SEARCHED: json.dumps(sampled_params(tune_config), sort_keys=True),
                 # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
                 # re-runs a trial from MLflow alone.
                 TAG_CONFIG: json.dumps(config, sort_keys=True),
@@ -170,16 +144,8 @@ class SweepRuns:
 
 
     def child_run_ids(self) -> list[str]:
-        ids, token = [], None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
-                max_results=1000, page_token=token,
-            )
-            ids += [run.info.run_id for run in page]
-            token = page.token
-            if not token:
-                return ids
+        found = search_all(self.client, [self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        return [run.info.run_id for run in found]
 
     def delete_orphans(self, trial_run_ids: set[str]) -> list[str]:
         """Soft-delete child runs no trial of the sweep owns: those the searcher opened just before
@@ -202,16 +168,16 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         TAG_KIND: "sweep",
         TAG_SWEEP_PATH: sweep_path,
         TAG_STATUS: "running",
-        "xsweep.spec_sha256": spec.sha256(),
-        "xsweep.ray_address": ray_address,
-        "xsweep.storage_path": sweep_path,
+        TAG_SPEC_SHA256: spec.sha256(),
+        TAG_RAY_ADDRESS: ray_address,
+        TAG_STORAGE_PATH: sweep_path,
         **_versions(),
     }
     commit = git_commit()
     if commit:
-        tags["xsweep.git_commit"] = commit
+        tags[TAG_GIT_COMMIT] = commit
         # A commit alone cannot tell that the code that ran had local edits.
-        tags["xsweep.git_dirty"] = str(git_dirty()).lower()
+        tags[TAG_GIT_DIRTY] = str(git_dirty()).lower()
     run = client.create_run(experiment_id, run_name=Path(sweep_path).name, tags=tags)
     run_id = run.info.run_id
     log_params(client, run_id, flatten(resolved))

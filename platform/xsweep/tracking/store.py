@@ -1,18 +1,40 @@
-"""Where a sweep's MLflow store is, and whether it can be reached: checked before Ray or any
-trial starts, and then, while Ray starts, the store made ready (its tables created).
+"""Which MLflow store, whether it can be reached, and opening it: one rule for every command.
+
+Every command that reads or writes MLflow (run, resume, status, report, reproduce, ui) finds its
+store by `resolve_uri`: what the spec (or --tracking-uri) says, else $MLFLOW_TRACKING_URI, else
+./mlflow.db of the folder the sweep was started in. A sweep records the URI it used in its folder
+(xsweep.json), so resume and status open the same store whatever the shell says.
+
+A store is checked before Ray or any trial starts, and a new one's tables are created under a file
+lock beside the database: MLflow's schema creation is not safe when two processes race for a new
+sqlite file. A tracking server that refuses the credentials is one line naming
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (see `auth_problem`).
 
 Free of MLflow imports at module level: importing MLflow takes seconds, which the driver spends
-while Ray starts (startup.py) instead of before.
+while Ray starts (sweep/startup.py) instead of before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import tempfile
 from pathlib import Path
 
-from xsweep.errors import TrackingError
+from xsweep.errors import TrackingError, UserError, reason
 from xsweep.tracking.uri import redact, split_credentials
 
+ENV_URI = "MLFLOW_TRACKING_URI"
+# How long a process waits for another one that is creating the same new store's tables.
+CREATE_LOCK_TIMEOUT_S = 300.0
+CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def resolve_uri(given: str | None, *, workdir: str | os.PathLike) -> str:
+    """The one rule: the spec's tracking.uri (or a --tracking-uri flag), else $MLFLOW_TRACKING_URI,
+    else ./mlflow.db in `workdir`."""
+    return given or os.environ.get(ENV_URI) or default_uri(workdir)
 
 
 def default_uri(workdir: str | os.PathLike) -> str:
@@ -43,9 +65,14 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
         if os.environ.get("MLFLOW_TRACKING_USERNAME"):
             auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
         try:
-            response = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s, auth=auth)
+            # An endpoint that needs the credentials (/health does not): a refused password is
+            # found now, not by the first write of a running sweep.
+            response = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
+                                    params={"max_results": 1}, timeout=timeout_s, auth=auth)
         except requests.RequestException as exc:
             raise TrackingError(f"{where}: {_reason(exc)} (start the server or fix tracking.uri)") from None
+        if response.status_code in (401, 403):
+            raise auth_error(response.status_code)
         if response.status_code >= 500:
             raise TrackingError(f"{where}: HTTP {response.status_code} (check the server's log)")
         return
@@ -70,29 +97,82 @@ def _connect_timeout(uri: str, timeout_s: float) -> dict:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    for known in ("Connection refused", "Name or service not known", "timed out", "could not connect"):
-        if known.lower() in text.lower():
-            return known.lower()
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return redact(first)[:160]
+    return redact(reason(exc))
 
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (None for servers and other databases)."""
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    return Path(path) if path and path != ":memory:" else None
 
 
 def prepare_store(uri: str) -> None:
     """Create the store's tables now (a fresh sqlite database takes seconds of MLflow's schema
     migrations), so that opening the sweep's runs later is quick. Tracking and model registry
-    have a store each; MLflow caches both per URI."""
-    import logging
+    have a store each; MLflow caches both per URI.
 
+    For a sqlite file, under a lock of its own: two processes creating the same new database at
+    once (two `xsweep run`s started together, or a run and `make ui`) otherwise fail inside
+    MLflow's migrations ("table ... already exists", "duplicate column name")."""
+    from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
-    # "Creating initial MLflow database tables..." is MLflow's business, not the user's.
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=uri)
-    client.search_experiments(max_results=1)
-    client.search_registered_models(max_results=1)
+    def create() -> None:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+
+    database = sqlite_file(uri)
+    if database is None:
+        create()
+        return
+    with FileLock(_lock_file(database), timeout=CREATE_LOCK_TIMEOUT_S):
+        create()
+
+
+def _lock_file(database: Path) -> Path:
+    """The lock of a sqlite store: in the temp folder, named after the database's absolute path,
+    so that the user's folder holds nothing but mlflow.db (sqlite stores are local to a machine,
+    and so are their users)."""
+    digest = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir(), f"xsweep-locks-{os.getuid()}")
+    folder.mkdir(exist_ok=True)
+    return folder / f"{digest}.lock"
+
+
+def open_store(uri: str, *, flag: str, error: type[UserError] = TrackingError):
+    """An MlflowClient on an existing store, for the commands that read one (status, report,
+    reproduce). `flag` is how the user chose the store and `error` the command's kind of error,
+    for the message. MLflow would create an empty sqlite store on the spot: a wrong folder must not
+    leave one behind."""
+    from mlflow.tracking import MlflowClient
+
+    path = sqlite_file(uri)
+    if path is not None:
+        if not path.is_file():
+            raise error(f"{flag}: no MLflow store at {path} (run from the sweep's folder, "
+                                f"or pass --tracking-uri)")
+        prepare_store(uri)  # an existing file may still be mid-creation by another process
+    else:
+        check_reachable(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def auth_error(status: int) -> TrackingError:
+    """The one line for a tracking server that refused this process's credentials."""
+    if status == 403:
+        return TrackingError(f"MLflow: the tracking server refused access (HTTP 403): the account in "
+                             f"MLFLOW_TRACKING_USERNAME may not do this (set {CREDENTIALS} to one that may)")
+    return TrackingError(f"MLflow: the tracking server needs credentials (HTTP 401): set {CREDENTIALS} "
+                         f"(a wrong password gives this too)")
+
+
+def auth_problem(exc: BaseException) -> TrackingError | None:
+    """The one-line error for an MLflow client exception that is a 401 or 403, else None."""
+    code = getattr(exc, "error_code", "")
+    if code == "UNAUTHENTICATED":
+        return auth_error(401)
+    if code == "PERMISSION_DENIED":
+        return auth_error(403)
+    found = re.search(r"error code (401|403)\b", str(exc))
+    return auth_error(int(found[1])) if found else None

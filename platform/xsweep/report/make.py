@@ -1,0 +1,39 @@
+"""Making a report: read the sweep from MLflow, analyse it, draw its figures, write its files,
+and log them to the sweep's parent run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xsweep.errors import ReportError
+from xsweep.report import analysis, data, figures, render
+from xsweep.tracking.runs import set_tags
+from xsweep.tracking.store import resolve_uri
+from xsweep.tracking.tags import TAG_REPORT
+
+
+def make_report(*, experiment: str, sweep: str | None = None, out: str | os.PathLike | None = None,
+                tracking_uri: str | None = None, workdir: str | os.PathLike | None = None,
+                log_artifacts: bool = True) -> Path:
+    """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder."""
+    workdir = str(workdir or os.getcwd())
+    uri = resolve_uri(tracking_uri, workdir=workdir)
+    client, sweep_data = data.load_sweep(uri, experiment=experiment, sweep=sweep)
+    folder = Path(out) if out else Path(workdir, "reports", f"{_safe(experiment)}-{sweep_data.run_id[:8]}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"--out: cannot create {folder}: {exc.strerror} (pick a writable folder)") from None
+    summary = analysis.summarize(sweep_data, workdir=workdir)
+    drawn = figures.draw_all(folder, summary)
+    files = render.write(folder, summary, drawn)
+    if log_artifacts:
+        for name in files:
+            client.log_artifact(sweep_data.run_id, str(folder / name), artifact_path="report")
+        set_tags(client, sweep_data.run_id, {TAG_REPORT: "report/report.html"})
+    return folder
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,41 @@
+"""The names of what xsweep records in MLflow: its tags, written by runs.py, callback.py and
+sweep/outcome.py, read by query.py, the report and reproduce. Renaming one makes older sweeps
+unreadable, so these are a format, not an implementation detail."""
+
+TAG_KIND = "xsweep.kind"  # "sweep" | "trial" | "reproduction"
+TAG_STATUS = "xsweep.status"  # a trial: xsweep.contract.STATUSES; a sweep: running | finished | interrupted
+
+# ---- a sweep's parent run
+TAG_SWEEP_PATH = "xsweep.sweep_path"
+TAG_SPEC_SHA256 = "xsweep.spec_sha256"
+TAG_RAY_ADDRESS = "xsweep.ray_address"
+TAG_STORAGE_PATH = "xsweep.storage_path"
+TAG_GIT_COMMIT = "xsweep.git_commit"
+TAG_GIT_DIRTY = "xsweep.git_dirty"
+TAG_VERSION_PREFIX = "xsweep.version."  # + ray | torch | mlflow | optuna
+TAG_BEST_TRIAL_ID = "xsweep.best_trial_id"
+TAG_BEST_RUN_ID = "xsweep.best_run_id"
+TAG_BEST_TRIAL_NAME = "xsweep.best_trial_name"
+TAG_TRIAL_COUNT_PREFIX = "xsweep.trials."  # + status: how many trials ended so
+TAG_REPORT = "xsweep.report"
+
+# ---- a trial's child run
+TAG_TRIAL_ID = "xsweep.trial_id"
+TAG_CONFIG = "xsweep.config"  # the exact config `fit` ran, as JSON: reproduce re-runs a trial from it
+TAG_SEARCHED = "xsweep.searched"  # the searched values, as JSON
+TAG_NODE_IP = "xsweep.node_ip"
+TAG_HOSTNAME = "xsweep.hostname"
+TAG_DEVICE = "xsweep.device"
+TAG_CHECKPOINT_FALLBACK = "xsweep.checkpoint_fallback"
+
+# ---- the registered model's version
+TAG_MODEL_TRIAL_RUN_ID = "xsweep.trial_run_id"
+TAG_MODEL_BEST_EPOCH = "xsweep.best_epoch"
+
+# ---- a reproduction's run
+TAG_REPRODUCES = "xsweep.reproduces"
+TAG_MODE = "xsweep.mode"  # retrain | checkpoint
+TAG_VERDICT = "xsweep.verdict"
+TAG_DIFFERENCE = "xsweep.difference"
+TAG_IDENTICAL = "xsweep.identical"
+TAG_NOTE = "xsweep.note"
