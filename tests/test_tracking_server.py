@@ -21,6 +21,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import SPECS, XSWEEP
+from xception import Xception
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -100,11 +101,25 @@ def test_killed_worker_resumes_its_trial_and_its_run(mlflow_server, tmp_path):
         best = json.loads(Path(local, "best.json").read_text())
         assert state["epoch"] == best["epoch"] and state["mlflow_run_id"] == restarted.info.run_id
 
-    # The sweep's best model is registered under the experiment's name with alias `best`.
+    # The sweep's best model is registered under the experiment's name with alias `best`, in a form
+    # that loads without unpickling code, and predicts what the best trial's best checkpoint does.
     mlflow.set_tracking_uri(mlflow_server.uri)
     model = mlflow.pytorch.load_model("models:/killed-worker@best")
-    images = torch.zeros(2, 1, 32, 32)
-    assert model(images).shape == (2, 10)
+    images = torch.randn(5, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    version = client.get_model_version_by_alias("killed-worker", "best")
+    info = mlflow.models.get_model_info("models:/killed-worker@best")
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(mlflow.artifacts.download_artifacts("models:/killed-worker@best", dst_path=folder))
+        # torch.export's archive (weights and graph, no pickled code), not a pickled module.
+        assert (saved / "data" / "model.pt2").is_file() and not list(saved.rglob("*.pth"))
+        local = mlflow.artifacts.download_artifacts(run_id=version.tags["xsweep.trial_run_id"],
+                                                    artifact_path="checkpoints/best", dst_path=folder)
+        state = torch.load(Path(local, "state.pt"), weights_only=True)
+    assert state["epoch"] == int(version.tags["xsweep.best_epoch"])
+    original = Xception(**info.metadata["model_args"])
+    original.load_state_dict(state["model"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), original.eval()(images), rtol=1e-5, atol=1e-6)
 
 
 def test_tracking_outage_loses_no_metric(mlflow_server, tmp_path):

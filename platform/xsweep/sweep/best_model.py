@@ -1,0 +1,67 @@
+"""The sweep's best model in MLflow's registry: the best trial's best checkpoint, registered under
+the experiment's name with the alias `best`.
+
+Saved in MLflow's safe format ("pt2": torch.export's graph and weights), which loads without
+unpickling any code, so `mlflow.pytorch.load_model("models:/NAME@best")` is safe to call on a
+registry others write to. The exported module is for predictions; to fine-tune, build
+`Xception(**model_args)` (recorded in the model's metadata) and load the trial's checkpoint
+(`checkpoints/best/state.pt` of the run in the version's tag xsweep.trial_run_id).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
+from xsweep.tracking.tags import TAG_MODEL_BEST_EPOCH, TAG_MODEL_TRIAL_RUN_ID
+
+BEST_ALIAS = "best"
+# The batch of the example input torch.export traces with: above 1, so that the exported batch
+# dimension stays dynamic (torch.export makes a dimension of size 1 a constant).
+EXAMPLE_BATCH = 2
+
+
+def register_best_model(*, runs, spec, result) -> str | None:
+    """Log the best trial's best checkpoint as an MLflow model, registered with alias `best`;
+    returns its version (None when no checkpoint was kept, e.g. every epoch diverged)."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    from xsweep.training.checkpoint import load_checkpoint
+    from xsweep.training.datasets import dataset_of
+    from xsweep.training.fit import build_model, model_args
+    from xsweep.training.trainable import CHECKPOINT_FILE
+
+    if not result.best_checkpoints:  # Tune raises rather than say None
+        return None
+    checkpoint = result.get_best_checkpoint(spec.search.metric, spec.search.mode)
+    config = resolve_trial_config(spec.base_trial_config(), result.config)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint.to_directory(folder)
+        state = load_checkpoint(Path(folder, CHECKPOINT_FILE))
+    data = config["data"]
+    num_classes, in_channels = dataset_of(data).shape(data, check=False)
+    model = build_model(config, num_classes=num_classes, in_channels=in_channels)
+    model.load_state_dict(state["model"])
+    model.eval()
+    example = torch.zeros(EXAMPLE_BATCH, in_channels, data["image_size"], data["image_size"])
+    mlflow.set_tracking_uri(runs.uri)
+    with mlflow.start_run(run_id=runs.parent_run_id):
+        info = mlflow.pytorch.log_model(
+            model,
+            name="best_model",
+            registered_model_name=spec.experiment,
+            serialization_format="pt2",
+            input_example=example.numpy(),
+            metadata={"model_args": model_args(config, num_classes=num_classes, in_channels=in_channels)},
+            # Listing requirements ourselves skips MLflow's slow import-scanning inference.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+    version = info.registered_model_version
+    client = runs.client
+    client.set_registered_model_alias(spec.experiment, BEST_ALIAS, version)
+    client.set_model_version_tag(spec.experiment, version, TAG_MODEL_TRIAL_RUN_ID, result.config[RUN_ID_KEY])
+    client.set_model_version_tag(spec.experiment, version, TAG_MODEL_BEST_EPOCH, str(state["epoch"]))
+    return str(version)

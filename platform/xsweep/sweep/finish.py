@@ -1,0 +1,76 @@
+"""The end of a sweep: counts per status, the best trial, the registered best model, the sweep's
+parent run closed with what it ended with, and the summary printed."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from xsweep.contract import ended_status
+from xsweep.metrics import better
+from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
+from xsweep.sweep.best_model import register_best_model
+from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary
+from xsweep.tracking.runs import set_tags
+from xsweep.tracking.tags import (
+    TAG_BEST_RUN_ID, TAG_BEST_TRIAL_ID, TAG_BEST_TRIAL_NAME, TAG_STATUS, TAG_TRIAL_COUNT_PREFIX,
+)
+
+
+def _best(results, spec):
+    """The trial with the best value of the metric at any epoch (the one its best checkpoint holds)."""
+    metric, mode = spec.search.metric, spec.search.mode
+    best, best_score = None, None
+    for result in results:
+        score = best_of_history(result.metrics_dataframe, metric=metric, mode=mode)
+        if better(score, best_score, mode=mode):
+            best, best_score = result, score
+    return best, best_score
+
+
+def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False):
+    client = runs.client
+    outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment)
+    if results is None:
+        outcome.interrupted = True
+    else:
+        statuses = [ended_status(r.metrics, errored=r.error is not None) for r in results]
+        outcome.counts = dict(Counter(statuses))
+        # Tune returns normally after Ctrl-C too, with the trials it stopped TERMINATED like
+        # finished ones (hence `interrupted`, see interrupt.py) and those not started PENDING.
+        finished = results.num_terminated + results.num_errors
+        outcome.interrupted = (interrupted or finished < len(results)
+                               or len(results) < spec.total_trials())
+        if not outcome.interrupted:
+            orphans = runs.delete_orphans({r.config.get(RUN_ID_KEY) for r in results})
+            if orphans:
+                print(f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a "
+                      f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
+                      f"{', '.join(orphans)}")
+        best, value = _best(results, spec)
+        if best is not None:
+            outcome.best = {
+                "trial_id": best.metrics.get("trial_id"),
+                "run_id": best.config.get(RUN_ID_KEY),
+                "name": trial_name(best.config),
+                "metric": spec.search.metric,
+                "value": value,
+                "searched": sampled_params(best.config),
+                "config": resolve_trial_config(spec.base_trial_config(), best.config),
+            }
+            if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
+                outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
+
+    tags = {TAG_STATUS: "interrupted" if outcome.interrupted else "finished"}
+    tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.counts.items()})
+    if outcome.best:
+        tags.update({TAG_BEST_TRIAL_ID: outcome.best["trial_id"], TAG_BEST_RUN_ID: outcome.best["run_id"],
+                     TAG_BEST_TRIAL_NAME: outcome.best["name"]})
+        client.log_metric(runs.parent_run_id, f"best_{spec.search.metric}", outcome.best["value"])
+    set_tags(client, runs.parent_run_id, tags)
+    if outcome.interrupted:
+        status = "KILLED"
+    else:
+        status = "FINISHED" if outcome.exit_code == 0 else "FAILED"
+    client.set_terminated(runs.parent_run_id, status=status)
+    print_summary(outcome)
+    return outcome
