@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests need (PostgreSQL, Chromium, a C++ compiler and Python's
+# Installs the system packages the tests need (PostgreSQL, Chromium, tmux, a C++ compiler and Python's
 # headers for torch.compile) from Debian when missing.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # tests/test_docker.py: compose config
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/test_console.py: a real terminal for `xsweep run`
 # torch.compile (train.compile, tests/test_train.py) builds C++ kernels that include Python.h.
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 py=.venv/bin/python

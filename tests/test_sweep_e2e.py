@@ -55,6 +55,33 @@ def test_smoke_sweep_runs_every_trial_and_prints_the_best(smoke_sweep):
         assert 1 <= len(checkpoints) <= 2, checkpoints
         assert all((c / "state.pt").exists() and (c / "state.pt.sha256").exists() for c in checkpoints)
     assert record["parent_run_id"]
+    assert record["tracking_uri"] == f"sqlite:///{workdir.resolve()}/mlflow.db"  # what resume and status open
+
+
+def test_a_clean_run_prints_no_warning(smoke_sweep):
+    _, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    output = proc.stdout + proc.stderr
+    assert "warning" not in output.lower(), output[-4000:]
+
+
+def test_status_words_every_trial_as_mlflow_does(tmp_path):
+    # ASHA stops some trials early: status says "stopped", as MLflow's tag and the report do,
+    # never Tune's "terminated".
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "scheduler.kind=asha", "--set", "scheduler.grace_period=1",
+                      "--set", "train.epochs=3", "--set", "search.num_samples=6", "--set", "search.max_concurrent=1",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    status = run_xsweep("status", "smoke", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    shown = {line.split()[0]: line.split()[-4] for line in status.stdout.splitlines()
+             if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = json.loads((_sweep_folder(tmp_path, "smoke") / "xsweep.json").read_text())["parent_run_id"]
+    tagged = {run.data.tags["xsweep.trial_id"]: run.data.tags["xsweep.status"]
+              for run in _child_runs(client, "smoke", parent)}
+    assert shown == tagged and "stopped" in shown.values(), (status.stdout, tagged)
+    assert "terminated" not in status.stdout.lower()
 
 
 def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
@@ -92,7 +119,7 @@ def test_status_lists_every_trial(smoke_sweep):
     status = run_xsweep("status", "smoke", cwd=workdir)
     assert status.returncode == 0, status.stderr
     lines = [line for line in status.stdout.splitlines() if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"]
-    assert len(lines) == 4 and all("terminated" in line and "2/2" in line for line in lines)
+    assert len(lines) == 4 and all("completed" in line and "2/2" in line for line in lines)
 
 
 def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
@@ -176,3 +203,27 @@ def test_relative_data_root_means_the_folder_the_sweep_was_started_in(tmp_path):
     assert "sweep finished: 1 completed" in proc.stdout
     record = json.loads((_sweep_folder(tmp_path, "smoke") / "xsweep.json").read_text())
     assert f'data.root="{tmp_path / "images"}"' in record["overrides"]  # what `resume` will use
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_a_sweep_interrupted_before_the_rooms_change_is_refused_in_one_line(tmp_path):
+    """Tune's saved state of a sweep run by xsweep before its modules moved into subpackages (made
+    with commit cad3fac and interrupted after its first epoch) names modules that no longer exist."""
+    folder = tmp_path / "results" / "smoke-20261201-094841"
+    folder.mkdir(parents=True)
+    for file in (FIXTURES / "sweep-before-rooms").iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.create_run(client.create_experiment("smoke"), tags={"xsweep.git_commit": "cad3fac" + "0" * 33})
+    record = json.loads((folder / "xsweep.json").read_text())
+    (folder / "xsweep.json").write_text(json.dumps(record | {"workdir": str(tmp_path), "parent_run_id": parent.info.run_id,
+                                                             "spec_source": "search_spaces/smoke.yaml"}))
+    proc = run_xsweep("resume", str(folder), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (f"xsweep: {folder}: saved by an older xsweep (its state names the module xsweep.search, which "
+                    f"this version has moved), so it cannot be resumed here: `git checkout cad3fac00000` (the commit "
+                    f"it ran) and resume it there, or start it again with `xsweep run search_spaces/smoke.yaml`")
+    assert client.get_run(parent.info.run_id).info.status == "RUNNING"  # as it was: nothing written

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
-from urllib.parse import urlsplit
 
+from xsweep.defaults import apply_process_defaults
 from xsweep.errors import UserError
 
 EXIT_USAGE = 2
-# Nothing leaves this machine unless the user asks: MLflow's telemetry and Ray's usage statistics
-# are off by default (setting a variable yourself overrides this). On a machine without internet,
-# MLflow's attempts to reach its telemetry server also cost seconds of every sweep's start-up.
-OFFLINE_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def cmd_validate(args) -> int:
@@ -37,72 +32,26 @@ def cmd_validate(args) -> int:
     return EXIT_USAGE if failed else 0
 
 
-def _preflight(spec) -> None:
-    """What can be checked before anything starts: the data must be there."""
-    from xsweep.training.sources import dataset_shape
-
-    dataset_shape(spec.base_trial_config()["data"])
-
-
-def _loopback_if_embedded(address: str | None) -> None:
-    """Without --address Ray runs embedded, on loopback only. Ray reads this variable once, when
-    it is imported (below, lazily); left to its default, it would turn 127.0.0.1 into the host's
-    address. A driver joining a cluster keeps Ray's default: its nodes must reach it."""
-    if address is None:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
-
-def _recordable_overrides(path: str, overrides: list[str], spec) -> list[str]:
-    """The overrides a sweep should run with and record (MLflow, xsweep.json, so resume too):
-    - a relative data.root made absolute: trials run in folders of their own (Tune's);
-    - a tracking URI's password moved to MLFLOW_TRACKING_USERNAME/PASSWORD, the URI kept bare."""
-    from xsweep.spec import SpecError
-    from xsweep.tracking.store import credentials_to_env
-
-    fixed = list(overrides)
-    root = spec.data.root
-    if root and not os.path.isabs(os.path.expanduser(root)):
-        fixed.append(f"data.root={json.dumps(os.path.abspath(os.path.expanduser(root)))}")
-    password = urlsplit(spec.tracking.uri).password if spec.tracking.uri else None
-    if password is not None:
-        if password in spec.text:
-            raise SpecError([f"{path}: tracking.uri: holds a password, which would be recorded with the spec "
-                             f"(remove it; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)"])
-        fixed = [o for o in fixed if o.partition("=")[0].strip() != "tracking.uri"]
-        fixed.append(f"tracking.uri={json.dumps(credentials_to_env(spec.tracking.uri))}")
-    return fixed
-
-
 def cmd_run(args) -> int:
     from xsweep.spec import load_spec
-
-    _loopback_if_embedded(args.address)
+    from xsweep.sweep.run import run_sweep
 
     spec = load_spec(args.spec, overrides=args.set)
-    overrides = _recordable_overrides(args.spec, args.set, spec)
-    if overrides != args.set:
-        spec = load_spec(args.spec, overrides=overrides)
-    from xsweep.sweep import run as sweep
-
-    _preflight(spec)
-    outcome = sweep.run_sweep(spec, overrides=overrides, address=args.address, workdir=os.getcwd())
-    return outcome.exit_code
+    return run_sweep(spec, address=args.address, workdir=os.getcwd(), verbose=args.verbose).exit_code
 
 
 def cmd_resume(args) -> int:
-    _loopback_if_embedded(args.address)
-    from xsweep.sweep import run as sweep
+    from xsweep.sweep.run import resume_sweep
 
-    outcome = sweep.resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(),
-                                 endpoint_url=args.endpoint_url)
-    return outcome.exit_code
+    return resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(), endpoint_url=args.endpoint_url,
+                        verbose=args.verbose).exit_code
 
 
 def cmd_status(args) -> int:
-    from xsweep.sweep import run as sweep
+    from xsweep.sweep.run import locate_sweep
     from xsweep.sweep.status import print_status
 
-    storage, name = sweep.locate_sweep(args.sweep, workdir=os.getcwd(), endpoint_url=args.endpoint_url)
+    storage, name = locate_sweep(args.sweep, workdir=os.getcwd(), endpoint_url=args.endpoint_url)
     print_status(storage, name)
     return 0
 
@@ -114,9 +63,39 @@ def cmd_reproduce(args) -> int:
                      tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd())
 
 
+def cmd_report(args) -> int:
+    from xsweep.report.make import make_report
+
+    folder = make_report(experiment=args.experiment, sweep=args.sweep, out=args.out,
+                         tracking_uri=args.tracking_uri, log_artifacts=not args.no_log)
+    print(f"report: {folder / 'report.html'}")
+    print(f"        {folder / 'report.md'}")
+    if not args.no_log:
+        print("logged to the sweep's parent run under report/")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    """The MLflow UI of the store every command uses (tracking/store.py's rule), on loopback."""
+    from xsweep.tracking.store import prepare_store, resolve_uri
+    from xsweep.tracking.uri import redact
+
+    uri = resolve_uri(args.tracking_uri, workdir=os.getcwd())
+    if uri.startswith(("http://", "https://")):
+        print(f"the tracking store is the MLflow server at {redact(uri)}: open it in a browser")
+        return 0
+    prepare_store(uri)  # under the store's creation lock: `mlflow ui` would race a starting sweep
+    print(f"MLflow UI of {redact(uri)} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
+
+
+TRACKING_URI_HELP = "the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
 # resume and status of an s3:// sweep on MinIO: its xsweep.json (with storage.endpoint_url) is
 # only readable once the endpoint is known.
 ENDPOINT_HELP = "the S3-compatible server of an s3:// sweep folder (default: $XSWEEP_S3_ENDPOINT_URL)"
+# run and resume: Ray's and Tune's output goes to the sweep's log file, and with this flag to the screen too.
+VERBOSE_HELP = "show Ray's and Tune's output live (always in the sweep's log), a line per event instead of the table"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,12 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--set", action="append", default=[], metavar="a.b=value", help="override a spec field")
     p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto or 10.0.0.1:6379)")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="finish an interrupted sweep; finished trials are not run again")
     p.add_argument("sweep", metavar="NAME_OR_PATH", help="a sweep folder, or a spec name (its latest sweep)")
     p.add_argument("--address", default=None)
     p.add_argument("--endpoint-url", default=None, metavar="URL", help=ENDPOINT_HELP)
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="a table of a sweep's trials")
@@ -149,28 +130,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="the MLflow experiment of the sweep")
     p.add_argument("--run", default=None, metavar="RUN_ID", help="a trial's run id (default: the latest sweep's best)")
     p.add_argument("--from-checkpoint", action="store_true", help="evaluate the best checkpoint instead of re-training")
-    p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",
                    help="allowed difference of the final metric: percentage points for accuracies (default 0.5)")
     p.set_defaults(func=cmd_reproduce)
-    # Commands with modules of their own register themselves (their heavy imports stay lazy).
-    from xsweep.report import add_commands as add_report_commands
-    from xsweep.cluster.submit import add_commands as add_submit_commands
 
-    add_submit_commands(sub)
-    add_report_commands(sub)
+    p = sub.add_parser("report", help="the ablation report of a sweep (curves, statistics, importance, best trial)")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="the MLflow experiment of the sweep (the spec's name)")
+    p.add_argument("--sweep", default=None, metavar="RUN_ID", help="the sweep's parent run id (default: the latest)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: ./reports/<experiment>-<sweep run id, short>)")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
+    p.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("ui", help="the MLflow UI of the tracking store, on http://127.0.0.1:PORT")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
+
+    # The cluster's commands (submit.py imports nothing heavy before it runs).
+    from xsweep.cluster import submit
+
+    address_help = "the head's dashboard / Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_API_SERVER_ADDRESS)"
+    p = sub.add_parser("submit", help="run a sweep on a Ray cluster as a Ray job (see jobs/)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--address", default=None, help=address_help)
+    p.add_argument("--set", action="append", default=[], metavar="a.b=value", help="override a spec field")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    p.set_defaults(func=submit.cmd_submit)
+
+    p = sub.add_parser("jobs", help="list the jobs of a Ray cluster")
+    p.add_argument("--address", default=None, help=address_help)
+    p.set_defaults(func=submit.cmd_jobs)
+
+    p = sub.add_parser("stop", help="stop a running job")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--address", default=None, help=address_help)
+    p.set_defaults(func=submit.cmd_stop)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    for name, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    apply_process_defaults()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"{exc.prefix}{exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _user_error(exc)
+    except Exception as exc:
+        # A tracking server that refuses the credentials answers any command's first MLflow call
+        # with a 401 or 403: one line naming the variables to set, not MLflow's traceback.
+        from xsweep.tracking.store import auth_problem
+
+        problem = auth_problem(exc)
+        if problem is None:
+            raise
+        return _user_error(problem)
+
+
+def _user_error(exc: UserError) -> int:
+    print(f"{exc.prefix}{exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def console_main() -> None:

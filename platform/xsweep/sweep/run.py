@@ -1,133 +1,67 @@
-"""Run, resume and summarise a sweep: the spec becomes a Ray Tune `Tuner` tracked to MLflow.
+"""Run and resume a sweep: the spec becomes a Ray Tune `Tuner` tracked to MLflow.
 
-    spec --> parent run (MLflow) --> Tuner(SweepSearcher, scheduler, resources, failures, storage)
-         --> trials (trainable.py) report to Tune --> TrackingCallback writes child runs
-         --> summary: best trial, counts per status, best model registered with alias `best`
+    spec --> checks (data, tracking store, storage, Ray's address), nothing written yet
+         --> Ray starts (while MLflow gets ready) --> parent run (MLflow) and xsweep.json
+         --> Tuner(searcher, trial scheduler, resources, failures, storage)
+         --> trials (training/trainable.py) report to Tune
+             --> TrackingCallback writes their child runs, ConsoleCallback shows them
+         --> finish.py: best trial, counts per status, best model registered with alias `best`
+
+`run_sweep` and `resume_sweep` are the Python API of `xsweep run` and `xsweep resume`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
-import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from xsweep.cluster import connect as cluster
-from xsweep.errors import SweepError
-from xsweep.spec import Spec, load_spec_text
 from xsweep.cluster.storage import (
-    Storage,
-    find_sweeps,
-    new_sweep_name,
-    open_storage,
-    read_sweep_record,
+    Storage, check_writable, find_sweeps, new_sweep_name, open_storage, read_sweep_record, recorded_tracking_uri,
     write_sweep_record,
 )
-
-log = logging.getLogger("xsweep")
+from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
+from xsweep.errors import SpecError, SweepError, UserError
+from xsweep.spec import Spec, load_spec_text
+from xsweep.sweep.outcome import SweepOutcome
+from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
+from xsweep.tracking.tags import TAG_GIT_COMMIT
+from xsweep.training.datasets import dataset_of
 
 # At the end of a sweep, how long to wait for queued tracking writes (a server that is down
 # right then gets this long to come back) before saying what is left and exiting.
 FLUSH_TIMEOUT_S = float(os.environ.get("XSWEEP_TRACKING_FLUSH_TIMEOUT", "600"))
 
 
-
-@dataclass
-class SweepOutcome:
-    sweep_path: str
-    parent_run_id: str
-    experiment: str
-    counts: dict[str, int] = field(default_factory=dict)
-    best: dict | None = None  # {"trial_id", "run_id", "metric", "value", "config"}
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        return 0 if self.counts.get("completed", 0) + self.counts.get("stopped", 0) else 1
-
-
-def tracking_uri(spec: Spec, *, workdir: str) -> str:
-    from xsweep.tracking.store import default_uri
-
-    return spec.tracking.uri or default_uri(workdir)
-
-
-def _trial_dirname(trial) -> str:
-    """Short folder names: Tune's default spells out every parameter, MLflow run id included."""
-    return f"trial_{trial.trial_id}"
-
-
-def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callback):
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    from xsweep.sweep.searcher import build_scheduler, build_searcher
-    from xsweep.training.trainable import train_trial
-    from xsweep.tracking.callback import ImportModelCodeEarly
-
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-    )
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the loggers are listed below
-    # Tune saves its state with every trial checkpoint (num_to_keep below), by design here, and
-    # would warn about it several times per sweep.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=build_searcher(spec, open_run=runs),
-            scheduler=build_scheduler(spec),
-            metric=spec.search.metric,
-            mode=spec.search.mode,
-            num_samples=spec.total_trials(),
-            max_concurrent_trials=spec.search.max_concurrent,
-            # On one machine a trial's process outlives it and serves the next one: no new
-            # Python process, torch import and data load per trial (seconds each, on short CPU
-            # trials). On a cluster, reuse would keep handing trials to the node that finished
-            # first instead of spreading them over the nodes.
-            reuse_actors=cluster.is_single_node(),
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=sweep,
-            storage_path=storage.tune_path,
-            storage_filesystem=storage.filesystem,
-            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-            # Keep the two best checkpoints by the sweep's metric; Tune always keeps the latest
-            # too, which is the one a restarted trial continues from. The second best is what a
-            # trial falls back to when its latest turns out damaged (trainable.restore).
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute=spec.search.metric,
-                checkpoint_score_order=spec.search.mode,
-            ),
-            # Tune's result files, without its TensorBoard logger: MLflow is the sweep's UI, and
-            # tensorboardX imports torch, seconds of the driver's start-up for nothing.
-            callbacks=[callback, ImportModelCodeEarly(), CSVLoggerCallback(), JsonLoggerCallback()],
-            verbose=1,
-        ),
-    )
-
-
-def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir: str) -> SweepOutcome:
+def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathLike | None = None,
+              verbose: bool = False) -> SweepOutcome:
+    """Run the sweep `spec` describes (see `load_spec`): on an embedded Ray listening on 127.0.0.1
+    only, or on the Ray cluster at `address`. Relative paths (storage.path, data.root, the default
+    ./mlflow.db) mean `workdir`, by default the current folder. Its outcome's `exit_code` is the
+    CLI's. Problems a user can fix raise a `UserError` before anything is written."""
+    _process_defaults(address)  # first: nothing may import Ray before it
     from xsweep.sweep.startup import while_ray_starts
-    from xsweep.tracking.store import check_reachable, credentials_to_env
 
-    uri = credentials_to_env(tracking_uri(spec, workdir=workdir))
-    check_reachable(uri)  # fails in a second with one line, before Ray or any trial starts
+    workdir = str(Path(workdir or os.getcwd()).resolve())
+    spec = recordable(spec, workdir=workdir)
+    data = spec.base_trial_config()["data"]
+    dataset_of(data).shape(data)  # the data is there (and downloaded, once, before any trial)
+    uri = resolve_uri(spec.tracking.uri, workdir=workdir)
+    check_reachable(uri)  # in a second, with one line
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
-    cluster.check_reachable(address)
+    check_writable(storage)  # before the tracking store is created: bad input leaves nothing
+    cluster.check_address_reachable(address)
     with while_ray_starts(uri):
         ray_address = cluster.connect(address, spec=spec, storage=storage)
 
-    from xsweep.tracking.runs import start_sweep
+    from xsweep.sweep.console import ConsoleCallback, first_lines
+    from xsweep.sweep.output import keep_log, log_path
     from xsweep.tracking.callback import TrackingCallback
+    from xsweep.tracking.runs import start_sweep
 
     sweep = new_sweep_name(spec.name)
     sweep_path = f"{storage.root}/{sweep}"
@@ -135,18 +69,95 @@ def run_sweep(spec: Spec, *, overrides: list[str], address: str | None, workdir:
     write_sweep_record(storage, sweep, {
         "spec_text": spec.text,
         "spec_source": spec.source,
-        "overrides": list(overrides),
+        "overrides": list(spec.overrides),
         "parent_run_id": runs.parent_run_id,
         "experiment_id": runs.experiment_id,
-        "workdir": str(Path(workdir).resolve()),
+        "workdir": workdir,
+        "tracking_uri": uri,  # resume and status open this store, whatever their shell says
     })
+    log = log_path(storage, sweep)
     print(f"sweep {sweep}: {spec.total_trials()} trials, results in {sweep_path}", flush=True)
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
+    print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
 
-    callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
-                                epochs=spec.train.epochs)
-    tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callback=callback)
-    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, callback=callback)
+    callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode)
+    console = ConsoleCallback.for_spec(spec)
+    tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callbacks=[callback, console])
+    outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
+                              verbose=verbose, callback=callback)
+    keep_log(storage, sweep, log)
+    return outcome
+
+
+def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str | os.PathLike | None = None,
+                 endpoint_url: str | None = None, verbose: bool = False) -> SweepOutcome:
+    """Finish an interrupted sweep (a folder `run_sweep` printed, or a spec name: its latest
+    sweep): finished trials are not run again, the others continue, with the same Optuna study."""
+    _process_defaults(address)  # first: nothing may import Ray before it
+    from ray import tune
+
+    from xsweep import compat
+    from xsweep.sweep.console import ConsoleCallback, first_lines
+    from xsweep.sweep.output import keep_log, log_path
+    from xsweep.tracking.runs import SweepRuns
+
+    workdir = str(Path(workdir or os.getcwd()).resolve())
+    storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
+    record = read_sweep_record(storage, sweep)
+    spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
+    uri = recorded_tracking_uri(record, spec)
+    check_reachable(uri)
+    cluster.connect(address, spec=spec, storage=storage)
+    sweep_path = f"{storage.root}/{sweep}"
+    # The searcher (Optuna's study included) and the callbacks come back from Tune's own
+    # experiment state; finished trials are not run again, unfinished and errored ones continue.
+    try:
+        tuner = tune.Tuner.restore(f"{storage.tune_path}/{sweep}", _trainable(spec), resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=storage.filesystem)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("xsweep"):
+            raise
+        raise _saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
+    runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
+                     base_config=spec.base_trial_config())
+    runs.client.update_run(runs.parent_run_id, status="RUNNING")
+    console = compat.restored_callback(tuner, ConsoleCallback, otherwise=lambda: ConsoleCallback.for_spec(spec))
+    log = log_path(storage, sweep)
+    print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
+    print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
+    outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
+                              verbose=verbose)
+    keep_log(storage, sweep, log)
+    return outcome
+
+
+def _process_defaults(address: str | None) -> None:
+    """Where a driver's process starts its work (the CLI, or a notebook calling the API)."""
+    apply_process_defaults()
+    if address is None:
+        embedded_ray_on_loopback()  # before Ray is imported, which happens below
+
+
+def recordable(spec: Spec, *, workdir: str) -> Spec:
+    """The spec a sweep runs with and records (MLflow, xsweep.json, so resume too):
+    - a relative data.root made absolute: trials run in folders of their own (Tune's);
+    - a tracking URI's password moved to MLFLOW_TRACKING_USERNAME/PASSWORD, the URI kept bare.
+    A password written in the spec file itself is refused: the file is recorded as written."""
+    overrides = list(spec.overrides)
+    root = spec.data.root
+    if root and not os.path.isabs(os.path.expanduser(root)):
+        absolute = os.path.normpath(os.path.join(workdir, os.path.expanduser(root)))
+        overrides.append(f"data.root={json.dumps(absolute)}")
+    password = urlsplit(spec.tracking.uri).password if spec.tracking.uri else None
+    if password is not None:
+        if password in spec.text:
+            raise SpecError([f"{spec.source}: tracking.uri: holds a password, which would be recorded with the "
+                             f"spec (remove it; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)"])
+        overrides = [o for o in overrides if o.partition("=")[0].strip() != "tracking.uri"]
+        overrides.append(f"tracking.uri={json.dumps(credentials_to_env(spec.tracking.uri))}")
+    if overrides == list(spec.overrides):
+        return spec
+    return load_spec_text(spec.text, source=spec.source, overrides=overrides)
 
 
 def locate_sweep(name_or_path: str, *, workdir: str, endpoint_url: str | None = None) -> tuple[Storage, str]:
@@ -175,58 +186,127 @@ def locate_sweep(name_or_path: str, *, workdir: str, endpoint_url: str | None = 
     return storage, sweeps[-1]
 
 
-def resume_sweep(name_or_path: str, *, address: str | None, workdir: str,
-                 endpoint_url: str | None = None) -> SweepOutcome:
+def _saved_by_an_older_xsweep(sweep_path: str, record: dict, *, uri: str, missing: str) -> SweepError:
+    """Tune's saved state names xsweep's classes by module; a sweep saved before they moved
+    (into subpackages, in the rooms change) names modules this xsweep no longer has."""
+    import ray
+
+    from xsweep.tracking.store import open_store
+
+    ray.shutdown()
+    try:  # the commit it ran, from its MLflow run, if the store is still there
+        commit = open_store(uri, flag="tracking.uri").get_run(record["parent_run_id"]).data.tags.get(TAG_GIT_COMMIT)
+    except UserError:
+        commit = None
+    where = f"`git checkout {commit[:12]}` (the commit it ran) and resume it there" if commit else \
+        "resume it with the xsweep it ran"
+    return SweepError(f"{sweep_path}: saved by an older xsweep (its state names the module {missing}, which "
+                      f"this version has moved), so it cannot be resumed here: {where}, or start it "
+                      f"again with `xsweep run {record['spec_source']}`")
+
+
+def _log_copy(storage: Storage, sweep_path: str) -> str | None:
+    """Where an s3:// sweep's log ends up (a local sweep's log is in its folder already)."""
+    from xsweep.sweep.output import LOG_NAME
+
+    return None if storage.is_local else f"{sweep_path}/{LOG_NAME}"
+
+
+def _trainable(spec: Spec):
     from ray import tune
 
-    from xsweep.tracking.runs import SweepRuns
-    from xsweep.tracking.store import check_reachable
     from xsweep.training.trainable import train_trial
 
-    storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
-    record = read_sweep_record(storage, sweep)
-    spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
-    uri = tracking_uri(spec, workdir=record["workdir"])
-    check_reachable(uri)
-    cluster.connect(address, spec=spec, storage=storage)
-    sweep_path = f"{storage.root}/{sweep}"
-    tune_sweep_path = f"{storage.tune_path}/{sweep}"
-    runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"],
-                     parent_run_id=record["parent_run_id"], base_config=spec.base_trial_config())
-    runs.client.update_run(runs.parent_run_id, status="RUNNING")
-    trainable = tune.with_resources(
+    return tune.with_resources(
         tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
-    # The searcher (Optuna's study included) and the tracking callback come back from Tune's own
-    # experiment state; finished trials are not run again, unfinished and errored ones continue.
-    tuner = tune.Tuner.restore(tune_sweep_path, trainable, resume_unfinished=True, resume_errored=True,
-                               storage_filesystem=storage.filesystem)
-    print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
-    return _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path)
 
 
-def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) -> SweepOutcome:
+def _trial_dirname(trial) -> str:
+    """Short folder names: Tune's default spells out every parameter, MLflow run id included."""
+    return f"trial_{trial.trial_id}"
+
+
+def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from xsweep.sweep.schedulers import build_trial_scheduler
+    from xsweep.sweep.searcher import build_searcher
+    from xsweep.tracking.callback import ImportModelCodeEarly
+
+    return tune.Tuner(
+        _trainable(spec),
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(spec, open_run=runs),
+            scheduler=build_trial_scheduler(spec),
+            metric=spec.search.metric,
+            mode=spec.search.mode,
+            num_samples=spec.total_trials(),
+            max_concurrent_trials=spec.search.max_concurrent,
+            # On one machine a trial's process outlives it and serves the next one: no new
+            # Python process, torch import and data load per trial (seconds each, on short CPU
+            # trials). On a cluster, reuse would keep handing trials to the node that finished
+            # first instead of spreading them over the nodes.
+            reuse_actors=cluster.is_single_node(),
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep,
+            storage_path=storage.tune_path,
+            storage_filesystem=storage.filesystem,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+            # Keep the two best checkpoints by the sweep's metric; Tune always keeps the latest
+            # too, which is the one a restarted trial continues from. The second best is what a
+            # trial falls back to when its latest turns out damaged (trainable.restore).
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2,
+                checkpoint_score_attribute=spec.search.metric,
+                checkpoint_score_order=spec.search.mode,
+            ),
+            # Tune's result files, without its TensorBoard logger: MLflow is the sweep's UI, and
+            # tensorboardX imports torch, seconds of the driver's start-up for nothing.
+            callbacks=[*callbacks, ImportModelCodeEarly(), CSVLoggerCallback(), JsonLoggerCallback()],
+            # Tune's own boxes go to the sweep's log (output.py); the console is console.py's.
+            verbose=1,
+        ),
+    )
+
+
+def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: Path, verbose: bool,
+                    callback=None) -> SweepOutcome:
+    from xsweep.sweep.interrupt import graceful_interrupt
+    from xsweep.sweep.output import output_to_log
+
+    # Everything Ray, Tune and MLflow print, until Ray has shut down, goes to the log; the user
+    # sees the console's view, then the summary.
+    with output_to_log(log, verbose=verbose) as streams:
+        with graceful_interrupt() as interrupt, console.showing(terminal=streams.stdout, log=streams.log,
+                                                                verbose=verbose):
+            try:
+                results = tuner.fit()
+            except KeyboardInterrupt:  # a second Ctrl-C
+                results = None
+        return _finish(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested,
+                       streams=streams, callback=callback)
+
+
+def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, streams,
+            callback=None) -> SweepOutcome:
     import ray
 
-    from xsweep.tracking.delivery import shared_delivery
-    from xsweep.sweep.interrupt import graceful_interrupt
-    from xsweep.sweep.outcome import finish_sweep
+    from xsweep.sweep.finish import finish_sweep
     from xsweep.tracking.callback import TrackingCallback
+    from xsweep.tracking.delivery import shared_delivery
 
-    with graceful_interrupt() as interrupt:
-        try:
-            results = tuner.fit()
-        except KeyboardInterrupt:  # a second Ctrl-C
-            results = None
     # Ray is done with: its shutdown, mostly waiting for its processes to exit, overlaps the
     # tracking and the model registration below, which need only MLflow and the storage.
     ray_shutdown = threading.Thread(target=ray.shutdown, name="xsweep-ray-shutdown")
     ray_shutdown.start()
     # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
     if results is not None:
-        TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode,
-                         epochs=spec.train.epochs).sync_results(results)
+        TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
     delivery = shared_delivery()
     left = delivery.flush(timeout=FLUSH_TIMEOUT_S)
     if callback is not None and os.environ.get("XSWEEP_PROFILE_TRACKING") == "1":
@@ -236,7 +316,10 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, callback=None) 
         }))
     if left:
         print(f"warning: {left} tracking writes could not be delivered (server unreachable); "
-              f"`xsweep resume {sweep_path}` delivers them later", file=sys.stderr)
-    outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested)
+              f"`xsweep resume {sweep_path}` delivers them later", file=streams.stderr)
+    # The summary to the user; MLflow's lines while it registers the model and Ray's while it
+    # shuts down still to the log.
+    with contextlib.redirect_stdout(streams.stdout):
+        outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted)
     ray_shutdown.join()
     return outcome
