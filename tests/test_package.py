@@ -24,6 +24,11 @@ def _modules() -> list[str]:
     return names
 
 
+def _source(module: str) -> Path:
+    path = PACKAGE.parent / module.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ))
@@ -100,9 +105,8 @@ def _import_graph() -> dict[str, set[str]]:
     known = set(_modules())
     graph: dict[str, set[str]] = {}
     for module in known:
-        path = PACKAGE.parent / (module.replace(".", "/") + ("/__init__.py" if (PACKAGE.parent / module.replace(".", "/")).is_dir() else ".py"))
         imported = set()
-        for node in _executed(ast.parse(path.read_text())):
+        for node in _executed(ast.parse(_source(module).read_text())):
             if isinstance(node, ast.Import):
                 imported |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -162,8 +166,7 @@ SHARED_NAMES = {
 def test_no_two_functions_of_one_name():
     defined = defaultdict(list)
     for module in _modules():
-        path = PACKAGE.parent / (module.replace(".", "/") + ("/__init__.py" if (PACKAGE.parent / module.replace(".", "/")).is_dir() else ".py"))
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.parse(_source(module).read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 defined[node.name].append(module)
     twice = {name: where for name, where in defined.items() if len(where) > 1 and name not in SHARED_NAMES}

@@ -125,7 +125,8 @@ def test_a_trial_trains_on_a_registered_dataset(toy_dataset):
 def test_a_registered_metric_can_be_searched_with_its_own_mode(toy_metric):
     spec = load_spec_text("name: t\nsearch: {metric: val_error, mode: min}", source="s.yaml")
     assert (spec.search.metric, spec.search.mode) == ("val_error", "min")
-    with pytest.raises(SpecError, match=r"max with metric val_error would search for the worst model \(use mode: min\)"):
+    with pytest.raises(SpecError, match=r"max with metric val_error would search for the worst model "
+                                        r"\(use mode: min\)"):
         load_spec_text("name: t\nsearch: {metric: val_error}", source="s.yaml")
 
 
@@ -233,12 +234,12 @@ def toy_section():
 
 
 def test_a_registered_report_section_is_in_the_report_numbered_in_its_place(toy_section, tmp_path):
-    from test_report import _grid, _sweep
+    from sweeps_by_hand import grid, sweep
 
     from xsweep.report.analysis import summarize
     from xsweep.report.render import write
 
-    write(tmp_path, summarize(_sweep(_grid()), workdir="/nowhere"), figures={})
+    write(tmp_path, summarize(sweep(grid()), workdir="/nowhere"), figures={})
     md = (tmp_path / "report.md").read_text()
     assert "## 5. Seeds\n\nSeeds used: 0, 1.\n" in md
     assert md.index("## 4. Best trial") < md.index("## 5. Seeds") < md.index("## All trials")

@@ -118,7 +118,8 @@ def _pair_key(trial: TrialRun, path: str) -> tuple:
 
 def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     level_values = levels(data, path)
-    by_level = {_level_key(v): [t for t in finished if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
+    by_level = {_level_key(v): [t for t in finished
+                                if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
                 for v in level_values}
     paired = data.algorithm == "grid"
     rows = []

@@ -191,7 +191,8 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> Sweep
     # constant that resolve_trial_config ignores, like every other "xsweep/" key.
     space = space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
     inner = _SweepOptunaSearch(
-        space=space, metric=spec.search.metric, mode=spec.search.mode, sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
+        space=space, metric=spec.search.metric, mode=spec.search.mode,
+        sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
         deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )
     return SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)

@@ -119,7 +119,8 @@ class SweepRuns:
         # A resumed sweep can ask again for a trial it already opened: find it rather than duplicate.
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            filter_string=(f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' "
+                           f"and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"),
             max_results=1,
         )
         if found:

@@ -18,7 +18,7 @@ import yaml
 
 from xsweep.spec import Spec, SpecError, load_spec, parse_spec, set_dotted
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SPECS = sorted((REPO / "search_spaces").glob("*.yaml"))
 
 

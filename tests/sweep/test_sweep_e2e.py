@@ -68,9 +68,10 @@ def test_a_clean_run_prints_no_warning(smoke_sweep):
 def test_status_words_every_trial_as_mlflow_does(tmp_path):
     # ASHA stops some trials early: status says "stopped", as MLflow's tag and the report do,
     # never Tune's "terminated".
-    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "scheduler.kind=asha", "--set", "scheduler.grace_period=1",
-                      "--set", "train.epochs=3", "--set", "search.num_samples=6", "--set", "search.max_concurrent=1",
-                      cwd=tmp_path)
+    asha = ["scheduler.kind=asha", "scheduler.grace_period=1", "train.epochs=3", "search.num_samples=6",
+            "search.max_concurrent=1"]
+    sets = [arg for item in asha for arg in ("--set", item)]
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), *sets, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     status = run_xsweep("status", "smoke", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -205,7 +206,7 @@ def test_relative_data_root_means_the_folder_the_sweep_was_started_in(tmp_path):
     assert f'data.root="{tmp_path / "images"}"' in record["overrides"]  # what `resume` will use
 
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # tests/sweep/fixtures
 
 
 def test_a_sweep_interrupted_before_the_rooms_change_is_refused_in_one_line(tmp_path):
@@ -218,8 +219,8 @@ def test_a_sweep_interrupted_before_the_rooms_change_is_refused_in_one_line(tmp_
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = client.create_run(client.create_experiment("smoke"), tags={"xsweep.git_commit": "cad3fac" + "0" * 33})
     record = json.loads((folder / "xsweep.json").read_text())
-    (folder / "xsweep.json").write_text(json.dumps(record | {"workdir": str(tmp_path), "parent_run_id": parent.info.run_id,
-                                                             "spec_source": "search_spaces/smoke.yaml"}))
+    record |= {"workdir": str(tmp_path), "parent_run_id": parent.info.run_id, "spec_source": "search_spaces/smoke.yaml"}
+    (folder / "xsweep.json").write_text(json.dumps(record))
     proc = run_xsweep("resume", str(folder), cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
     (line,) = proc.stderr.strip().splitlines()

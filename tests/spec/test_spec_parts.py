@@ -62,7 +62,8 @@ def test_a_choice_entry_checks_each_value_and_repeats():
 
 # ---- --set overrides ---------------------------------------------------------------------------
 def test_overrides_are_yaml_values_at_dotted_paths():
-    parsed, problems = parse_overrides(["train.lr=0.1", "model.residual=false", "search.space.train.lr.choice=[0.1, 0.2]"])
+    parsed, problems = parse_overrides(["train.lr=0.1", "model.residual=false",
+                                        "search.space.train.lr.choice=[0.1, 0.2]"])
     assert problems == []
     raw, paths, problems = apply_overrides({"name": "x", "search": {"space": {"model.width": {"choice": [1]}}}}, parsed)
     assert problems == [] and paths == ["train.lr", "model.residual", "search.space.train.lr"]

@@ -15,9 +15,9 @@ from scipy import stats
 
 from xsweep.report import stats as st
 from xsweep.report.analysis import factor_table, lr_groups, summarize
-from xsweep.report.data import SweepData, TrialRun
 
 from conftest import SPECS, run_xsweep
+from sweeps_by_hand import grid, sweep, trial
 
 A = [0.912, 0.887, 0.905, 0.93, 0.899, 0.921]
 B = [0.874, 0.882, 0.861, 0.91, 0.869, 0.893]
@@ -81,39 +81,9 @@ def test_verdicts_name_the_winner_with_a_positive_interval():
 
 
 # ---- the analysis on hand-made runs ----------------------------------------------------------------
-def _trial(i, *, res, act, lr, seed, acc, status="completed"):
-    history = {"val_accuracy": [(1, acc / 2), (2, acc)], "train_loss": [(1, 2.0), (2, 1.0 - acc / 2)]}
-    return TrialRun(run_id=f"run{i}", name=f"t{i}", status=status, seed=seed,
-                    searched={"model.residual": res, "model.activation": act, "train.lr": lr},
-                    config={"train": {"seed": seed, "lr": lr}}, history=history)
-
-
-def _sweep(trials, *, algorithm="grid", lr_entry='{"choice": [0.01, 0.1]}'):
-    params = {"search.algorithm": algorithm, "search.repeats": "2", "train.epochs": "2",
-              "search.metric": "val_accuracy", "search.mode": "max",
-              "search.space.model.residual": '{"choice": [true, false]}',
-              "search.space.model.activation": '{"choice": ["none", "relu"]}'}
-    if lr_entry:
-        params["search.space.train.lr"] = lr_entry
-    return SweepData(uri="sqlite:////nowhere/mlflow.db", experiment="x", experiment_id="1", run_id="sweep0",
-                     run_name="x-1", status="finished", params=params, tags={}, trials=trials)
-
-
-def _grid():
-    rng = np.random.default_rng(0)
-    trials = []
-    for res in (True, False):
-        for act in ("none", "relu"):
-            for lr in (0.01, 0.1):
-                for seed in (0, 1):
-                    acc = 0.6 + 0.2 * res + 0.05 * (act == "none") + rng.normal(0, 0.02)
-                    trials.append(_trial(len(trials), res=res, act=act, lr=lr, seed=seed, acc=acc))
-    return trials
-
-
 def test_grid_pairs_share_every_other_value_and_the_seed():
-    trials = _grid()
-    data = _sweep(trials)
+    trials = grid()
+    data = sweep(trials)
     finished = [t for t in trials if t.finished]
     table = factor_table(data, finished, "model.residual")
     (comparison,) = table["comparisons"]
@@ -129,9 +99,9 @@ def test_grid_pairs_share_every_other_value_and_the_seed():
 
 
 def test_diverged_trials_are_listed_and_left_out_and_lose_their_partner():
-    trials = _grid()
-    trials[0] = _trial(0, res=True, act="none", lr=0.01, seed=0, acc=float("nan"), status="diverged")
-    data = _sweep(trials)
+    trials = grid()
+    trials[0] = trial(0, res=True, act="none", lr=0.01, seed=0, acc=float("nan"), status="diverged")
+    data = sweep(trials)
     summary = summarize(data, workdir="/nowhere")
     assert summary["trials"]["finished"] == 15
     assert [e["run_id"] for e in summary["trials"]["excluded"]] == ["run0"]
@@ -146,9 +116,9 @@ def test_diverged_trials_are_listed_and_left_out_and_lose_their_partner():
 
 def test_tpe_sweeps_compare_unpaired_and_bin_a_continuous_learning_rate():
     rng = np.random.default_rng(1)
-    trials = [_trial(i, res=bool(i % 2), act=("none", "relu")[i // 2 % 2], lr=float(10 ** rng.uniform(-2, -0.5)),
+    trials = [trial(i, res=bool(i % 2), act=("none", "relu")[i // 2 % 2], lr=float(10 ** rng.uniform(-2, -0.5)),
                      seed=0, acc=float(rng.uniform(0.5, 0.9))) for i in range(9)]
-    data = _sweep(trials, algorithm="optuna-tpe", lr_entry='{"loguniform": [0.01, 0.3]}')
+    data = sweep(trials, algorithm="optuna-tpe", lr_entry='{"loguniform": [0.01, 0.3]}')
     groups = lr_groups(data, trials)
     assert groups["mode"] == "bins" and [len(g["run_ids"]) for g in groups["groups"]] == [3, 3, 3]
     assert "terciles" in groups["text"]
@@ -163,8 +133,8 @@ def test_tpe_sweeps_compare_unpaired_and_bin_a_continuous_learning_rate():
     assert few["mode"] == "all" and "compares all" in few["text"]
     for t in trials:
         del t.searched["train.lr"]
-    assert lr_groups(_sweep(trials, lr_entry=None), trials)["mode"] == "fixed"
-    assert lr_groups(_sweep(_grid()), _grid())["mode"] == "grid"
+    assert lr_groups(sweep(trials, lr_entry=None), trials)["mode"] == "fixed"
+    assert lr_groups(sweep(grid()), grid())["mode"] == "grid"
 
 
 # ---- end to end ---------------------------------------------------------------------------------------
@@ -378,8 +348,8 @@ def test_accuracy_against_learning_rate_has_log_ticks_whose_labels_do_not_overpr
 
     # A handful of close learning rates, as a small TPE sweep samples them.
     lrs = [0.0470512, 0.0501234, 0.0523871, 0.0611112, 0.0139921, 0.0198877]
-    variants = [{"label": "all trials", "points": [{"lr": lr, "accuracy": 0.9, "run_id": str(i)} for i, lr in enumerate(lrs)],
-                 "means": [{"lr": lr, "mean": 0.9, "n": 1} for lr in lrs]}]
+    points = [{"lr": lr, "accuracy": 0.9, "run_id": str(i)} for i, lr in enumerate(lrs)]
+    variants = [{"label": "all trials", "points": points, "means": [{"lr": lr, "mean": 0.9, "n": 1} for lr in lrs]}]
     ax = accuracy_vs_lr(variants).axes[0]
     assert ax.get_xscale() == "log"
     labels = _visible_tick_labels(ax)
