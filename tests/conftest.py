@@ -18,6 +18,13 @@ SPECS = ROOT / "search_spaces"
 XSWEEP = Path(sys.executable).parent / "xsweep"
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_from_another_test(monkeypatch):
+    """Every test starts without $MLFLOW_TRACKING_URI: xsweep honours it, so one test's value (or
+    mlflow.set_tracking_uri's, which sets it) must not send another test's sweeps elsewhere."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     # Not under pytest's tmp_path: that tree is private to root, and PostgreSQL runs as `postgres`.

@@ -4,92 +4,53 @@ the tracking filter, reproduce, the searcher, the console), with no other change
 
 from __future__ import annotations
 
-import optuna
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-import torch
 from ray.tune.search import Searcher
 
+import toys
 from conftest import SPECS
 from xsweep import cli
 from xsweep.contract import TrialReport
 from xsweep.errors import DataError, SpecError
-from xsweep.metrics import METRICS, Metric, reproducible
+from xsweep.metrics import METRICS, reproducible
 from xsweep.spec import load_spec_text, parse_spec
-from xsweep.sweep.algorithms import ALGORITHMS, SearchAlgorithm
-from xsweep.sweep.schedulers import SCHEDULERS, Scheduler, build_trial_scheduler
+from xsweep.sweep.algorithms import ALGORITHMS
+from xsweep.sweep.schedulers import SCHEDULERS, build_trial_scheduler
 from xsweep.sweep.searcher import build_searcher
-from xsweep.training.datasets import DATASETS, Dataset, dataset_of
+from xsweep.training.datasets import DATASETS, dataset_of
 from xsweep.training.fit import fit
-from xsweep.training.loaders import Datasets, split_in_memory
 
-TOY_ROOT_HINT = "a folder, which the toy only checks for"
-
-
-def load_toy(data, *, seed, download):
-    """Three classes anyone can tell apart: dark, bright, and striped images."""
-    size, per_class = data["image_size"], 24
-    g = torch.Generator().manual_seed(seed)
-    dark = torch.randint(0, 60, (per_class, 1, size, size), generator=g)
-    bright = torch.randint(190, 255, (per_class, 1, size, size), generator=g)
-    striped = dark.clone()
-    striped[:, :, ::2] = 255
-    images = torch.cat([dark, bright, striped]).to(torch.uint8)
-    labels = torch.arange(3).repeat_interleave(per_class)
-    train, val = split_in_memory(images, labels, data, seed=seed, flip=False)
-    return Datasets(train, val, num_classes=3, in_channels=1)
-
-
-def check_toy(data):
-    if data["root"] is not None and data["root"].endswith("missing"):
-        raise DataError(f"data.root: {data['root']} not found (point it at {TOY_ROOT_HINT})")
+def registered(registry, entry):
+    """The entry in the registry for the duration of a test."""
+    registry.add(entry)
+    yield
+    registry.remove(entry.name)
 
 
 @pytest.fixture
 def toy_dataset():
-    DATASETS.add(Dataset("toy", channels=1, classes=3, loader="test_registries:load_toy", check=check_toy))
-    yield
-    DATASETS.remove("toy")
+    yield from registered(DATASETS, toys.TOY_DATASET)
 
 
 @pytest.fixture
 def toy_metric():
-    # A derived metric: computed in the trial from the ones it measured.
-    METRICS.add(Metric("val_error", "derived", "validation error", mode="min", percent=True,
-                       compute=lambda m: 1.0 - m["val_accuracy"]))
-    yield
-    METRICS.remove("val_error")
-
-
-class RoundRobinSampler(optuna.samplers.BaseSampler):
-    """Optuna trial n takes choice n mod len(choices) of every categorical: recognisable proposals."""
-
-    def infer_relative_search_space(self, study, trial):
-        return {}
-
-    def sample_relative(self, study, trial, search_space):
-        return {}
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return param_distribution.choices[trial.number % len(param_distribution.choices)]
+    yield from registered(METRICS, toys.VAL_ERROR)
 
 
 @pytest.fixture
 def toy_sampler():
-    ALGORITHMS.add(SearchAlgorithm("round-robin", lambda spec: RoundRobinSampler()))
-    yield
-    ALGORITHMS.remove("round-robin")
+    yield from registered(ALGORITHMS, toys.ROUND_ROBIN)
 
 
 @pytest.fixture
 def toy_scheduler():
-    def median_stopping(spec):
-        from ray.tune.schedulers import MedianStoppingRule
-
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=spec.scheduler.grace_period)
-
-    SCHEDULERS.add(Scheduler("median-stopping", median_stopping, fields=("grace_period",)))
-    yield
-    SCHEDULERS.remove("median-stopping")
+    yield from registered(SCHEDULERS, toys.MEDIAN_STOPPING)
 
 
 def toy_config(**data):
@@ -110,7 +71,7 @@ def test_a_registered_dataset_is_a_valid_data_dataset(toy_dataset, tmp_path, cap
 
 def test_a_registered_dataset_is_checked_before_anything_starts(toy_dataset):
     assert dataset_of(toy_config()["data"]).shape(toy_config()["data"]) == (3, 1)
-    with pytest.raises(DataError, match=f"^data.root: /data/missing not found .*{TOY_ROOT_HINT}"):
+    with pytest.raises(DataError, match=f"^data.root: /data/missing not found .*{toys.TOY_ROOT_HINT}"):
         data = toy_config(root="/data/missing")["data"]
         dataset_of(data).shape(data)
 
@@ -204,19 +165,42 @@ def test_a_registered_scheduler_is_built_with_the_fields_it_reads(toy_scheduler)
         load_spec_text("name: t\nscheduler: {kind: median-stopping, reduction_factor: 3}", source="s.yaml")
 
 
+NOTEBOOK = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import toys, xsweep
+from xsweep.sweep.algorithms import ALGORITHMS
+from xsweep.sweep.schedulers import SCHEDULERS
+
+ALGORITHMS.add(toys.ROUND_ROBIN)
+SCHEDULERS.add(toys.MEDIAN_STOPPING)
+spec = xsweep.load_spec({spec!r}, overrides=[
+    "search.algorithm=round-robin", "scheduler.kind=median-stopping", "scheduler.grace_period=1",
+    "search.num_samples=2", "train.epochs=2", "search.space={{model.residual: {{choice: [true, false]}}}}"])
+outcome = xsweep.run_sweep(spec, workdir={workdir!r})
+print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "best": outcome.best["searched"]}}))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_a_notebook_runs_a_sweep_with_a_registered_sampler_and_scheduler(toy_sampler, toy_scheduler, tmp_path):
-    """The Python API, as a notebook calls it: the searcher and the scheduler live in the driver."""
-    import xsweep
+def test_a_notebook_runs_a_sweep_with_a_registered_sampler_and_scheduler(tmp_path):
+    """The Python API, as a notebook calls it (a fresh Python process): the searcher and the
+    scheduler live in the driver, so entries registered there drive a real sweep."""
+    code = NOTEBOOK.format(tests=str(Path(__file__).parent), spec=str(SPECS / "smoke.yaml"), workdir=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["exit_code"] == 0 and sum(outcome["counts"].values()) == 2
+    # Round robin proposes residual on, then off (Optuna trials 0 and 1): the two trials MLflow holds.
+    from mlflow.tracking import MlflowClient
 
-    spec = xsweep.load_spec(SPECS / "smoke.yaml", overrides=[
-        "search.algorithm=round-robin", "scheduler.kind=median-stopping", "scheduler.grace_period=1",
-        "search.num_samples=2", "train.epochs=2", "search.space={model.residual: {choice: [true, false]}}"])
-    outcome = xsweep.run_sweep(spec, workdir=tmp_path)
-    assert outcome.exit_code == 0 and sum(outcome.counts.values()) == 2
-    assert outcome.best["searched"]["model.residual"] in (True, False)
-    assert (tmp_path / "mlflow.db").is_file()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    trials = client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
+                                filter_string="tags.`xsweep.kind` = 'trial'", order_by=["attributes.start_time ASC"])
+    assert [json.loads(t.data.tags["xsweep.searched"]) for t in trials] == [{"model.residual": True},
+                                                                          {"model.residual": False}]
 
 
 # ---- a report section --------------------------------------------------------------------------

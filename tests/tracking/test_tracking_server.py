@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import SPECS, XSWEEP
 from xception import Xception
+from xsweep.tracking.runs import fluent_tracking_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -103,12 +104,12 @@ def test_killed_worker_resumes_its_trial_and_its_run(mlflow_server, tmp_path):
 
     # The sweep's best model is registered under the experiment's name with alias `best`, in a form
     # that loads without unpickling code, and predicts what the best trial's best checkpoint does.
-    mlflow.set_tracking_uri(mlflow_server.uri)
-    model = mlflow.pytorch.load_model("models:/killed-worker@best")
+    with fluent_tracking_to(mlflow_server.uri):
+        model = mlflow.pytorch.load_model("models:/killed-worker@best")
+        info = mlflow.models.get_model_info("models:/killed-worker@best")
     images = torch.randn(5, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     version = client.get_model_version_by_alias("killed-worker", "best")
-    info = mlflow.models.get_model_info("models:/killed-worker@best")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, fluent_tracking_to(mlflow_server.uri):
         saved = Path(mlflow.artifacts.download_artifacts("models:/killed-worker@best", dst_path=folder))
         # torch.export's archive (weights and graph, no pickled code), not a pickled module.
         assert (saved / "data" / "model.pt2").is_file() and not list(saved.rglob("*.pth"))

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
+from xsweep.tracking.runs import fluent_tracking_to
 from xsweep.tracking.tags import TAG_MODEL_BEST_EPOCH, TAG_MODEL_TRIAL_RUN_ID
 
 BEST_ALIAS = "best"
@@ -47,8 +48,7 @@ def register_best_model(*, runs, spec, result) -> str | None:
     model.load_state_dict(state["model"])
     model.eval()
     example = torch.zeros(EXAMPLE_BATCH, in_channels, data["image_size"], data["image_size"])
-    mlflow.set_tracking_uri(runs.uri)
-    with mlflow.start_run(run_id=runs.parent_run_id):
+    with fluent_tracking_to(runs.uri), mlflow.start_run(run_id=runs.parent_run_id):
         info = mlflow.pytorch.log_model(
             model,
             name="best_model",

@@ -29,7 +29,7 @@ def print_status(storage: Storage, sweep: str) -> None:
     analysis = ExperimentAnalysis(f"{storage.tune_path}/{sweep}", storage_filesystem=storage.filesystem)
     metric = METRICS.get(spec.search.metric)
     table = Table("trial", "name", "status", "epochs", f"best {metric.name}", "MLflow run",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
     for trial in trials:
         report = TrialReport.from_result(trial.last_result)

@@ -10,8 +10,10 @@ delivers whatever MLflow is missing (after a driver crash, say), skipping epochs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -81,6 +83,21 @@ def git_dirty() -> bool:
     out = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
                          cwd=Path(__file__).resolve().parent)
     return bool(out.stdout.strip())
+
+
+@contextlib.contextmanager
+def fluent_tracking_to(uri: str):
+    """MLflow's fluent API (mlflow.start_run, mlflow.<flavor>.log_model) writes to `uri` for the
+    block. mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI for the whole process: restored
+    afterwards, so a notebook's later MLflow calls and sweeps go where they went before."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None unsets the variable again
 
 
 def _versions() -> dict[str, str]:
