@@ -3,6 +3,7 @@ create at once, and one line for a store that cannot be used."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -90,3 +91,27 @@ def test_two_sweeps_started_at_once_in_a_fresh_folder_both_finish(tmp_path):
     outputs = [proc.communicate(timeout=600) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err[-3000:] for _, err in outputs]
     assert all("sweep finished: 1 completed" in out for out, _ in outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_the_ui_shows_the_store_the_rule_names(tmp_path):
+    """`make ui` (xsweep ui) opens the store every command opens: here $MLFLOW_TRACKING_URI's."""
+    import requests
+    from mlflow.tracking import MlflowClient
+
+    from services import stop_session, wait_for
+
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    MlflowClient(uri).create_experiment("only-here")
+    port = free_port()
+    ui = subprocess.Popen([str(XSWEEP), "ui", "--port", str(port)], cwd=tmp_path, start_new_session=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE, text=True)
+    try:
+        search = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search"
+        wait_for(lambda: requests.get(search, params={"max_results": 10}, timeout=5).ok, timeout=120, what="xsweep ui")
+        names = {e["name"] for e in requests.get(search, params={"max_results": 10}, timeout=5).json()["experiments"]}
+        assert "only-here" in names
+        assert not (tmp_path / "mlflow.db").exists()  # not ./mlflow.db
+    finally:
+        stop_session(ui)
