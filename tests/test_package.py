@@ -12,6 +12,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 
 PACKAGE = Path(__file__).resolve().parent.parent / "platform" / "xsweep"
 
@@ -54,6 +56,24 @@ def test_nothing_under_training_imports_mlflow():
 def test_nothing_under_tracking_imports_torch():
     tracking = [m for m in _modules() if m.startswith("xsweep.tracking")]
     assert _imported_after(tracking, watch=("torch",)) == []
+
+
+def _imports_in(module: str) -> set[str]:
+    """Every module `module`'s code imports, at the top or inside functions."""
+    names = set()
+    for node in _executed(ast.parse(_source(module).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(("room", "never"), [("xsweep.training", "mlflow"), ("xsweep.tracking", "torch")])
+def test_no_function_of_a_room_imports_the_other_sides_library_either(room, never):
+    offending = {m: sorted(n for n in _imports_in(m) if n.split(".")[0] == never)
+                 for m in _modules() if m.startswith(room)}
+    assert {m: names for m, names in offending.items() if names} == {}
 
 
 def test_the_spec_imports_nothing_heavy():

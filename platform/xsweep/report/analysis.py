@@ -15,14 +15,14 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from xsweep.report import stats as st
+from xsweep.defaults import quiet_optuna
 from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
+from xsweep.spec.trial import format_value
+from xsweep.sweep.algorithms import distribution
 from xsweep.tracking.store import default_uri
 from xsweep.tracking.uri import redact
-from xsweep.spec.trial import format_value
-from xsweep.defaults import quiet_optuna
-from xsweep.sweep.algorithms import distribution
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials

@@ -3,7 +3,10 @@ parent run closed with what it ended with, and the summary printed."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+
+from ray import tune
 
 from xsweep.contract import ended_status
 from xsweep.metrics import better
@@ -74,3 +77,29 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     client.set_terminated(runs.parent_run_id, status=status)
     print_summary(outcome)
     return outcome
+
+
+class ImportModelCodeEarly(tune.Callback):
+    """Registering the best model at the end (best_model.py) needs torch and mlflow.pytorch, which the
+    driver has not imported: seconds at the end of every sweep. They are imported in the
+    background once the first result shows the trials training, not during start-up, when the
+    trials' own imports need the CPU."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def __getstate__(self) -> dict:
+        return {"_started": False}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self._started:
+            self._started = True
+            threading.Thread(target=_import_model_code, name="xsweep-imports", daemon=True).start()
+
+
+def _import_model_code() -> None:
+    import mlflow.pytorch  # noqa: F401
+    import torch  # noqa: F401
+
+    import xsweep.training.checkpoint  # noqa: F401
+    import xsweep.training.fit  # noqa: F401

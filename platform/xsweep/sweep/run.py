@@ -234,7 +234,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
 
     from xsweep.sweep.schedulers import build_trial_scheduler
     from xsweep.sweep.searcher import build_searcher
-    from xsweep.tracking.callback import ImportModelCodeEarly
+    from xsweep.sweep.finish import ImportModelCodeEarly
 
     return tune.Tuner(
         _trainable(spec),

@@ -24,8 +24,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from xsweep import compat
-from xsweep.defaults import quiet_optuna
 from xsweep.contract import TrialReport
+from xsweep.defaults import quiet_optuna
 from xsweep.spec import Spec
 from xsweep.spec.trial import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
 from xsweep.sweep.algorithms import ALGORITHMS, distribution

@@ -18,10 +18,10 @@ from ray import tune
 
 from xsweep.contract import EPOCH_KEY, FAILED, RUNNING, TrialReport, ended_status
 from xsweep.metrics import ACCURACY, better, is_finite_number
+from xsweep.spec.trial import RUN_ID_KEY
 from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.runs import SweepRuns, set_tags
 from xsweep.tracking.tags import TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_STATUS
-from xsweep.spec.trial import RUN_ID_KEY
 
 
 def _node_address(node_id: str | None) -> str | None:
@@ -170,29 +170,3 @@ class TrackingCallback(tune.Callback):
             for row in frame.to_dict("records"):
                 if is_finite_number(row.get(EPOCH_KEY)):
                     self.log_epoch(run_id, row)
-
-
-class ImportModelCodeEarly(tune.Callback):
-    """Registering the best model at the end (sweep/best_model.py) needs torch and mlflow.pytorch, which
-    the driver has not imported: seconds at the end of every sweep. They are imported in the
-    background once the first result shows the trials training, not during start-up, when the
-    trials' own imports need the CPU."""
-
-    def __init__(self) -> None:
-        self._started = False
-
-    def __getstate__(self) -> dict:
-        return {"_started": False}
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not self._started:
-            self._started = True
-            threading.Thread(target=_import_model_code, name="xsweep-imports", daemon=True).start()
-
-
-def _import_model_code() -> None:
-    import mlflow.pytorch  # noqa: F401
-    import torch  # noqa: F401
-
-    import xsweep.training.checkpoint  # noqa: F401
-    import xsweep.training.fit  # noqa: F401
