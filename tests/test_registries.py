@@ -27,30 +27,20 @@ from xsweep.training.datasets import DATASETS, dataset_of
 from xsweep.training.fit import fit
 
 def registered(registry, entry):
-    """The entry in the registry for the duration of a test."""
-    registry.add(entry)
-    yield
-    registry.remove(entry.name)
+    """A fixture that has the entry in the registry for the duration of a test."""
+    @pytest.fixture
+    def fixture():
+        registry.add(entry)
+        yield
+        registry.remove(entry.name)
+
+    return fixture
 
 
-@pytest.fixture
-def toy_dataset():
-    yield from registered(DATASETS, toys.TOY_DATASET)
-
-
-@pytest.fixture
-def toy_metric():
-    yield from registered(METRICS, toys.VAL_ERROR)
-
-
-@pytest.fixture
-def toy_sampler():
-    yield from registered(ALGORITHMS, toys.ROUND_ROBIN)
-
-
-@pytest.fixture
-def toy_scheduler():
-    yield from registered(SCHEDULERS, toys.MEDIAN_STOPPING)
+toy_dataset = registered(DATASETS, toys.TOY_DATASET)
+toy_metric = registered(METRICS, toys.VAL_ERROR)
+toy_sampler = registered(ALGORITHMS, toys.ROUND_ROBIN)
+toy_scheduler = registered(SCHEDULERS, toys.MEDIAN_STOPPING)
 
 
 def toy_config(**data):
