@@ -1,0 +1,84 @@
+"""xsweep.tracking.runs: what a sweep writes to MLflow, on a real sqlite store: the parent run with
+its spec and provenance, one child run per trial (found again, never duplicated), and params in
+batches MLflow accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+from mlflow.tracking import MlflowClient
+
+from conftest import SPECS
+from xsweep.spec import load_spec
+from xsweep.spec.trial import REPEAT_KEY
+from xsweep.tracking.runs import MLFLOW_BATCH_LIMIT, flatten, fluent_tracking_to, log_params, start_sweep
+
+
+def _sweep(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = load_spec(SPECS / "smoke.yaml")
+    return spec, uri, start_sweep(spec, uri=uri, sweep_path=str(tmp_path / "results" / "smoke-1"),
+                                  ray_address="embedded (127.0.0.1)")
+
+
+def test_the_parent_run_holds_the_spec_and_its_provenance(tmp_path):
+    spec, uri, runs = _sweep(tmp_path)
+    client = MlflowClient(uri)
+    parent = client.get_run(runs.parent_run_id)
+    assert parent.info.run_name == "smoke-1" and parent.data.tags["xsweep.kind"] == "sweep"
+    assert parent.data.tags["xsweep.spec_sha256"] == spec.sha256()
+    assert {"xsweep.version.ray", "xsweep.version.torch", "xsweep.version.mlflow"} <= set(parent.data.tags)
+    assert parent.data.params["train.epochs"] == "2" and "search.space.train.lr" in parent.data.params
+    artifacts = sorted(a.path for a in client.list_artifacts(runs.parent_run_id, "spec"))
+    assert artifacts == ["spec/spec.resolved.yaml", "spec/spec.yaml"]
+
+
+def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
+    _, uri, runs = _sweep(tmp_path)
+    tune_config = {"train.lr": 0.05, "model.residual": True, "model.activation": "relu", REPEAT_KEY: 1}
+    run_id = runs("trial-1", tune_config)
+    assert runs("trial-1", tune_config) == run_id  # a resumed sweep asks again: the same run
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.run_name == "lr=0.05 res=on act=relu s1"
+    assert json.loads(run.data.tags["xsweep.config"])["train"]["seed"] == 1  # train.seed 0 + repeat 1
+    assert run.data.tags["xsweep.status"] == "pending" and run.data.params["train.lr"] == "0.05"
+    # Tune pickles the searcher, and with it this object: without its client.
+    assert pickle.loads(pickle.dumps(runs))("trial-1", tune_config) == run_id
+
+
+def test_runs_no_trial_owns_are_deleted_at_the_end(tmp_path):
+    _, uri, runs = _sweep(tmp_path)
+    kept = runs("kept", {"train.lr": 0.05})
+    orphan = runs("orphan", {"train.lr": 0.06})
+    assert runs.delete_orphans({kept}) == [orphan]
+    assert MlflowClient(uri).get_run(orphan).info.lifecycle_stage == "deleted"
+
+
+def test_params_go_in_batches_mlflow_accepts(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("many")).info.run_id
+    params = {f"p{i}": i for i in range(MLFLOW_BATCH_LIMIT * 2 + 5)} | {"nothing": None}
+    log_params(client, run_id, params)
+    logged = client.get_run(run_id).data.params
+    assert len(logged) == len(params) and logged["p204"] == "204" and logged["nothing"] == "None"
+
+
+def test_flatten_keeps_search_space_entries_whole():
+    assert flatten({"train": {"lr": 0.1, "betas": [0.9, 0.99]},
+                    "search": {"space": {"train.lr": {"choice": [0.1]}}}}) == {
+        "train.lr": 0.1, "train.betas": "[0.9, 0.99]", "search.space.train.lr": '{"choice": [0.1]}'}
+
+
+def test_the_fluent_api_writes_where_asked_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////somewhere/else.db")
+    with fluent_tracking_to(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////somewhere/else.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with fluent_tracking_to(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
