@@ -114,7 +114,8 @@ BROKEN = [
     bad("train: {device: gpu}",
         "spec.yaml: train.device: 'gpu' is not allowed (one of auto, cpu, cuda)", id="enum-device"),
     bad("search: {algorithm: bayes}",
-        "spec.yaml: search.algorithm: 'bayes' is not allowed (one of optuna-tpe, random, grid)", id="enum-algorithm"),
+        "spec.yaml: search.algorithm: 'bayes' is not allowed "
+        "(one of optuna-tpe, random, grid, optuna-gp, optuna-cmaes, qmc)", id="enum-algorithm"),
     bad("search: {metric: accuracy}",
         "spec.yaml: search.metric: 'accuracy' is not allowed "
         "(one of val_accuracy, val_loss, train_accuracy, train_loss)", id="enum-metric"),

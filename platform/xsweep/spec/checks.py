@@ -177,6 +177,10 @@ class _Checked:
         algorithm = self.value("search.algorithm")
         if algorithm is not INVALID and ALGORITHMS.get(algorithm).choices_only:
             self._check_grid(algorithm)
+        if algorithm is not INVALID and ALGORITHMS.get(algorithm).needs_a_range and self.space_complete and \
+                all(entry.kind == "choice" for entry in self.space.values()):
+            self.problems.append(("search.algorithm", f"{algorithm} searches ranges, and search.space has none "
+                                  "(add one, such as train.lr: {loguniform: [0.01, 0.1]}, or use optuna-tpe)"))
         repeats = self.value("search.repeats")
         if repeats is not INVALID and repeats > 1 and "train.seed" in self.space_keys:
             self.problems.append(("search.space.train.seed", "cannot be searched when search.repeats > 1 "

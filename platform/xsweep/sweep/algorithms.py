@@ -30,6 +30,8 @@ class SearchAlgorithm:
     sampler: Callable[[Spec], optuna.samplers.BaseSampler]
     fields: tuple[str, ...] = ()  # search.* fields it reads beyond the common ones
     choices_only: bool = False  # every space entry must be a choice, and num_samples is the grid's size
+    # It models ranges (learning rate, weight decay): a space of choices alone leaves it nothing to do.
+    needs_a_range: bool = False
 
 
 def _tpe(spec: Spec):
@@ -51,6 +53,32 @@ def _grid(spec: Spec):
     return optuna.samplers.GridSampler(grid, seed=spec.search.seed)
 
 
+def _gp(spec: Spec):
+    """Optuna's Gaussian-process sampler: few trials, small spaces of ranges (a learning rate, a
+    weight decay). It imports torch, in the driver, when a sweep uses it."""
+    import optuna
+
+    return optuna.samplers.GPSampler(seed=spec.search.seed)
+
+
+def _cmaes(spec: Spec):
+    """CMA-ES over the ranges of the space; choice entries are drawn at random beside it (quietly:
+    Optuna would warn for every trial)."""
+    import optuna
+
+    return optuna.samplers.CmaEsSampler(seed=spec.search.seed, warn_independent_sampling=False,
+                                        independent_sampler=optuna.samplers.RandomSampler(seed=spec.search.seed))
+
+
+def _qmc(spec: Spec):
+    """Quasi-random (scrambled Sobol) points cover the ranges more evenly than random ones; choice
+    entries are drawn at random."""
+    import optuna
+
+    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.search.seed,
+                                      warn_independent_sampling=False)
+
+
 def distribution(kind: str, *, low=None, high=None, values=()) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution of one search-space entry (kind as in the spec: loguniform, uniform,
     int or choice): what every sampler draws from, and what the report's importance analysis fits."""
@@ -69,3 +97,6 @@ ALGORITHMS: Registry[SearchAlgorithm] = Registry("search algorithm")
 ALGORITHMS.add(SearchAlgorithm("optuna-tpe", _tpe, fields=("seed",)))
 ALGORITHMS.add(SearchAlgorithm("random", _random, fields=("seed",)))
 ALGORITHMS.add(SearchAlgorithm("grid", _grid, fields=("seed",), choices_only=True))
+ALGORITHMS.add(SearchAlgorithm("optuna-gp", _gp, fields=("seed",)))
+ALGORITHMS.add(SearchAlgorithm("optuna-cmaes", _cmaes, fields=("seed",), needs_a_range=True))
+ALGORITHMS.add(SearchAlgorithm("qmc", _qmc, fields=("seed",), needs_a_range=True))
