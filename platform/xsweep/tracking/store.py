@@ -151,7 +151,7 @@ def open_store(uri: str, *, flag: str, error: type[UserError] = TrackingError):
     if path is not None:
         if not path.is_file():
             raise error(f"{flag}: no MLflow store at {path} (run from the sweep's folder, "
-                                f"or pass --tracking-uri)")
+                        f"or pass --tracking-uri)")
         prepare_store(uri)  # an existing file may still be mid-creation by another process
     else:
         check_reachable(uri)
