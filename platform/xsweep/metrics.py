@@ -90,6 +90,17 @@ def better(value: float | None, than: float | None, *, mode: str) -> bool:
     return than is None or (value > than if mode == "max" else value < than)
 
 
+def best_scored(items, *, score, mode: str):
+    """(the item whose `score(item)` is best, that score), the first of equals; (None, None) when
+    no item has a score (None)."""
+    best, best_score = None, None
+    for item in items:
+        value = score(item)
+        if better(value, best_score, mode=mode):
+            best, best_score = item, value
+    return best, best_score
+
+
 def with_derived(measured: Mapping[str, float]) -> dict[str, float]:
     """The measured metrics of an epoch plus every derived one, computed from them in table order."""
     values = dict(measured)

@@ -13,11 +13,8 @@ import sys
 
 from xsweep.errors import ClusterError
 
-log = logging.getLogger("xsweep")
-
 LOOPBACK = "127.0.0.1"
 REACH_TIMEOUT_S = 5
-
 
 
 def connect(address: str | None, *, spec, storage) -> str:

@@ -22,7 +22,6 @@ from xsweep.tracking.store import resolve_uri
 SWEEP_FILE = "xsweep.json"
 
 
-
 @dataclass(frozen=True)
 class Storage:
     root: str  # absolute local path or s3://bucket/prefix

@@ -46,7 +46,6 @@ STATUS_WAIT_S = 60.0
 log = logging.getLogger("xsweep.submit")
 
 
-
 # ---- what is sent ----------------------------------------------------------------------------------
 
 def project_root(spec_path: str | os.PathLike) -> Path:

@@ -22,7 +22,6 @@ from xsweep.tracking.uri import redact
 FINISHED = COMPLETED  # the only status whose final accuracy is comparable: every epoch ran
 
 
-
 @dataclass
 class TrialRun:
     run_id: str

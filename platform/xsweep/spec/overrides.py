@@ -88,7 +88,6 @@ def apply_overrides(raw: dict, overrides: list[Override]) -> tuple[dict, list[st
     return raw, paths, lines
 
 
-
 def yaml_problem(error: yaml.YAMLError) -> str:
     problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
     context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)

@@ -45,7 +45,6 @@ def set_dotted(config: dict[str, Any], path: str, value: Any) -> None:
     node[last] = value
 
 
-
 def sampled_params(tune_config: dict[str, Any]) -> dict[str, Any]:
     """The searched values of a Tune trial config (dotted paths only, no xsweep bookkeeping)."""
     return {k: v for k, v in tune_config.items() if not k.startswith("xsweep/")}

@@ -40,7 +40,7 @@ from xsweep.contract import (
     ended_status,
     status_of,
 )
-from xsweep.metrics import METRICS, better, is_finite_number
+from xsweep.metrics import METRICS, best_scored, better, is_finite_number
 from xsweep.spec.trial import trial_name
 
 STATUS_STYLES = {PENDING: "dim", RUNNING: "yellow", COMPLETED: "green", STOPPED: "cyan", DIVERGED: "magenta",
@@ -153,11 +153,7 @@ class Board:
 
     # ---- what the views ask ---------------------------------------------------------------
     def best_row(self) -> TrialRow | None:
-        best = None
-        for row in self.rows.values():
-            if self.better(row.best, best.best if best else None):
-                best = row
-        return best
+        return best_scored(self.rows.values(), score=lambda row: row.best, mode=self.mode)[0]
 
     def count(self, *statuses: str) -> int:
         return sum(row.status in statuses for row in self.rows.values())

@@ -9,7 +9,7 @@ from collections import Counter
 from ray import tune
 
 from xsweep.contract import ended_status
-from xsweep.metrics import better
+from xsweep.metrics import best_scored
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
 from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary
@@ -22,12 +22,8 @@ from xsweep.tracking.tags import (
 def _best(results, spec):
     """The trial with the best value of the metric at any epoch (the one its best checkpoint holds)."""
     metric, mode = spec.search.metric, spec.search.mode
-    best, best_score = None, None
-    for result in results:
-        score = best_of_history(result.metrics_dataframe, metric=metric, mode=mode)
-        if better(score, best_score, mode=mode):
-            best, best_score = result, score
-    return best, best_score
+    return best_scored(results, mode=mode,
+                       score=lambda result: best_of_history(result.metrics_dataframe, metric=metric, mode=mode))
 
 
 def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False):

@@ -12,7 +12,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from xsweep.errors import UserError
-from xsweep.metrics import best_value, better
+from xsweep.metrics import best_scored, best_value
 from xsweep.tracking.tags import TAG_KIND
 from xsweep.tracking.uri import redact
 
@@ -60,9 +60,7 @@ def child_runs(client: MlflowClient, sweep: Run, *, kind: str | None = "trial") 
 def best_at_any_epoch(client: MlflowClient, runs: list[Run], *, metric: str, mode: str) -> Run | None:
     """The run with the best value of `metric` at any epoch (the epoch its best checkpoint holds),
     as the sweep's own summary ranks trials."""
-    best, best_score = None, None
-    for run in runs:
-        score = best_value([m.value for m in client.get_metric_history(run.info.run_id, metric)], mode=mode)
-        if better(score, best_score, mode=mode):
-            best, best_score = run, score
-    return best
+    def history_best(run: Run) -> float | None:
+        return best_value([m.value for m in client.get_metric_history(run.info.run_id, metric)], mode=mode)
+
+    return best_scored(runs, score=history_best, mode=mode)[0]

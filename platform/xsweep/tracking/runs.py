@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import subprocess
 import tempfile
@@ -30,8 +29,6 @@ from xsweep.tracking.tags import (
     TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256, TAG_STATUS,
     TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
 )
-
-log = logging.getLogger("xsweep.tracking")
 
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
 # How long opening a trial's run may wait for an absent server before the sweep gives up.

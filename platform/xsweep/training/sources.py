@@ -28,7 +28,6 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 IMAGEFOLDER_HINT = "(an imagefolder root needs train/ and val/ folders of class subfolders)"
 
 
-
 @dataclass(frozen=True)
 class CifarFormat:
     name: str
