@@ -16,24 +16,30 @@ from typing import Literal
 
 from xsweep.registry import Registry
 
-Source = Literal["train", "eval", "derived"]
+Source = Literal["train", "eval", "model", "derived"]
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
-    source: Source  # train: the training pass; eval: the validation pass; derived: from the others
+    # train: the training pass; eval: the validation pass; model: the model itself (the same every
+    # epoch); derived: computed from the others
+    source: Source
     label: str  # how the report and the console name it
     mode: Literal["max", "min"] | None = None  # which way is better; None: not a search objective
     percent: bool = False  # a fraction, shown (and compared by reproduce) in percent
     reproducible: bool = True  # the same seed gives the same value (timings do not repeat)
     compute: Callable[[Mapping[str, float]], float] | None = None  # derived only
     curve: bool = False  # drawn as a learning curve in the report
+    count: bool = False  # a count (parameters), shown as 142.7k or 22.86M
 
     def show(self, value: float | None) -> str:
-        """The value as the console and summaries print it: 97.12% or 0.1234."""
+        """The value as the console and summaries print it: 97.12%, 0.1234 or 142.7k."""
         if value is None or not math.isfinite(value):
             return "-"
+        if self.count:
+            return next((f"{value / size:.4g}{suffix}" for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k"))
+                         if abs(value) >= size), f"{value:.0f}")
         return f"{100 * value:.2f}%" if self.percent else f"{value:.4g}"
 
     @property
@@ -50,13 +56,18 @@ METRICS.add(Metric("train_loss", "train", "training loss", mode="min", curve=Tru
 METRICS.add(Metric("lr", "train", "learning rate"))
 METRICS.add(Metric("epoch_seconds", "train", "seconds per epoch", reproducible=False))
 METRICS.add(Metric("images_per_second", "train", "training images per second", reproducible=False))
+# Mean wall-clock seconds of one optimizer step (forward, backward, update) over the epoch.
+METRICS.add(Metric("step_seconds", "train", "seconds per training step", mode="min", reproducible=False))
+METRICS.add(Metric("params", "model", "parameters", mode="min", count=True))
+# Forward FLOPs of one image at the trial's data.image_size (training/cost.py says what is counted).
+METRICS.add(Metric("gflops", "model", "forward GFLOPs per image", mode="min"))
 
 # What the report compares trials by (final value) and the console's default column.
 ACCURACY = "val_accuracy"
 
 
 def objectives() -> tuple[str, ...]:
-    """The metrics a sweep may search on (`search.metric`)."""
+    """The metrics a sweep may search on (`search.metric`, `search.objectives`)."""
     return tuple(m.name for m in METRICS if m.mode is not None)
 
 

@@ -16,7 +16,8 @@ from xsweep.training.fit import FitResult, build_model, evaluate, fit
 
 torch.set_num_threads(1)
 
-METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "images_per_second"}
+METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "images_per_second",
+           "step_seconds", "params", "gflops"}
 
 
 def config(dataset="synthetic", **train):
@@ -47,6 +48,11 @@ def test_fit_reports_every_epoch():
         assert not report.diverged
         assert 0 <= report.metrics["train_accuracy"] <= 1 and 0 <= report.metrics["val_accuracy"] <= 1
         assert report.metrics["images_per_second"] > 0 and report.metrics["epoch_seconds"] > 0
+        # 72 training images in full batches of 16: 4 steps, which take part of the epoch (evaluation the rest).
+        assert 0 < 4 * report.metrics["step_seconds"] < report.metrics["epoch_seconds"]
+        model = build_model(config(), num_classes=3, in_channels=3)
+        assert report.metrics["params"] == sum(p.numel() for p in model.parameters())
+        assert report.metrics["gflops"] > 0
     assert result.best == max(result.history, key=lambda h: h["val_accuracy"])
     state = reports[-1].state()
     assert set(state) == {"model", "optimizer", "scheduler", "rng", "epoch", "config", "history"}

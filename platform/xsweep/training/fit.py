@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from xception import Xception
 from xsweep.metrics import with_derived
+from xsweep.training.cost import forward_gflops_per_image, parameter_count
 from xsweep.training.loaders import build_datasets, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 
@@ -26,7 +27,7 @@ DIVERGENCE_CHECK_EVERY = 10
 @dataclass
 class EpochReport:
     epoch: int  # finished epochs, 1-based
-    metrics: dict  # train_loss, train_accuracy, val_loss, val_accuracy, lr, epoch_seconds, images_per_second
+    metrics: dict  # train_loss, val_accuracy, ..., step_seconds, params, gflops (see xsweep/metrics.py)
     diverged: bool
     _state: Callable[[], dict] = field(repr=False)
 
@@ -123,11 +124,11 @@ def evaluate(model, loader, *, device, amp=False, channels_last=False):
 
 
 def train_epoch(model, loader, optimizer, *, device, amp, channels_last):
-    """One pass over `loader`; returns (mean loss, accuracy, images, diverged)."""
+    """One pass over `loader`; returns (mean loss, accuracy, images, steps, diverged)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
+    n = step = 0
     for step, (x, y) in enumerate(loader, 1):
         x, y = to_device(x, y, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -143,7 +144,7 @@ def train_epoch(model, loader, optimizer, *, device, amp, channels_last):
         if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
             break
     mean_loss = loss_sum.item() / max(n, 1)
-    return mean_loss, correct.item() / max(n, 1), n, not math.isfinite(mean_loss)
+    return mean_loss, correct.item() / max(n, 1), n, step, not math.isfinite(mean_loss)
 
 
 def fit(config, *, on_epoch=None, resume=None):
@@ -166,6 +167,10 @@ def fit(config, *, on_epoch=None, resume=None):
         datasets, batch_size=tc["batch_size"], seed=tc["seed"],
     )
     model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
+    # The model's own cost, the same every epoch (counted on the CPU copy, before it moves).
+    model_cost = {"params": parameter_count(model),
+                  "gflops": forward_gflops_per_image(model, in_channels=datasets.in_channels,
+                                                     image_size=config["data"]["image_size"])}
     model.to(device)
     if tc["channels_last"]:
         model.to(memory_format=torch.channels_last)
@@ -189,7 +194,7 @@ def fit(config, *, on_epoch=None, resume=None):
     for epoch in range(start, tc["epochs"] + 1):
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        train_loss, train_acc, images, diverged = train_epoch(step_model, train_loader, optimizer, **run)
+        train_loss, train_acc, images, steps, diverged = train_epoch(step_model, train_loader, optimizer, **run)
         train_seconds = time.perf_counter() - t0
         if diverged:
             # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
@@ -202,6 +207,8 @@ def fit(config, *, on_epoch=None, resume=None):
             "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
             "epoch_seconds": time.perf_counter() - t0,
             "images_per_second": images / max(train_seconds, 1e-9),
+            "step_seconds": train_seconds / max(steps, 1),
+            **model_cost,
         })
         history.append({"epoch": epoch, **metrics})
         if on_epoch is not None:
