@@ -151,7 +151,7 @@ def test_a_registered_scheduler_is_built_with_the_fields_it_reads(toy_scheduler)
     # What it does not read (ASHA's reduction_factor) is not in the sweep's resolved spec either.
     assert spec.resolved()["scheduler"] == {"kind": "median-stopping", "grace_period": 2}
     with pytest.raises(SpecError, match=r"scheduler.reduction_factor: scheduler.kind median-stopping does not "
-                                        r"use it \(remove it, or use asha\)"):
+                                        r"use it \(remove it, or use asha or hyperband\)"):
         load_spec_text("name: t\nscheduler: {kind: median-stopping, reduction_factor: 3}", source="s.yaml")
 
 

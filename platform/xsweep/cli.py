@@ -59,7 +59,7 @@ def cmd_status(args) -> int:
 def cmd_reproduce(args) -> int:
     from xsweep.reproduce import reproduce
 
-    return reproduce(experiment=args.experiment, run_id=args.run, from_checkpoint=args.from_checkpoint,
+    return reproduce(experiment=args.experiment, run_id=args.run, pick=args.pick, from_checkpoint=args.from_checkpoint,
                      tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd())
 
 
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run a tracked trial (or evaluate its checkpoint) and compare with MLflow")
     p.add_argument("--experiment", required=True, help="the MLflow experiment of the sweep")
     p.add_argument("--run", default=None, metavar="RUN_ID", help="a trial's run id (default: the latest sweep's best)")
+    p.add_argument("--pick", type=int, default=None, metavar="N",
+                   help="a multi-objective sweep's N-th trial of its Pareto front (1: best on the first objective)")
     p.add_argument("--from-checkpoint", action="store_true", help="evaluate the best checkpoint instead of re-training")
     p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",

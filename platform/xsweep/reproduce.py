@@ -30,7 +30,7 @@ from xsweep.tracking.runs import git_commit, log_params, set_tags
 from xsweep.tracking.store import open_store, resolve_uri
 from xsweep.tracking.tags import (
     TAG_BEST_RUN_ID, TAG_CONFIG, TAG_DEVICE, TAG_DIFFERENCE, TAG_GIT_COMMIT, TAG_IDENTICAL, TAG_KIND, TAG_MODE,
-    TAG_NOTE, TAG_REPRODUCES, TAG_STATUS, TAG_TRIAL_ID, TAG_VERDICT, TAG_VERSION_PREFIX,
+    TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_REPRODUCES, TAG_STATUS, TAG_TRIAL_ID, TAG_VERDICT, TAG_VERSION_PREFIX,
 )
 
 FINISHED_STATUSES = (COMPLETED, STOPPED)  # trial statuses that left a full, usable history
@@ -90,20 +90,43 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 # ---- finding the trial -----------------------------------------------------------------------
-def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None = None, uri: str = "") -> Trial:
-    """--run's trial, else the best trial of the experiment's latest sweep."""
+def find_trial_run(client: MlflowClient, *, experiment: str, run_id: str | None = None, uri: str = "",
+                   pick: int | None = None) -> Trial:
+    """--run's trial, else the best trial of the experiment's latest sweep (or of --run's sweep);
+    with --pick, that sweep's pick-th trial of its Pareto front instead of its best."""
     exp = find_experiment(client, experiment, uri=uri, flag="--experiment", error=ReproduceError)
     if run_id:
         run = _get_run(client, run_id, experiment=exp)
         if run.data.tags.get(TAG_KIND) == "sweep":  # a sweep's id: reproduce its best trial
-            run = _best_trial(client, run)
+            run = _front_member(client, run, pick) if pick is not None else _best_trial(client, run)
+        elif pick is not None:
+            raise ReproduceError(f"--pick: run {run_id} is a trial, not a sweep (pass the sweep's parent run id "
+                                 "as --run, or leave --run out for the latest sweep)")
     else:
         sweep = latest_sweep(client, exp.experiment_id)
         if sweep is None:
             raise ReproduceError(f"--experiment: experiment '{experiment}' has no sweep "
                                  f"(run one with `xsweep run SPEC`, or pass --run RUN_ID)")
-        run = _best_trial(client, sweep)
+        run = _front_member(client, sweep, pick) if pick is not None else _best_trial(client, sweep)
     return _trial(client, run, flag="--run" if run_id else "--experiment")
+
+
+def _front_member(client: MlflowClient, sweep, pick: int):
+    """The sweep's trial at place `pick` of its Pareto front (1 = best on the first objective), as
+    the tags written at the end of the sweep order it (sweep/front.py)."""
+    name = sweep.info.run_name
+    if "search.objectives" not in sweep.data.params:
+        raise ReproduceError(f"--pick: sweep {name} searched one objective, so it has no Pareto front "
+                             "(leave --pick out for its best trial, or pass --run RUN_ID)")
+    front = [run for run in child_runs(client, sweep) if run.data.tags.get(TAG_PARETO) == "true"]
+    front.sort(key=lambda run: int(run.data.tags.get(TAG_PARETO_RANK, "0")))
+    if not front:
+        raise ReproduceError(f"--pick: sweep {name} has no Pareto front yet (it is tagged when the sweep ends: "
+                             "wait for it, or `xsweep resume` it)")
+    if not 1 <= pick <= len(front):
+        raise ReproduceError(f"--pick: the Pareto front of sweep {name} has {len(front)} trial(s) "
+                             f"(pick 1 to {len(front)}; 1 is the best on the first objective)")
+    return front[pick - 1]
 
 
 def _get_run(client: MlflowClient, run_id: str, *, experiment):
@@ -344,15 +367,17 @@ class ReproductionRun:
 
 
 # ---- the command -----------------------------------------------------------------------------
-def reproduce(*, experiment: str, run_id: str | None = None, from_checkpoint: bool = False,
-              tracking_uri: str | None = None, tolerance: float = DEFAULT_TOLERANCE_PP,
-              workdir: str | os.PathLike = ".") -> int:
+def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = None,
+              from_checkpoint: bool = False, tracking_uri: str | None = None,
+              tolerance: float = DEFAULT_TOLERANCE_PP, workdir: str | os.PathLike = ".") -> int:
     """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail)."""
     if not (tolerance >= 0):  # also rejects NaN
         raise ReproduceError(f"--tolerance: must be >= 0 (got {tolerance:g})")
+    if pick is not None and pick < 1:
+        raise ReproduceError(f"--pick: must be 1 or more (got {pick}; 1 is the front's best on the first objective)")
     uri = resolve_uri(tracking_uri, workdir=workdir)
     client = open_store(uri, flag="--tracking-uri", error=ReproduceError)
-    trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri)
+    trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri, pick=pick)
     config = run_config(trial)
     print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'), "
           f"sweep metric {trial.metric} ({trial.mode})")

@@ -115,14 +115,14 @@ BROKEN = [
         "spec.yaml: train.device: 'gpu' is not allowed (one of auto, cpu, cuda)", id="enum-device"),
     bad("search: {algorithm: bayes}",
         "spec.yaml: search.algorithm: 'bayes' is not allowed "
-        "(one of optuna-tpe, random, grid, optuna-gp, optuna-cmaes, qmc)", id="enum-algorithm"),
+        "(one of optuna-tpe, random, grid, optuna-gp, optuna-cmaes, qmc, nsga2)", id="enum-algorithm"),
     bad("search: {metric: accuracy}",
         "spec.yaml: search.metric: 'accuracy' is not allowed "
         "(one of val_accuracy, val_loss, train_accuracy, train_loss, step_seconds, params, gflops)", id="enum-metric"),
     bad("search: {mode: maximize}",
         "spec.yaml: search.mode: 'maximize' is not allowed (one of max, min)", id="enum-mode"),
-    bad("scheduler: {kind: hyperband}",
-        "spec.yaml: scheduler.kind: 'hyperband' is not allowed (one of fifo, asha)", id="enum-scheduler"),
+    bad("scheduler: {kind: median}",
+        "spec.yaml: scheduler.kind: 'median' is not allowed (one of fifo, asha, hyperband)", id="enum-scheduler"),
     bad("model: {activation: null}",
         "spec.yaml: model.activation: null is not allowed (one of none, relu, elu)", id="enum-null-is-not-none"),
     # -- numeric bounds

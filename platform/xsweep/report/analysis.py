@@ -17,6 +17,7 @@ from typing import Any
 
 from xsweep.defaults import quiet_optuna
 from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
 from xsweep.spec.trial import format_value
@@ -271,6 +272,26 @@ def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: 
             "source": source, "command": command}
 
 
+def pareto(data: SweepData, finished: list[TrialRun]) -> dict | None:
+    """A multi-objective sweep's Pareto front over its completed trials, by final values (as the
+    sweep's own pareto_front.csv); None for a one-objective sweep."""
+    objectives = data.objectives
+    if len(objectives) < 2:
+        return None
+    modes = [mode for _, mode in objectives]
+
+    def values(trial: TrialRun) -> list[float | None]:
+        return [trial.latest.get(metric) for metric, _ in objectives]
+
+    front = pareto_front(finished, values=values, modes=modes)
+    on_front = {t.run_id for t in front}
+    return {"objectives": [{"metric": m, "mode": mode} for m, mode in objectives],
+            "front": [{"rank": rank, "name": t.name, "run_id": t.run_id, "values": values(t), "searched": t.searched}
+                      for rank, t in enumerate(front, 1)],
+            "others": [{"name": t.name, "values": values(t)} for t in finished
+                       if t.run_id not in on_front and None not in values(t)]}
+
+
 def _quote(text: str) -> str:
     import shlex
 
@@ -302,4 +323,5 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
         "importance": importance(data, finished),
         "variants": variants(data, finished, factor_paths),
         "best": best_trial(data, finished, uri=data.uri, workdir=workdir),
+        "pareto": pareto(data, finished),
     }

@@ -31,6 +31,7 @@ class TrialRun:
     config: dict
     seed: int | None
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
+    latest: dict[str, float] = field(default_factory=dict)  # every metric at its last logged epoch
 
     @property
     def finished(self) -> bool:
@@ -77,6 +78,17 @@ class SweepData:
     @property
     def mode(self) -> str:
         return self.params.get("search.mode", "max")
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """[(metric, mode)] searched on: several for a multi-objective sweep, the first being `metric`."""
+        try:
+            listed = json.loads(self.params.get("search.objectives") or "null")
+        except json.JSONDecodeError:
+            listed = None
+        if isinstance(listed, list) and listed:
+            return [(o["metric"], o["mode"]) for o in listed]
+        return [(self.metric, self.mode)]
 
     @property
     def space(self) -> dict[str, dict]:
@@ -143,6 +155,7 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
         config=config,
         seed=int(seed) if isinstance(seed, int) else None,
         history=history,
+        latest=dict(run.data.metrics),
     )
 
 

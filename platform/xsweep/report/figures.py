@@ -126,8 +126,45 @@ def accuracy_vs_lr_figure(out: Path, variants: list[dict]) -> str | None:
     return _save(accuracy_vs_lr(variants), out, "accuracy-vs-lr.png")
 
 
+def _axis_values(metric: str, values: list[float]) -> list[float]:
+    return [100 * v for v in values] if METRICS.get(metric).percent else values
+
+
+def _objective_label(objective: dict) -> str:
+    """"final validation accuracy (%), max"; a model's own size or FLOPs is not "final"."""
+    metric = objective["metric"]
+    final = "" if METRICS.get(metric).source == "model" else "final "
+    return f"{final}{_title(metric)}, {objective['mode']}"
+
+
+def pareto_figure(out: Path, pareto: dict) -> str:
+    """The first two objectives of every completed trial, the front's trials joined in rank order
+    and numbered as in the report's table."""
+    (x_metric, y_metric) = (o["metric"] for o in pareto["objectives"][:2])
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    others = pareto["others"]
+    if others:
+        ax.scatter(_axis_values(x_metric, [o["values"][0] for o in others]),
+                   _axis_values(y_metric, [o["values"][1] for o in others]),
+                   color="#999999", s=18, alpha=0.7, label="dominated")
+    xs = _axis_values(x_metric, [f["values"][0] for f in pareto["front"]])
+    ys = _axis_values(y_metric, [f["values"][1] for f in pareto["front"]])
+    color = _colors()[3]
+    ax.plot(xs, ys, color=color, marker="o", label="Pareto front")
+    for member, x, y in zip(pareto["front"], xs, ys):
+        ax.annotate(str(member["rank"]), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel(_objective_label(pareto["objectives"][0]))
+    ax.set_ylabel(_objective_label(pareto["objectives"][1]))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Completed trials and their Pareto front", fontsize=10)
+    return _save(fig, out, "pareto-front.png")
+
+
 def draw_all(out: Path, summary: dict) -> dict[str, str]:
-    """Every figure; returns {key: file name} (keys: 'curves:<path>', 'importance', 'accuracy_vs_lr')."""
+    """Every figure; returns {key: file name} (keys: 'curves:<path>', 'importance', 'accuracy_vs_lr',
+    'pareto')."""
     files = {}
     factor_names = {f["path"]: f["name"] for f in summary["factors"]}
     for path, panels in summary["curves"].items():
@@ -138,4 +175,6 @@ def draw_all(out: Path, summary: dict) -> dict[str, str]:
     name = accuracy_vs_lr_figure(out, summary["variants"])
     if name:
         files["accuracy_vs_lr"] = name
+    if summary.get("pareto") and summary["pareto"]["front"]:
+        files["pareto"] = pareto_figure(out, summary["pareto"])
     return files

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xsweep.metrics import METRICS
 from xsweep.registry import Registry
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
@@ -39,6 +40,8 @@ class Section:
     title: str | None  # its level-2 heading; None for the opening, which has the document's title
     blocks: Callable[[dict, dict[str, str]], Blocks]  # (summary, {figure key: file}) -> its blocks
     numbered: bool = True  # "## 2. <title>"; an appendix is not numbered
+    # Whether the sweep has what the section is about (a Pareto front needs several objectives).
+    applies: Callable[[dict], bool] = lambda summary: True
 
 
 def _overview_section(summary: dict, figures: dict[str, str]) -> Blocks:
@@ -137,6 +140,25 @@ def _best_section(summary: dict, figures: dict[str, str]) -> Blocks:
     ]
 
 
+def _pareto_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    pareto = summary["pareto"]
+    objectives = pareto["objectives"]
+    names = ", ".join(f"{o['metric']} ({o['mode']})" for o in objectives)
+    out: Blocks = [("p", f"The sweep searched {len(objectives)} objectives: {names}. Of the completed trials, "
+                         f"{len(pareto['front'])} are on the Pareto front (no other completed trial is as good on "
+                         "every objective and better on one), by final values; the sweep tagged them "
+                         "xsweep.pareto = true and logged the table as pareto_front.csv on its parent run.")]
+    if "pareto" in figures:
+        out.append(("img", figures["pareto"], "the completed trials and their Pareto front"))
+    searched = sorted({path for member in pareto["front"] for path in member["searched"]})
+    rows = [[str(m["rank"]), m["name"], *(METRICS.get(o["metric"]).show(v) for o, v in zip(objectives, m["values"])),
+             *(_value(m["searched"].get(path)) for path in searched), m["run_id"]] for m in pareto["front"]]
+    out.append(("table", ["rank", "trial", *(o["metric"] for o in objectives), *searched, "run id"], rows))
+    out.append(("p", "Reproduce the front's N-th trial: xsweep reproduce --experiment "
+                     f"{summary['experiment']} --pick N"))
+    return out
+
+
 def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return [("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
              [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
@@ -149,6 +171,7 @@ SECTIONS.add(Section("overview", None, _overview_section))
 SECTIONS.add(Section("curves", "Learning curves", _curves_section))
 SECTIONS.add(Section("factors", "Final validation accuracy per factor", _factors_section))
 SECTIONS.add(Section("importance", "Hyperparameter importance", _importance_section))
+SECTIONS.add(Section("pareto", "Pareto front", _pareto_section, applies=lambda summary: bool(summary.get("pareto"))))
 SECTIONS.add(Section("best", "Best trial and how to reproduce it", _best_section))
 SECTIONS.add(Section("trials", "All trials", _all_trials_section, numbered=False))
 
@@ -158,6 +181,8 @@ def blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     out: Blocks = []
     number = 0
     for section in SECTIONS:
+        if not section.applies(summary):
+            continue
         if section.title is not None:
             number += section.numbered
             out.append(("h", 2, f"{number}. {section.title}" if section.numbered else section.title))

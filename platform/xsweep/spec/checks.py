@@ -16,8 +16,9 @@ from typing import Any
 from xsweep.metrics import METRICS
 from xsweep.spec.fields import did_you_mean, key_text, number_text, section_rules, show
 from xsweep.spec.schema import SECTION_MODELS, SELECTED_BY, Spec, SpaceEntry, name_problem, unread_fields
+from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
-from xsweep.sweep.algorithms import ALGORITHMS
+from xsweep.sweep.algorithms import ALGORITHMS, default_population_size
 from xsweep.sweep.schedulers import SCHEDULERS
 from xsweep.training.datasets import DATASETS
 
@@ -73,6 +74,7 @@ class _Checked:
         self.space: dict[str, SpaceEntry] = {}  # the valid entries
         self.space_keys: set[str] = set()  # every path the space names, valid or not
         self.space_complete = True  # false when search.space or any entry had a problem
+        self.objectives: list[dict[str, str]] | None = None  # search.objectives, when written and valid
 
     # ---- single fields, in document order ----
 
@@ -98,6 +100,11 @@ class _Checked:
             path = f"{section}.{key_text(key)}"
             if section == "search" and key == "space":
                 self._check_space(value)
+            elif section == "search" and key == "objectives":
+                self.objectives, problems = check_objectives(value)
+                self.problems += problems
+                if problems:
+                    self.invalid.add(path)
             elif key in rules:
                 clean, problem = rules[key].check(value)
                 if problem is None and clean is not None and path in FIELD_CHECKS:
@@ -167,7 +174,19 @@ class _Checked:
             self.problems.append(("storage.endpoint_url", "only used with an s3:// storage.path "
                                                           f"(storage.path is {show(path)})"))
 
+    def objective_metrics(self) -> list[str]:
+        """The metrics searched on, the first being the one that picks "the best trial"."""
+        if self.objectives is not None:
+            return [o["metric"] for o in self.objectives]
+        metric = self.value("search.metric")
+        return [] if metric is INVALID else [metric]
+
     def _check_search(self) -> None:
+        written = [f"search.{f}" for f in ("metric", "mode") if f in self.clean["search"]
+                   or f"search.{f}" in self.invalid]
+        if written and (self.objectives is not None or "search.objectives" in self.invalid):
+            self.problems.append(("search.objectives", f"written beside {' and '.join(written)} (a search has "
+                                  "either one metric and mode, or a list of objectives: remove one)"))
         metric, mode = self.value("search.metric"), self.value("search.mode")
         if INVALID not in (metric, mode):
             best = METRICS.get(metric).mode
@@ -181,10 +200,22 @@ class _Checked:
                 all(entry.kind == "choice" for entry in self.space.values()):
             self.problems.append(("search.algorithm", f"{algorithm} searches ranges, and search.space has none "
                                   "(add one, such as train.lr: {loguniform: [0.01, 0.1]}, or use optuna-tpe)"))
+        several = len(self.objective_metrics()) > 1
+        if algorithm is not INVALID and several and not ALGORITHMS.get(algorithm).multi_objective:
+            able = [a.name for a in ALGORITHMS if a.multi_objective]
+            self.problems.append(("search.algorithm", f"{algorithm} searches one objective, and search.objectives "
+                                  f"has {len(self.objective_metrics())} (use one of {', '.join(able)})"))
+        self._check_scheduler_metric()
         repeats = self.value("search.repeats")
         if repeats is not INVALID and repeats > 1 and "train.seed" in self.space_keys:
             self.problems.append(("search.space.train.seed", "cannot be searched when search.repeats > 1 "
                                   "(repeats set the seed to train.seed + repeat index; remove one)"))
+
+    def _check_scheduler_metric(self) -> None:
+        metric, searched = self.value("scheduler.metric"), self.objective_metrics()
+        if metric not in (None, INVALID) and searched and metric not in searched:
+            self.problems.append(("scheduler.metric", f"{metric} is not an objective of the search "
+                                  f"(one of {', '.join(searched)})"))
 
     def _check_fields_read(self, section: str, selector: str, registry) -> None:
         """Every field written in `section` is read by the entry `section.selector` names: a setting
@@ -228,17 +259,40 @@ class _Checked:
         out: dict[str, Any] = {"name": self.name}
         out.update({section: dict(fields) for section, fields in self.clean.items()})
         out["search"]["space"] = self.space
-        if ALGORITHMS.get(self.value("search.algorithm")).choices_only and "num_samples" not in self.clean["search"]:
+        if self.objectives is not None:
+            out["search"]["metric"], out["search"]["mode"] = self.objectives[0]["metric"], self.objectives[0]["mode"]
+            # One objective in list form is the one-objective search: one way to record it.
+            out["search"]["objectives"] = self.objectives if len(self.objectives) > 1 else None
+        algorithm = ALGORITHMS.get(self.value("search.algorithm"))
+        if algorithm.choices_only and "num_samples" not in self.clean["search"]:
             out["search"]["num_samples"] = self.grid_size()
-        reads_grace = "grace_period" in SCHEDULERS.get(self.value("scheduler.kind")).fields
-        if reads_grace and self.value("scheduler.grace_period") is None:
+        if "population_size" in algorithm.fields and self.value("search.population_size") is None:
+            out["search"]["population_size"] = default_population_size(self.value("search.num_samples"))
+        reads = SCHEDULERS.get(self.value("scheduler.kind")).fields
+        if "grace_period" in reads and self.value("scheduler.grace_period") is None:
             out["scheduler"]["grace_period"] = default_grace_period(self.possible("train.epochs"))
+        if "metric" in reads and self.value("scheduler.metric") is None:
+            out["scheduler"]["metric"] = self.objective_metrics()[0]
+        if "brackets" in reads and self.value("scheduler.brackets") is None:
+            out["scheduler"]["brackets"] = brackets_that_fit(
+                max(self.possible("train.epochs")), grace_period=out["scheduler"].get("grace_period")
+                or self.value("scheduler.grace_period"), reduction_factor=self.value("scheduler.reduction_factor"))
         return out
 
 
 def default_grace_period(epochs: list[int]) -> int:
     """ASHA's grace period when the spec leaves it out: a third of the shortest trial, at least 1."""
     return max(1, min(epochs) // 3) if epochs else 1
+
+
+def brackets_that_fit(epochs: int, *, grace_period: int, reduction_factor: float) -> int:
+    """Hyperband's bracket count when the spec leaves it out: Li et al.'s s_max + 1, one bracket
+    for each k whose first rung, grace_period x reduction_factor^k epochs, is within the longest
+    trial (a bracket whose first rung is that trial's end stops nothing)."""
+    brackets = 0
+    while grace_period * reduction_factor ** brackets <= epochs:
+        brackets += 1
+    return max(brackets, 1)
 
 
 def _unknown_in_section(section: str, key: str) -> str:

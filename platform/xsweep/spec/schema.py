@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from xsweep.metrics import objectives
+# Aliased: SearchSpec's field `objectives` would shadow the function in its own annotations.
+from xsweep.metrics import objectives as searchable_metrics
 from xsweep.spec.fields import OneOf
 from xsweep.sweep.algorithms import ALGORITHMS
 from xsweep.sweep.schedulers import SCHEDULERS
@@ -111,16 +112,37 @@ class SpaceEntry(_Section):
         return {self.kind: [self.low, self.high]}
 
 
+class Objective(_Section):
+    """One objective of a search: a metric (xsweep/metrics.py) and which way is better."""
+
+    metric: Annotated[str, OneOf(searchable_metrics)]
+    mode: Literal["max", "min"]
+
+
 class SearchSpec(_Section):
     algorithm: Annotated[str, OneOf(ALGORITHMS.names)] = "optuna-tpe"  # sweep/algorithms.py
     # For grid, parse_spec fills in the grid size when num_samples is not written.
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
-    metric: Annotated[str, OneOf(objectives)] = "val_accuracy"  # xsweep/metrics.py
+    metric: Annotated[str, OneOf(searchable_metrics)] = "val_accuracy"  # xsweep/metrics.py
     mode: Literal["max", "min"] = "max"  # must be the metric's own direction (xsweep/metrics.py)
     space: dict[str, SpaceEntry] = Field(default_factory=dict)  # keyed by dotted path, e.g. train.lr
     repeats: int = Field(1, ge=1)  # seeds per configuration: train.seed + repeat index
     seed: int = Field(0, ge=0)  # the searcher's own seed
+    # Several objectives, searched for their Pareto front, e.g. [{metric: val_accuracy, mode: max},
+    # {metric: params, mode: min}]. parse_spec sets metric/mode to the first, which is what "best"
+    # means wherever one trial is picked (summary, checkpoints, reproduce's default).
+    objectives: list[Objective] | None = None
+    population_size: int | None = Field(None, ge=2)  # nsga2: trials per generation (null: algorithms.py)
+
+    @property
+    def objective_list(self) -> tuple[Objective, ...]:
+        """Every objective, the first being metric/mode: one for a one-objective search."""
+        return tuple(self.objectives) if self.objectives else (Objective(metric=self.metric, mode=self.mode),)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_list) > 1
 
 
 class SchedulerSpec(_Section):
@@ -130,6 +152,15 @@ class SchedulerSpec(_Section):
     # are still at chance, the eventual best among them (benchmarks/results/search_efficiency.md).
     grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(2, ge=2)  # below 2 ASHA barely stops anything
+    # The objective that decides which trials go on; null: parse_spec fills in the first objective.
+    metric: Annotated[str | None, OneOf(searchable_metrics)] = None
+    # hyperband: successive-halving brackets, each starting to stop trials grace_period x
+    # reduction_factor^k epochs in; null: parse_spec fills in every bracket that fits train.epochs.
+    brackets: int | None = Field(None, ge=1)
+
+    def mode_of(self, search: SearchSpec) -> str | None:
+        """The direction of scheduler.metric: that of the search objective it names."""
+        return next((o.mode for o in search.objective_list if o.metric == self.metric), None)
 
 
 class ResourcesSpec(_Section):
@@ -198,6 +229,9 @@ class Spec(BaseModel):
         out["train"]["threads"] = self.threads
         out["tracking"]["experiment"] = self.experiment
         out["search"]["space"] = {path: entry.as_yaml() for path, entry in self.search.space.items()}
+        # One way to write the objectives, so that parse_spec(resolved()) reads the same spec.
+        for field in (("metric", "mode") if self.search.objectives else ("objectives",)):
+            del out["search"][field]
         for section, (selector, _) in SELECTED_BY.items():
             for field in unread_fields(section, out[section][selector]):
                 del out[section][field]

@@ -3,8 +3,9 @@
 Every algorithm is an Optuna sampler under one searcher (searcher.py), so that repeats, the MLflow
 run per trial, deduplication and `xsweep resume` work the same whichever one a sweep uses. An
 entry says how to build its sampler from the spec, which `search.*` fields beyond the common ones
-(algorithm, num_samples, max_concurrent, metric, mode, space, repeats) it reads, and whether it
-needs every space entry to be a `choice` (a grid). Optuna is imported inside the builders: the spec
+(algorithm, num_samples, max_concurrent, metric, mode, objectives, space, repeats) it reads,
+whether it needs every space entry to be a `choice` (a grid) and whether it can search several
+objectives at once. Optuna is imported inside the builders: the spec
 checker reads this table and must stay instant.
 
 Adding an algorithm is one `ALGORITHMS.add(SearchAlgorithm(...))` plus its test.
@@ -32,12 +33,18 @@ class SearchAlgorithm:
     choices_only: bool = False  # every space entry must be a choice, and num_samples is the grid's size
     # It models ranges (learning rate, weight decay): a space of choices alone leaves it nothing to do.
     needs_a_range: bool = False
+    multi_objective: bool = True  # it can search several objectives (search.objectives) for their front
 
 
 def _tpe(spec: Spec):
+    """Optuna's TPE, multivariate (it models how the searched fields act together, where the
+    independent TPE models each alone), with the constant liar when trials run in parallel: a
+    running trial counts as a bad result, so that parallel suggestions do not pile onto one point.
+    The same sampler drives several objectives (Optuna's MOTPE)."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=spec.search.seed)
+    return optuna.samplers.TPESampler(seed=spec.search.seed, multivariate=True,
+                                      constant_liar=spec.search.max_concurrent > 1)
 
 
 def _random(spec: Spec):
@@ -79,6 +86,21 @@ def _qmc(spec: Spec):
                                       warn_independent_sampling=False)
 
 
+def _nsga2(spec: Spec):
+    """NSGA-II, the genetic algorithm of multi-objective search: each generation of
+    search.population_size trials is bred from the best fronts of those before."""
+    import optuna
+
+    return optuna.samplers.NSGAIISampler(seed=spec.search.seed, population_size=spec.search.population_size)
+
+
+def default_population_size(num_samples: int) -> int:
+    """NSGA-II's generation size when the spec leaves it out: a quarter of the sweep's trials, from
+    4 to Optuna's default of 50, so that a sweep breeds about four generations. (Optuna's 50 alone
+    would leave a 12-trial sweep in its random first generation throughout.)"""
+    return min(50, max(4, num_samples // 4))
+
+
 def distribution(kind: str, *, low=None, high=None, values=()) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution of one search-space entry (kind as in the spec: loguniform, uniform,
     int or choice): what every sampler draws from, and what the report's importance analysis fits."""
@@ -98,5 +120,6 @@ ALGORITHMS.add(SearchAlgorithm("optuna-tpe", _tpe, fields=("seed",)))
 ALGORITHMS.add(SearchAlgorithm("random", _random, fields=("seed",)))
 ALGORITHMS.add(SearchAlgorithm("grid", _grid, fields=("seed",), choices_only=True))
 ALGORITHMS.add(SearchAlgorithm("optuna-gp", _gp, fields=("seed",)))
-ALGORITHMS.add(SearchAlgorithm("optuna-cmaes", _cmaes, fields=("seed",), needs_a_range=True))
+ALGORITHMS.add(SearchAlgorithm("optuna-cmaes", _cmaes, fields=("seed",), needs_a_range=True, multi_objective=False))
 ALGORITHMS.add(SearchAlgorithm("qmc", _qmc, fields=("seed",), needs_a_range=True))
+ALGORITHMS.add(SearchAlgorithm("nsga2", _nsga2, fields=("seed", "population_size")))

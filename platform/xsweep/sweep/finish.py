@@ -12,6 +12,7 @@ from xsweep.contract import ended_status
 from xsweep.metrics import best_scored
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
+from xsweep.sweep.front import record_pareto_front
 from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary
 from xsweep.tracking.runs import set_tags
 from xsweep.tracking.tags import (
@@ -58,6 +59,9 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             }
             if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
                 outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
+        if spec.search.multi_objective:
+            outcome.objectives = spec.search.objective_list
+            outcome.front = record_pareto_front(results, spec, client=client, parent_run_id=runs.parent_run_id)
 
     tags = {TAG_STATUS: "interrupted" if outcome.interrupted else "finished"}
     tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.counts.items()})

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from xsweep.contract import COMPLETED, STOPPED
 from xsweep.metrics import best_value
 from xsweep.sweep.best_model import BEST_ALIAS
+from xsweep.sweep.front import front_lines
 
 
 @dataclass
@@ -20,6 +21,9 @@ class SweepOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     best: dict | None = None  # {"trial_id", "run_id", "metric", "value", "config"}
     interrupted: bool = False
+    # A multi-objective sweep's objectives (Objective: metric, mode) and its Pareto front's rows.
+    objectives: tuple = ()
+    front: list[dict] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -45,9 +49,12 @@ def print_summary(outcome) -> None:
             print(f"  {path} = {value}")
         if b.get("model_version"):
             print(f"  registered model '{outcome.experiment}' version {b['model_version']} (alias {BEST_ALIAS})")
+    if outcome.front is not None:
+        print("\n".join(front_lines(outcome.front, outcome.objectives)))
     print(f"results:    {outcome.sweep_path}")
     print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (make ui)")
     if outcome.best:
-        print(f"reproduce:  xsweep reproduce --experiment {outcome.experiment}")
+        print(f"reproduce:  xsweep reproduce --experiment {outcome.experiment}"
+              + (" [--pick N: the front's N-th trial]" if outcome.front else ""))
     if outcome.interrupted:
         print(f"resume:     xsweep resume {outcome.sweep_path}")

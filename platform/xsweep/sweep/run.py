@@ -78,6 +78,8 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     log = log_path(storage, sweep)
     print(f"sweep {sweep}: {spec.total_trials()} trials, results in {sweep_path}", flush=True)
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
+    if spec.search.multi_objective:
+        print(objectives_line(spec), flush=True)
     print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
 
     callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode)
@@ -223,6 +225,17 @@ def _trainable(spec: Spec):
     )
 
 
+def objectives_line(spec: Spec) -> str:
+    """What a multi-objective sweep searches, and the one objective its scheduler compares trials by."""
+    from xsweep.sweep.schedulers import SCHEDULERS, judged_by
+
+    searched = ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objective_list)
+    line = f"objectives: {searched}, for their Pareto front"
+    if "metric" in SCHEDULERS.get(spec.scheduler.kind).fields:
+        line += f"; {spec.scheduler.kind} stops trials by {judged_by(spec)[0]} alone (scheduler.metric)"
+    return line
+
+
 def _trial_dirname(trial) -> str:
     """Short folder names: Tune's default spells out every parameter, MLflow run id included."""
     return f"trial_{trial.trial_id}"
@@ -232,17 +245,18 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from xsweep.sweep.schedulers import build_trial_scheduler
-    from xsweep.sweep.searcher import build_searcher
     from xsweep.sweep.finish import ImportModelCodeEarly
+    from xsweep.sweep.schedulers import build_trial_scheduler, judged_by
+    from xsweep.sweep.searcher import build_searcher
 
+    metric, mode = judged_by(spec)  # the searcher has its own: all of search.objectives
     return tune.Tuner(
         _trainable(spec),
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(spec, open_run=runs),
             scheduler=build_trial_scheduler(spec),
-            metric=spec.search.metric,
-            mode=spec.search.mode,
+            metric=metric,
+            mode=mode,
             num_samples=spec.total_trials(),
             max_concurrent_trials=spec.search.max_concurrent,
             # On one machine a trial's process outlives it and serves the next one: no new

@@ -36,21 +36,42 @@ def _fifo(spec: Spec):
     return FIFOScheduler()
 
 
-def _asha(spec: Spec):
+def _asha(spec: Spec, *, brackets: int = 1):
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr="training_iteration",  # its metric and mode come from Tune's config: see judged_by
         max_t=spec.max_epochs(),  # ASHA stops any trial that reaches max_t
         grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
+        brackets=brackets,
     )
+
+
+def _hyperband(spec: Spec):
+    """Hyperband's brackets, run asynchronously (Li et al., "A System for Massively Parallel
+    Hyperparameter Tuning", 2020): each new trial joins one of scheduler.brackets successive-
+    halving brackets, bracket k first stopping trials at grace_period x reduction_factor^k epochs,
+    so that a late bloomer stopped early in one bracket has its chance in another. Ray's
+    synchronous HyperBandScheduler would pause trials to wait for their bracket-mates, idling
+    the cluster's slots; the asynchronous form never waits."""
+    return _asha(spec, brackets=spec.scheduler.brackets)
 
 
 SCHEDULERS: Registry[Scheduler] = Registry("trial scheduler")
 SCHEDULERS.add(Scheduler("fifo", _fifo))  # every trial runs all its epochs
-SCHEDULERS.add(Scheduler("asha", _asha, fields=("grace_period", "reduction_factor")))
+SCHEDULERS.add(Scheduler("asha", _asha, fields=("grace_period", "reduction_factor", "metric")))
+SCHEDULERS.add(Scheduler("hyperband", _hyperband, fields=("grace_period", "reduction_factor", "metric", "brackets")))
 
 
 def build_trial_scheduler(spec: Spec) -> TrialScheduler:
     return SCHEDULERS.get(spec.scheduler.kind).build(spec)
+
+
+def judged_by(spec: Spec) -> tuple[str, str]:
+    """(metric, mode) by which the scheduler compares trials, which Tune hands it: one objective
+    also in a multi-objective search, scheduler.metric (parse_spec fills in the first objective)
+    when the scheduler reads it, else the first objective."""
+    if "metric" in SCHEDULERS.get(spec.scheduler.kind).fields:
+        return spec.scheduler.metric, spec.scheduler.mode_of(spec.search)
+    return spec.search.metric, spec.search.mode

@@ -5,7 +5,7 @@ every sweep, and `xsweep resume` restores the same kind of state whichever algor
 On top of it `SweepSearcher` (driver side, pickled into Tune's experiment state) adds two things
 Ray's own wrappers do not do together:
   * repeats: each suggested configuration runs `search.repeats` times with seeds
-    train.seed + 0, 1, ...; the searcher is told the mean over the repeats;
+    train.seed + 0, 1, ...; the searcher is told the mean over the repeats (of each objective);
   * one MLflow child run per trial, created *before* the trial starts, so the run id travels in
     the trial's config (and from there into each of its checkpoints): a retried or restored trial
     keeps its config, hence its run: no duplicate runs.
@@ -34,6 +34,11 @@ from xsweep.sweep.algorithms import ALGORITHMS, distribution
 # How many times a searcher may propose configurations already tried before xsweep picks an
 # untried one itself (or, when none is left, ends the search).
 MAX_DUPLICATE_DRAWS = 20
+
+
+def metric_list(metric: str | list[str]) -> list[str]:
+    """A searcher's metric as a list: Ray's OptunaSearch takes a list for several objectives."""
+    return list(metric) if isinstance(metric, list) else [metric]
 
 
 def _configuration_key(params: dict) -> str:
@@ -109,11 +114,13 @@ class _SweepOptunaSearch(OptunaSearch):
         if trial_id in compat.completed_trials(self) or trial_id not in compat.optuna_trials(self):
             return
         report = TrialReport.from_result(result)
-        value = (result or {}).get(self.metric)
-        if (report and report.diverged) or (value is not None and not math.isfinite(value)):
+        values = [(result or {}).get(metric) for metric in metric_list(self.metric)]
+        measured = None not in values
+        if (report and report.diverged) or any(v is not None and not math.isfinite(v) for v in values):
             state = optuna.trial.TrialState.FAIL
-        elif value is not None and not error and report and report.epoch < report.planned_epochs:
-            state = optuna.trial.TrialState.PRUNED  # Optuna takes its last reported epoch
+        elif measured and not error and report and report.epoch < report.planned_epochs:
+            # Optuna takes its last reported epoch (one objective; several keep no epochs).
+            state = optuna.trial.TrialState.PRUNED
         else:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
@@ -165,13 +172,15 @@ class SweepSearcher(Searcher):
             self.inner.on_trial_complete(trial_id, result=result, error=error)
             return
         report = TrialReport.from_result(result)
-        value = report.value(self.metric) if report and not report.diverged else None
-        group["scores"][trial_id] = value
+        metrics = metric_list(self.metric)
+        values = [report.value(m) for m in metrics] if report and not report.diverged else [None]
+        group["scores"][trial_id] = None if None in values else values
         if len(group["scores"]) < self.repeats:
             return
-        scores = [s for s in group["scores"].values() if s is not None]
+        # A searcher state saved before several objectives held one number per repeat.
+        scores = [s if isinstance(s, list) else [s] for s in group["scores"].values() if s is not None]
         # The searcher sees the mean over seeds; a configuration that diverged for every seed failed.
-        summary = {self.metric: sum(scores) / len(scores) if scores else math.nan}
+        summary = {m: sum(s[i] for s in scores) / len(scores) if scores else math.nan for i, m in enumerate(metrics)}
         self.inner.on_trial_complete(group["primary"], result=summary, error=not scores and error)
 
     def save(self, checkpoint_path: str) -> None:
@@ -190,8 +199,12 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> Sweep
     # A sweep of one fixed configuration (seeds only) still needs *some* space for Optuna: a single
     # constant that resolve_trial_config ignores, like every other "xsweep/" key.
     space = space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
+    objectives = spec.search.objective_list
+    several = len(objectives) > 1
     inner = _SweepOptunaSearch(
-        space=space, metric=spec.search.metric, mode=spec.search.mode,
+        space=space,
+        metric=[o.metric for o in objectives] if several else spec.search.metric,
+        mode=[o.mode for o in objectives] if several else spec.search.mode,
         sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
         deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )

@@ -27,6 +27,8 @@ TAG_NODE_IP = "xsweep.node_ip"
 TAG_HOSTNAME = "xsweep.hostname"
 TAG_DEVICE = "xsweep.device"
 TAG_CHECKPOINT_FALLBACK = "xsweep.checkpoint_fallback"
+TAG_PARETO = "xsweep.pareto"  # "true" | "false": on the Pareto front of a multi-objective sweep
+TAG_PARETO_RANK = "xsweep.pareto_rank"  # its place on the front, 1 = best on the first objective
 
 # ---- the registered model's version
 TAG_MODEL_TRIAL_RUN_ID = "xsweep.trial_run_id"
