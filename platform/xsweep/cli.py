@@ -1,4 +1,4 @@
-"""`xsweep`: validate, run, resume and inspect sweeps.
+"""`xsweep`: validate, run, resume, extend and inspect sweeps.
 
 Errors a user can cause print one line naming the field (or flag) and the fix, and exit with 2;
 tracebacks are reserved for bugs of ours.
@@ -45,6 +45,13 @@ def cmd_resume(args) -> int:
 
     return resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(), endpoint_url=args.endpoint_url,
                         verbose=args.verbose).exit_code
+
+
+def cmd_extend(args) -> int:
+    from xsweep.sweep.extend import extend_sweep
+
+    return extend_sweep(args.sweep, overrides=args.set, address=args.address, workdir=os.getcwd(),
+                        endpoint_url=args.endpoint_url, verbose=args.verbose).exit_code
 
 
 def cmd_status(args) -> int:
@@ -120,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-url", default=None, metavar="URL", help=ENDPOINT_HELP)
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("extend", help="continue a finished or interrupted sweep as a new version (more trials, "
+                                      "another space); nothing that ended is trained again")
+    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a sweep folder, or a spec name (its latest sweep)")
+    p.add_argument("--set", action="append", default=[], metavar="a.b=value",
+                   help="change the spec, e.g. search.num_samples=16 (the sweep's configurations in all)")
+    p.add_argument("--address", default=None)
+    p.add_argument("--endpoint-url", default=None, metavar="URL", help=ENDPOINT_HELP)
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("status", help="a table of a sweep's trials")
     p.add_argument("sweep", metavar="NAME_OR_PATH")

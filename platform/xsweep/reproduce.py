@@ -30,7 +30,8 @@ from xsweep.tracking.runs import git_commit, log_params, set_tags
 from xsweep.tracking.store import open_store, resolve_uri
 from xsweep.tracking.tags import (
     TAG_BEST_RUN_ID, TAG_CONFIG, TAG_DEVICE, TAG_DIFFERENCE, TAG_GIT_COMMIT, TAG_IDENTICAL, TAG_KIND, TAG_MODE,
-    TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_REPRODUCES, TAG_STATUS, TAG_TRIAL_ID, TAG_VERDICT, TAG_VERSION_PREFIX,
+    TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_REPRODUCES, TAG_STATUS, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERDICT,
+    TAG_VERSION_PREFIX,
 )
 
 FINISHED_STATUSES = (COMPLETED, STOPPED)  # trial statuses that left a full, usable history
@@ -50,6 +51,7 @@ class Trial:
     metric: str  # the sweep's search.metric
     mode: str  # max | min
     device_tag: str  # where the sweep ran it ("cpu", "cuda:<name>"), "" if unknown
+    tags: dict = field(default_factory=dict)  # its own run's tags
     sweep_tags: dict = field(default_factory=dict)  # the parent run's tags: provenance
     logged: dict[int, dict[str, float]] = field(default_factory=dict)  # epoch -> metrics
 
@@ -176,7 +178,7 @@ def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
     metric, mode = _search(parent)
     trial = Trial(run_id=run.info.run_id, name=run.info.run_name or tags.get(TAG_TRIAL_ID, run.info.run_id),
                   experiment_id=run.info.experiment_id, config=json.loads(tags[TAG_CONFIG]), metric=metric,
-                  mode=mode, device_tag=tags.get(TAG_DEVICE, ""),
+                  mode=mode, device_tag=tags.get(TAG_DEVICE, ""), tags=dict(tags),
                   sweep_tags=parent.data.tags if parent is not None else {})
     trial.logged = logged_history(client, run.info.run_id)
     if not trial.logged:
@@ -379,8 +381,10 @@ def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = 
     client = open_store(uri, flag="--tracking-uri", error=ReproduceError)
     trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri, pick=pick)
     config = run_config(trial)
-    print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'), "
-          f"sweep metric {trial.metric} ({trial.mode})")
+    version = trial.tags.get(TAG_SWEEP_VERSION)
+    print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'"
+          + (f", sweep version {version}" if version and version != "1" else "")
+          + f"), sweep metric {trial.metric} ({trial.mode})")
     for line in provenance_notes(trial):
         print(line)
     if from_checkpoint:

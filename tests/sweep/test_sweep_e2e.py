@@ -228,3 +228,133 @@ def test_a_sweep_interrupted_before_the_rooms_change_is_refused_in_one_line(tmp_
                     f"this version has moved), so it cannot be resumed here: `git checkout cad3fac00000` (the commit "
                     f"it ran) and resume it there, or start it again with `xsweep run search_spaces/smoke.yaml`")
     assert client.get_run(parent.info.run_id).info.status == "RUNNING"  # as it was: nothing written
+
+
+# ---- `xsweep extend` and `search.warm_start`, on the smoke sweep above (these run last: they add to it)
+
+def _searcher_study(folder: Path):
+    import pickle
+
+    state_file = max(folder.glob("searcher-state-*.pkl"))
+    with open(state_file, "rb") as f:
+        return pickle.load(f)["inner"]._ot_study
+
+
+@pytest.fixture(scope="module")
+def extended(smoke_sweep):
+    """The smoke sweep (4 trials of 2 choices x 2 choices x lr) extended by a third activation and two
+    configurations more."""
+    workdir, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    folder = _sweep_folder(workdir, "smoke")
+    before = (folder / "xsweep.json").read_text()
+    refused = {
+        "num_samples": run_xsweep("extend", "smoke", "--set", "search.num_samples=4", cwd=workdir),
+        "name": run_xsweep("extend", "smoke", "--set", "name=other", cwd=workdir),
+    }
+    unchanged = (folder / "xsweep.json").read_text() == before and not (folder / "v2").exists()
+    proc = run_xsweep("extend", "smoke", "--set", "search.num_samples=6",
+                      "--set", "search.space.model.activation={choice: [none, relu, elu]}", cwd=workdir)
+    return workdir, folder, proc, refused, unchanged
+
+
+def test_extend_trains_only_new_configurations_as_version_two_under_the_same_parent(extended, smoke_sweep):
+    workdir, folder, proc, _, _ = extended
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "as version 2: 2 new trials" in proc.stdout
+    assert "4 configuration(s) carried into the new space as the searcher's evidence, 0 trial(s) outside" in proc.stdout
+    assert "sweep version 2 finished: 2 completed; all versions: 6 completed" in proc.stdout
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    record = json.loads((folder / "xsweep.json").read_text())
+    parent = client.get_run(record["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["xsweep.sweep_version"] == "2" and parent.data.tags["xsweep.trials.completed"] == "6"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "spec/v2")} >= {
+        "spec/v2/spec.yaml", "spec/v2/spec.resolved.yaml", "spec/v2/overrides.txt"}
+    children = _child_runs(client, "smoke", parent.info.run_id)
+    versions = sorted(c.data.tags.get("xsweep.sweep_version") for c in children)
+    assert versions == ["1"] * 4 + ["2"] * 2
+    configurations = [c.data.tags["xsweep.searched"] for c in children]
+    assert len(set(configurations)) == 6  # no configuration trained twice
+    for child in children:  # the first version's runs are as they were: each epoch once
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
+        assert steps == [1, 2] and child.data.tags["xsweep.status"] == "completed"
+    # The new version's Optuna study holds the four earlier configurations as evidence.
+    study = _searcher_study(folder / "v2")
+    history = [t for t in study.trials if t.user_attrs.get("xsweep_history")]
+    assert len(history) == 4 and all(t.state.name == "COMPLETE" for t in history)
+    earlier = {c.data.tags["xsweep.searched"] for c in children if c.data.tags.get("xsweep.sweep_version") == "1"}
+    assert {json.dumps(t.params, sort_keys=True) for t in history} == earlier
+
+
+def test_status_and_report_show_each_trials_version(extended):
+    workdir, _, proc, _, _ = extended
+    assert proc.returncode == 0
+    status = run_xsweep("status", "smoke", cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    assert "6 of 6 trials, 2 versions" in status.stdout
+    rows = [line.split() for line in status.stdout.splitlines() if " completed " in line]
+    assert sorted(row[row.index("completed") - 1] for row in rows) == ["1"] * 4 + ["2"] * 2
+    report = run_xsweep("report", "smoke", "--no-log", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    (markdown,) = workdir.glob("reports/*/report.md")
+    table = markdown.read_text().split("## All trials", 1)[1]
+    assert "| trial | version | status |" in table
+    assert sorted(line.split(" | ")[1] for line in table.splitlines() if line.startswith("| lr=")) == \
+        ["1"] * 4 + ["2"] * 2
+
+
+def test_extend_refuses_in_one_line_what_it_cannot_do_and_writes_nothing(extended):
+    workdir, folder, _, refused, unchanged = extended
+    assert unchanged
+    assert refused["num_samples"].returncode == 2
+    assert refused["num_samples"].stderr.strip().splitlines() == [
+        "--set search.num_samples: the sweep has 4 configurations in this space already and num_samples is 4 "
+        "(raise it to train more)"]
+    assert refused["name"].returncode == 2
+    assert refused["name"].stderr.strip().splitlines() == [
+        f"--set name: an extended sweep keeps its name (start a new sweep with `xsweep run {SPECS / 'smoke.yaml'} "
+        "--set name=other` instead)"]
+    # A sweep folder whose spec no longer matches what its MLflow parent ran is not extended.
+    record = json.loads((folder / "xsweep.json").read_text())
+    tampered = dict(record, overrides=[*record["overrides"], "train.batch_size=32"], versions=[])
+    (folder / "xsweep.json").write_text(json.dumps(tampered))
+    try:
+        proc = run_xsweep("extend", "smoke", "--set", "search.num_samples=8", cwd=workdir)
+    finally:
+        (folder / "xsweep.json").write_text(json.dumps(record))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"its MLflow parent run {record['parent_run_id']} records spec hash" in line
+    assert "the folder and the tracking store are not of one sweep" in line
+
+
+def test_a_warm_start_seeds_a_new_sweep_with_the_trials_its_space_holds(extended):
+    workdir, _, proc, _, _ = extended
+    assert proc.returncode == 0
+    warm = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "name=warm", "--set", "search.num_samples=2",
+                      "--set", "search.warm_start={experiment: smoke}", cwd=workdir)
+    assert warm.returncode == 0, warm.stdout[-3000:] + warm.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    smoke_runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
+                                    filter_string="tags.`xsweep.kind` = 'trial'")
+    # Of the six smoke trials, those the extension ran with elu lie outside this space (none, relu).
+    outside = sum(json.loads(r.data.tags["xsweep.searched"])["model.activation"] == "elu" for r in smoke_runs)
+    assert (f"warm start: {6 - outside} configuration(s) of experiment 'smoke' seed the searcher "
+            f"({outside} trial(s) outside") in warm.stdout
+    study = _searcher_study(_sweep_folder(workdir, "warm"))
+    assert len([t for t in study.trials if t.user_attrs.get("xsweep_history")]) == 6 - outside
+    smoke = {json.dumps(t.params, sort_keys=True) for t in study.trials if t.user_attrs.get("xsweep_history")}
+    (parent,) = client.search_runs([client.get_experiment_by_name("warm").experiment_id],
+                                   filter_string="tags.`xsweep.kind` = 'sweep'")
+    new = {c.data.tags["xsweep.searched"] for c in _child_runs(client, "warm", parent.info.run_id)}
+    assert len(new) == 2 and not new & smoke  # nothing the warm start knew is trained again
+
+    missing = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "name=warm2",
+                         "--set", "search.warm_start={experiment: nope}", cwd=workdir)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"{SPECS / 'smoke.yaml'}: search.warm_start.experiment: no experiment 'nope' in "
+        f"sqlite:///{workdir.resolve()}/mlflow.db (name one whose sweeps ran there)"]
+    assert not list(workdir.glob("results/warm2-*"))

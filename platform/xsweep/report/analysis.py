@@ -314,8 +314,9 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
         "outcome": f"final {ACCURACY} (the last epoch's)",
         "trials": {"total": len(data.trials), "finished": len(finished),
                    "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,
+                   "versions": max((t.version for t in data.trials), default=1),
                    "runs": [{"run_id": t.run_id, "name": t.name, "status": t.status, "seed": t.seed,
-                             "searched": t.searched, "final_val_accuracy": t.final(ACCURACY)}
+                             "searched": t.searched, "final_val_accuracy": t.final(ACCURACY), "version": t.version}
                             for t in data.trials]},
         "lr_groups": groups,
         "factors": [factor_table(data, finished, p) for p in factor_paths],

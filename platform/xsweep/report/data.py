@@ -16,7 +16,7 @@ from xsweep.errors import ReportError
 from xsweep.metrics import ACCURACY, curve_metrics
 from xsweep.tracking.query import child_runs, find_experiment, latest_sweep
 from xsweep.tracking.store import open_store
-from xsweep.tracking.tags import TAG_BEST_RUN_ID, TAG_CONFIG, TAG_KIND, TAG_SEARCHED, TAG_STATUS
+from xsweep.tracking.tags import TAG_BEST_RUN_ID, TAG_CONFIG, TAG_KIND, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION
 from xsweep.tracking.uri import redact
 
 FINISHED = COMPLETED  # the only status whose final accuracy is comparable: every epoch ran
@@ -32,6 +32,7 @@ class TrialRun:
     seed: int | None
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
     latest: dict[str, float] = field(default_factory=dict)  # every metric at its last logged epoch
+    version: int = 1  # of the sweep it ran in (xsweep extend)
 
     @property
     def finished(self) -> bool:
@@ -156,6 +157,7 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
         seed=int(seed) if isinstance(seed, int) else None,
         history=history,
         latest=dict(run.data.metrics),
+        version=int(tags.get(TAG_SWEEP_VERSION, "1")),
     )
 
 

@@ -160,9 +160,14 @@ def _pareto_section(summary: dict, figures: dict[str, str]) -> Blocks:
 
 
 def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    trials = summary["trials"]
+    if trials.get("versions", 1) > 1:  # an extended sweep: which version ran each trial
+        return [("table", ["trial", "version", "status", "seed", "final val accuracy (%)", "run id"],
+                 [[r["name"], str(r["version"]), r["status"], str(r["seed"]), pct(r["final_val_accuracy"]),
+                   r["run_id"]] for r in trials["runs"]])]
     return [("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
              [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
-              for r in summary["trials"]["runs"]])]
+              for r in trials["runs"]])]
 
 
 # Adding a section is one entry (before="trials" keeps the appendix last), plus its test.

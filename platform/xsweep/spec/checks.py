@@ -100,6 +100,13 @@ class _Checked:
             path = f"{section}.{key_text(key)}"
             if section == "search" and key == "space":
                 self._check_space(value)
+            elif section == "search" and key == "warm_start":
+                problem = _warm_start_problem(value)
+                if problem:
+                    self.problems.append((path, problem))
+                    self.invalid.add(path)
+                else:
+                    self.clean[section][key] = value
             elif section == "search" and key == "objectives":
                 self.objectives, problems = check_objectives(value)
                 self.problems += problems
@@ -305,6 +312,15 @@ def _unknown_in_section(section: str, key: str) -> str:
 
 
 # ---- checks a single field needs beyond its type and bounds; each returns a message or None ----
+
+def _warm_start_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"experiment"} or not isinstance(value["experiment"], str) \
+            or not value["experiment"]:
+        return f"expected {{experiment: NAME}}, the MLflow experiment whose trials seed the search (got {show(value)})"
+    return None
+
 
 def _gpus_problem(gpus: float) -> str | None:
     if gpus > 1 and not gpus.is_integer():

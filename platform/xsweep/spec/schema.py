@@ -119,6 +119,12 @@ class Objective(_Section):
     mode: Literal["max", "min"]
 
 
+class WarmStart(_Section):
+    """Another experiment whose finished trials seed a new sweep's searcher (sweep/history.py)."""
+
+    experiment: str = Field(min_length=1)
+
+
 class SearchSpec(_Section):
     algorithm: Annotated[str, OneOf(ALGORITHMS.names)] = "optuna-tpe"  # sweep/algorithms.py
     # For grid, parse_spec fills in the grid size when num_samples is not written.
@@ -134,6 +140,8 @@ class SearchSpec(_Section):
     # means wherever one trial is picked (summary, checkpoints, reproduce's default).
     objectives: list[Objective] | None = None
     population_size: int | None = Field(None, ge=2)  # nsga2: trials per generation (null: algorithms.py)
+    # {experiment: NAME}: that experiment's finished trials that this space holds seed the search.
+    warm_start: WarmStart | None = None
 
     @property
     def objective_list(self) -> tuple[Objective, ...]:
@@ -232,6 +240,8 @@ class Spec(BaseModel):
         # One way to write the objectives, so that parse_spec(resolved()) reads the same spec.
         for field in (("metric", "mode") if self.search.objectives else ("objectives",)):
             del out["search"][field]
+        if self.search.warm_start is None:
+            del out["search"]["warm_start"]  # as before warm starts existed: the same sweeps hash the same
         for section, (selector, _) in SELECTED_BY.items():
             for field in unread_fields(section, out[section][selector]):
                 del out[section][field]

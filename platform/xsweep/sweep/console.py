@@ -303,9 +303,10 @@ class ConsoleCallback(tune.Callback):
         self._init_transient()
 
     @classmethod
-    def for_spec(cls, spec) -> ConsoleCallback:
+    def for_spec(cls, spec, *, total_trials: int | None = None) -> ConsoleCallback:
+        """total_trials: of this run (an extended sweep's new version runs fewer than the spec's)."""
         return cls(metric=spec.search.metric, mode=spec.search.mode,
-                   total_trials=spec.total_trials(), max_concurrent=spec.search.max_concurrent,
+                   total_trials=total_trials or spec.total_trials(), max_concurrent=spec.search.max_concurrent,
                    epochs=spec.max_epochs())
 
     def _init_transient(self) -> None:

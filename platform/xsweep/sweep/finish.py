@@ -9,7 +9,7 @@ from collections import Counter
 from ray import tune
 
 from xsweep.contract import ended_status
-from xsweep.metrics import best_scored
+from xsweep.metrics import best_scored, better
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
 from xsweep.sweep.front import record_pareto_front
@@ -27,8 +27,13 @@ def _best(results, spec):
                        score=lambda result: best_of_history(result.metrics_dataframe, metric=metric, mode=mode))
 
 
-def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False):
+def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False, earlier: dict | None = None,
+                 planned_trials: int | None = None):
+    """earlier: for a later version of an extended sweep, what the versions before it ended with
+    (sweep/versions.py), so that the counts and the best trial stay those of the whole sweep;
+    planned_trials: that version's own trials (default: the spec's)."""
     client = runs.client
+    earlier = earlier or {}
     outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment)
     if results is None:
         outcome.interrupted = True
@@ -39,7 +44,7 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
         # finished ones (hence `interrupted`, see interrupt.py) and those not started PENDING.
         finished = results.num_terminated + results.num_errors
         outcome.interrupted = (interrupted or finished < len(results)
-                               or len(results) < spec.total_trials())
+                               or len(results) < (planned_trials or spec.total_trials()))
         if not outcome.interrupted:
             orphans = runs.delete_orphans({r.config.get(RUN_ID_KEY) for r in results})
             if orphans:
@@ -47,7 +52,10 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
                       f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
                       f"{', '.join(orphans)}")
         best, value = _best(results, spec)
-        if best is not None:
+        before = earlier.get("best")
+        if before is not None and not better(value, before["value"], mode=spec.search.mode):
+            outcome.best = dict(before, earlier=True)  # an earlier version's trial stays the best
+        elif best is not None:
             outcome.best = {
                 "trial_id": best.metrics.get("trial_id"),
                 "run_id": best.config.get(RUN_ID_KEY),
@@ -61,10 +69,12 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
                 outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
         if spec.search.multi_objective:
             outcome.objectives = spec.search.objective_list
-            outcome.front = record_pareto_front(results, spec, client=client, parent_run_id=runs.parent_run_id)
+            outcome.front = record_pareto_front(spec, client=client, parent_run_id=runs.parent_run_id)
 
     tags = {TAG_STATUS: "interrupted" if outcome.interrupted else "finished"}
-    tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.counts.items()})
+    outcome.version = getattr(runs, "version", 1)
+    outcome.totals = dict(Counter(earlier.get("counts", {})) + Counter(outcome.counts))
+    tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.totals.items()})
     if outcome.best:
         tags.update({TAG_BEST_TRIAL_ID: outcome.best["trial_id"], TAG_BEST_RUN_ID: outcome.best["run_id"],
                      TAG_BEST_TRIAL_NAME: outcome.best["name"]})

@@ -1,41 +1,43 @@
 """The Pareto front of a multi-objective sweep, recorded where its users look: every trial run
 tagged with whether it is on the front (and its place there), and the front as a table on the
 parent run (pareto_front.csv). The front is over the completed trials, by each objective's final
-value: what the searcher was told, and what the trained model ends with."""
+value (MLflow's latest, step = epoch): what the searcher was told, and what the model ends with."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 
-from xsweep.contract import COMPLETED, ended_status
+from xsweep.contract import COMPLETED
 from xsweep.metrics import METRICS
 from xsweep.pareto import ARTIFACT, pareto_front
-from xsweep.spec.trial import RUN_ID_KEY, sampled_params, trial_name
+from xsweep.tracking.query import child_runs
 from xsweep.tracking.runs import set_tags
-from xsweep.tracking.tags import TAG_PARETO, TAG_PARETO_RANK
+from xsweep.tracking.tags import TAG_PARETO, TAG_PARETO_RANK, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION
 
 
-def record_pareto_front(results, spec, *, client, parent_run_id: str) -> list[dict]:
-    """Tag every trial run, log pareto_front.csv on the parent run, and return the front's rows
-    (rank, trial, run_id, each objective's value, the searched values), best first on the first
-    objective."""
+def record_pareto_front(spec, *, client, parent_run_id: str) -> list[dict]:
+    """Tag every trial run of the sweep (all its versions), log pareto_front.csv on the parent run,
+    and return the front's rows (rank, trial, run_id, version, each objective's value, the
+    searched values), best first on the first objective. Read from MLflow, which holds every
+    version's trials (called once their last writes are delivered)."""
     objectives = spec.search.objective_list
-    completed = [r for r in results if ended_status(r.metrics, errored=r.error is not None) == COMPLETED]
-    front = pareto_front(completed, values=lambda r: [r.metrics.get(o.metric) for o in objectives],
+    trials = child_runs(client, client.get_run(parent_run_id))
+    completed = [run for run in trials if run.data.tags.get(TAG_STATUS) == COMPLETED]
+    front = pareto_front(completed, values=lambda run: [run.data.metrics.get(o.metric) for o in objectives],
                          modes=[o.mode for o in objectives])
-    rank = {id(r): number for number, r in enumerate(front, 1)}
-    for result in results:
-        run_id = result.config.get(RUN_ID_KEY)
-        if run_id:
-            on_front = id(result) in rank
-            tags = {TAG_PARETO: str(on_front).lower()}
-            if on_front:
-                tags[TAG_PARETO_RANK] = rank[id(result)]
-            set_tags(client, run_id, tags)
-    rows = [{"rank": number, "trial": trial_name(r.config), "run_id": r.config.get(RUN_ID_KEY),
-             **{o.metric: float(r.metrics[o.metric]) for o in objectives}, **sampled_params(r.config)}
-            for number, r in enumerate(front, 1)]
+    rank = {run.info.run_id: number for number, run in enumerate(front, 1)}
+    for run in trials:
+        tags = {TAG_PARETO: str(run.info.run_id in rank).lower()}
+        if run.info.run_id in rank:
+            tags[TAG_PARETO_RANK] = rank[run.info.run_id]
+        set_tags(client, run.info.run_id, tags)
+    rows = [{"rank": number, "trial": run.info.run_name, "run_id": run.info.run_id,
+             "version": int(run.data.tags.get(TAG_SWEEP_VERSION, "1")),
+             **{o.metric: run.data.metrics[o.metric] for o in objectives},
+             **json.loads(run.data.tags.get(TAG_SEARCHED) or "{}")}
+            for number, run in enumerate(front, 1)]
     client.log_text(parent_run_id, to_csv(rows), ARTIFACT)
     return rows
 

@@ -24,6 +24,8 @@ class SweepOutcome:
     # A multi-objective sweep's objectives (Objective: metric, mode) and its Pareto front's rows.
     objectives: tuple = ()
     front: list[dict] | None = None
+    version: int = 1  # of an extended sweep: the one this run of the driver ran
+    totals: dict[str, int] = field(default_factory=dict)  # counts over every version
 
     @property
     def exit_code(self) -> int:
@@ -41,10 +43,17 @@ def best_of_history(frame, *, metric: str, mode: str) -> float | None:
 
 def print_summary(outcome) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
-    print(f"\nsweep {'interrupted' if outcome.interrupted else 'finished'}: {counts}")
+    ended = 'interrupted' if outcome.interrupted else 'finished'
+    if outcome.version > 1:
+        totals = ", ".join(f"{n} {status}" for status, n in sorted(outcome.totals.items()))
+        print(f"\nsweep version {outcome.version} {ended}: {counts}; all versions: {totals}")
+    else:
+        print(f"\nsweep {ended}: {counts}")
     if outcome.best:
         b = outcome.best
-        print(f"best trial: {b['name']}  {b['metric']} = {b['value']:.4f}  (trial {b['trial_id']}, run {b['run_id']})")
+        which = " (of an earlier version)" if b.get("earlier") else ""
+        print(f"best trial{which}: {b['name']}  {b['metric']} = {b['value']:.4f}  "
+              f"(trial {b['trial_id']}, run {b['run_id']})")
         for path, value in sorted(b["searched"].items()):
             print(f"  {path} = {value}")
         if b.get("model_version"):

@@ -28,6 +28,7 @@ from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
 from xsweep.errors import SpecError, SweepError, UserError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.sweep.outcome import SweepOutcome
+from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
 from xsweep.tracking.tags import TAG_GIT_COMMIT
 from xsweep.training.datasets import dataset_of
@@ -52,6 +53,11 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     dataset_of(data).shape(data)  # the data is there (and downloaded, once, before any trial)
     uri = resolve_uri(spec.tracking.uri, workdir=workdir)
     check_reachable(uri)  # in a second, with one line
+    past_runs = None
+    if spec.search.warm_start is not None:
+        from xsweep.sweep.history import warm_start
+
+        past_runs, evidence = warm_start(spec, uri=uri)
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
     check_writable(storage)  # before the tracking store is created: bad input leaves nothing
     cluster.check_address_reachable(address)
@@ -80,11 +86,15 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
     if spec.search.multi_objective:
         print(objectives_line(spec), flush=True)
+    if past_runs is not None:
+        print(f"warm start: {len(evidence.carried)} configuration(s) of experiment "
+              f"'{spec.search.warm_start.experiment}' seed the searcher ({evidence.outside} trial(s) outside this "
+              "space or spec left out)", flush=True)
     print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
 
     callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode)
     console = ConsoleCallback.for_spec(spec)
-    tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callbacks=[callback, console])
+    tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callbacks=[callback, console], past_runs=past_runs)
     outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
                               verbose=verbose, callback=callback)
     keep_log(storage, sweep, log)
@@ -106,7 +116,8 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     workdir = str(Path(workdir or os.getcwd()).resolve())
     storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
     record = read_sweep_record(storage, sweep)
-    spec = load_spec_text(record["spec_text"], source=record["spec_source"], overrides=record["overrides"])
+    version = latest(record)  # an extended sweep resumes its latest version
+    spec = version_spec(record, version)
     uri = recorded_tracking_uri(record, spec)
     check_reachable(uri)
     cluster.connect(address, spec=spec, storage=storage)
@@ -114,21 +125,21 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     # The searcher (Optuna's study included) and the callbacks come back from Tune's own
     # experiment state; finished trials are not run again, unfinished and errored ones continue.
     try:
-        tuner = tune.Tuner.restore(f"{storage.tune_path}/{sweep}", _trainable(spec), resume_unfinished=True,
+        tuner = tune.Tuner.restore(tune_dir(storage, sweep, version["version"]), _trainable(spec), resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=storage.filesystem)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("xsweep"):
             raise
         raise _saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
-                     base_config=spec.base_trial_config())
+                     base_config=spec.base_trial_config(), version=version["version"])
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
     console = compat.restored_callback(tuner, ConsoleCallback, otherwise=lambda: ConsoleCallback.for_spec(spec))
     log = log_path(storage, sweep)
     print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
     print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
     outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
-                              verbose=verbose)
+                              verbose=verbose, earlier=version["earlier"], planned_trials=version.get("trials"))
     keep_log(storage, sweep, log)
     return outcome
 
@@ -241,7 +252,11 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
+def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, version: int = 1,
+           searcher=None, num_trials: int | None = None, past_runs=None):
+    """The Tuner of a sweep's version (1 unless extended: its own Tune experiment, versions.py),
+    with the searcher given (an extension's, holding the earlier trials) or a new one (given a warm
+    start's `past_runs`)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -249,15 +264,18 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
     from xsweep.sweep.schedulers import build_trial_scheduler, judged_by
     from xsweep.sweep.searcher import build_searcher
 
+    from xsweep.sweep.versions import tune_location
+
     metric, mode = judged_by(spec)  # the searcher has its own: all of search.objectives
+    storage_path, name = tune_location(storage, sweep, version)
     return tune.Tuner(
         _trainable(spec),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(spec, open_run=runs),
+            search_alg=searcher or build_searcher(spec, open_run=runs, past_runs=past_runs),
             scheduler=build_trial_scheduler(spec),
             metric=metric,
             mode=mode,
-            num_samples=spec.total_trials(),
+            num_samples=num_trials or spec.total_trials(),
             max_concurrent_trials=spec.search.max_concurrent,
             # On one machine a trial's process outlives it and serves the next one: no new
             # Python process, torch import and data load per trial (seconds each, on short CPU
@@ -267,8 +285,8 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=sweep,
-            storage_path=storage.tune_path,
+            name=name,
+            storage_path=storage_path,
             storage_filesystem=storage.filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             # Keep the two best checkpoints by the sweep's metric; Tune always keeps the latest
@@ -289,7 +307,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list):
 
 
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: Path, verbose: bool,
-                    callback=None) -> SweepOutcome:
+                    callback=None, earlier: dict | None = None, planned_trials: int | None = None) -> SweepOutcome:
     from xsweep.sweep.interrupt import graceful_interrupt
     from xsweep.sweep.output import output_to_log
 
@@ -303,11 +321,11 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: P
             except KeyboardInterrupt:  # a second Ctrl-C
                 results = None
         return _finish(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested,
-                       streams=streams, callback=callback)
+                       streams=streams, callback=callback, earlier=earlier, planned_trials=planned_trials)
 
 
 def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, streams,
-            callback=None) -> SweepOutcome:
+            callback=None, earlier: dict | None = None, planned_trials: int | None = None) -> SweepOutcome:
     import ray
 
     from xsweep.sweep.finish import finish_sweep
@@ -334,6 +352,7 @@ def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, st
     # The summary to the user; MLflow's lines while it registers the model and Ray's while it
     # shuts down still to the log.
     with contextlib.redirect_stdout(streams.stdout):
-        outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted)
+        outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted,
+                               earlier=earlier, planned_trials=planned_trials)
     ray_shutdown.join()
     return outcome

@@ -29,6 +29,7 @@ from xsweep.defaults import quiet_optuna
 from xsweep.spec import Spec
 from xsweep.spec.trial import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
 from xsweep.sweep.algorithms import ALGORITHMS, distribution
+from xsweep.sweep.history import Evidence, add_to_study, gather
 
 
 # How many times a searcher may propose configurations already tried before xsweep picks an
@@ -84,6 +85,13 @@ class _SweepOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         self._remember(trial_id)
         return config
+
+    def add_history(self, evidence, *, space: dict) -> None:
+        """Past trials (history.py) into the study, as the sampler's evidence, and their
+        configurations into those never trained again."""
+        add_to_study(compat.optuna_study(self), evidence, space=space)
+        for key in evidence.carried:
+            self._tried.setdefault(key, "history")
 
     def _remember(self, trial_id: str) -> bool:
         """Record the configuration just drawn for `trial_id`; if it was tried before, tell Optuna
@@ -192,13 +200,20 @@ class SweepSearcher(Searcher):
             self.__dict__.update(pickle.load(f))
 
 
-def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
-    quiet_optuna()
+def optuna_space(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]:
     space = {path: distribution(entry.kind, low=entry.low, high=entry.high, values=entry.values or ())
              for path, entry in spec.search.space.items()}
     # A sweep of one fixed configuration (seeds only) still needs *some* space for Optuna: a single
     # constant that resolve_trial_config ignores, like every other "xsweep/" key.
-    space = space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
+    return space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
+
+
+def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None) -> SweepSearcher:
+    """The sweep's searcher; `past_runs` (MLflow trial runs of earlier versions, or of a warm
+    start's experiment) become its evidence where the spec's space holds them: the returned
+    searcher's `evidence` says how many did (history.py)."""
+    quiet_optuna()
+    space = optuna_space(spec)
     objectives = spec.search.objective_list
     several = len(objectives) > 1
     inner = _SweepOptunaSearch(
@@ -208,4 +223,10 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str]) -> Sweep
         sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
         deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )
-    return SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)
+    searcher = SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)
+    searcher.evidence = Evidence()
+    if past_runs is not None and spec.search.space:
+        searcher.evidence = gather(past_runs, space=space, base_config=spec.base_trial_config(),
+                                   objectives=[o.metric for o in objectives], key=_configuration_key)
+        inner.add_history(searcher.evidence, space=space)
+    return searcher

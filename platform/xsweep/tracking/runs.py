@@ -27,7 +27,7 @@ from xsweep.tracking.delivery import retry
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
     TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256, TAG_STATUS,
-    TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
+    TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
 )
 
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
@@ -108,8 +108,9 @@ def _versions() -> dict[str, str]:
 class SweepRuns:
     """The sweep's parent run and the opening of its child runs. Picklable (Tune pickles it)."""
 
-    def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict):
+    def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict, version: int = 1):
         self.uri = uri
+        self.version = version  # of the sweep (xsweep extend): tagged on every child run it opens
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.base_config = base_config
@@ -152,6 +153,7 @@ class SweepRuns:
                 # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
                 # re-runs a trial from MLflow alone.
                 TAG_CONFIG: json.dumps(config, sort_keys=True),
+                TAG_SWEEP_VERSION: str(getattr(self, "version", 1)),  # state pickled before versions: 1
             },
         )
         log_params(self.client, run.info.run_id, flatten(config))
@@ -159,12 +161,15 @@ class SweepRuns:
 
 
     def child_run_ids(self) -> list[str]:
+        """The child runs of this version of the sweep (runs opened before versions existed: 1)."""
         found = search_all(self.client, [self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
-        return [run.info.run_id for run in found]
+        version = str(getattr(self, "version", 1))
+        return [run.info.run_id for run in found if run.data.tags.get(TAG_SWEEP_VERSION, "1") == version]
 
     def delete_orphans(self, trial_run_ids: set[str]) -> list[str]:
-        """Soft-delete child runs no trial of the sweep owns: those the searcher opened just before
-        a killed driver's last saved state, which the resume then suggested afresh. Returns them."""
+        """Soft-delete child runs of this version no trial of it owns: those the searcher opened
+        just before a killed driver's last saved state, which the resume then suggested afresh.
+        Returns them."""
         orphans = [run_id for run_id in self.child_run_ids() if run_id not in trial_run_ids]
         for run_id in orphans:
             self.client.delete_run(run_id)

@@ -18,6 +18,7 @@ TAG_BEST_RUN_ID = "xsweep.best_run_id"
 TAG_BEST_TRIAL_NAME = "xsweep.best_trial_name"
 TAG_TRIAL_COUNT_PREFIX = "xsweep.trials."  # + status: how many trials ended so
 TAG_REPORT = "xsweep.report"
+TAG_SWEEP_VERSION = "xsweep.sweep_version"  # its latest version (xsweep extend); on a trial: the version it ran in
 
 # ---- a trial's child run
 TAG_TRIAL_ID = "xsweep.trial_id"
