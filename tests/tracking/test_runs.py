@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 
 from mlflow.tracking import MlflowClient
 
 from conftest import SPECS
 from xsweep.spec import load_spec
 from xsweep.spec.trial import REPEAT_KEY
-from xsweep.tracking.runs import MLFLOW_BATCH_LIMIT, flatten, fluent_tracking_to, log_params, start_sweep
+from xsweep.tracking.delivery import shared_delivery
+from xsweep.tracking.query import child_runs
+from xsweep.tracking.runs import (
+    MLFLOW_BATCH_LIMIT, RUNS_AHEAD, flatten, fluent_tracking_to, log_params, release_reserved_runs, start_sweep,
+)
 
 
 def _sweep(tmp_path):
@@ -39,19 +44,46 @@ def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
     _, uri, runs = _sweep(tmp_path)
     tune_config = {"train.lr": 0.05, "model.residual": True, "model.activation": "relu", REPEAT_KEY: 1}
     run_id = runs("trial-1", tune_config)
-    assert runs("trial-1", tune_config) == run_id  # a resumed sweep asks again: the same run
+    assert runs("trial-1", tune_config) == run_id  # asked again: the same run
+    assert shared_delivery().flush(timeout=60) == 0  # its name, tags and params go on the delivery thread
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.run_name == "lr=0.05 res=on act=relu s1"
     assert json.loads(run.data.tags["xsweep.config"])["train"]["seed"] == 1  # train.seed 0 + repeat 1
     assert run.data.tags["xsweep.status"] == "pending" and run.data.params["train.lr"] == "0.05"
-    # Tune pickles the searcher, and with it this object: without its client.
+    # Tune pickles the searcher, and with it this object: without its client. Restored by a resume,
+    # it finds again the runs it opened after its state was saved.
     assert pickle.loads(pickle.dumps(runs))("trial-1", tune_config) == run_id
+    forgetful = pickle.loads(pickle.dumps(runs))
+    forgetful.opened.clear()
+    assert forgetful("trial-1", tune_config) == run_id
+    release_reserved_runs()
+
+
+def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end(tmp_path):
+    _, uri, runs = _sweep(tmp_path)
+    client = MlflowClient(uri)
+    parent = client.get_run(runs.parent_run_id)
+    first = runs("trial-1", {"train.lr": 0.05})
+    deadline = time.monotonic() + 60
+    while len(child_runs(client, parent, kind="reserved")) < RUNS_AHEAD and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reserved = {run.info.run_id for run in child_runs(client, parent, kind="reserved")}
+    assert len(reserved) >= RUNS_AHEAD and first not in reserved  # ready for the next suggestions
+    second = runs("trial-2", {"train.lr": 0.06})
+    assert second in reserved  # taken from the reserve, not created while Tune waits
+    assert shared_delivery().flush(timeout=60) == 0
+    assert [run.info.run_name for run in child_runs(client, parent)] == ["lr=0.05 s0", "lr=0.06 s0"]
+    release_reserved_runs()
+    left = [run for run in child_runs(client, parent, kind=None)]
+    assert {run.info.run_id for run in left} == {first, second}  # every unclaimed run deleted
 
 
 def test_runs_no_trial_owns_are_deleted_at_the_end(tmp_path):
     _, uri, runs = _sweep(tmp_path)
     kept = runs("kept", {"train.lr": 0.05})
     orphan = runs("orphan", {"train.lr": 0.06})
+    release_reserved_runs()
+    assert shared_delivery().flush(timeout=60) == 0  # as at the end of a sweep: every write delivered first
     assert runs.delete_orphans({kept}) == [orphan]
     assert MlflowClient(uri).get_run(orphan).info.lifecycle_stage == "deleted"
 

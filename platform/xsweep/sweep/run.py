@@ -331,11 +331,13 @@ def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, st
     from xsweep.sweep.finish import finish_sweep
     from xsweep.tracking.callback import TrackingCallback
     from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.runs import release_reserved_runs
 
     # Ray is done with: its shutdown, mostly waiting for its processes to exit, overlaps the
     # tracking and the model registration below, which need only MLflow and the storage.
     ray_shutdown = threading.Thread(target=ray.shutdown, name="xsweep-ray-shutdown")
     ray_shutdown.start()
+    release_reserved_runs()  # no trial is suggested any more
     # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
     if results is not None:
         TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
