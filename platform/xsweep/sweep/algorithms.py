@@ -40,11 +40,11 @@ def _tpe(spec: Spec):
     """Optuna's TPE, multivariate (it models how the searched fields act together, where the
     independent TPE models each alone), with the constant liar when trials run in parallel: a
     running trial counts as a bad result, so that parallel suggestions do not pile onto one point.
-    The same sampler drives several objectives (Optuna's MOTPE)."""
-    import optuna
+    The same sampler drives several objectives (Optuna's MOTPE). Past 1,000 finished trials it
+    models a window of them, so that a suggestion's cost stops growing (tpe_window.py)."""
+    from xsweep.sweep.tpe_window import WindowedTPESampler
 
-    return optuna.samplers.TPESampler(seed=spec.search.seed, multivariate=True,
-                                      constant_liar=spec.search.max_concurrent > 1)
+    return WindowedTPESampler(seed=spec.search.seed, multivariate=True, constant_liar=spec.search.max_concurrent > 1)
 
 
 def _random(spec: Spec):
