@@ -114,8 +114,10 @@ def sleeper(config):
     base = 0.97 - 0.08 * (math.log10(lr) + 1.3) ** 2 + (0.01 if config["model.residual"] else 0.0)
     for epoch in range(1, reports + 1):
         time.sleep(sleep)
-        tune.report({"val_accuracy": base - 0.3 / epoch + random.gauss(0, 0.005), "epoch": epoch,
-                     "started_at": started})
+        # In xsweep's result form (contract.py), which its tracking callback reads; stock Tune ignores the rest.
+        report = TrialReport(epoch=epoch, planned_epochs=reports,
+                             metrics={"val_accuracy": base - 0.3 / epoch + random.gauss(0, 0.005)})
+        tune.report({**report.to_result(), "epoch": epoch, "started_at": started})
 
 
 def no_run(trial_id, config):
@@ -123,7 +125,10 @@ def no_run(trial_id, config):
     return ""
 
 
-from xsweep.sweep.searcher import SweepSearcher, build_searcher  # noqa: E402 - after the environment above
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402 - after the environment above
+
+from xsweep.contract import TrialReport  # noqa: E402
+from xsweep.sweep.searcher import SweepSearcher, build_searcher, optuna_space  # noqa: E402
 
 SUGGEST_SECONDS: list[float] = []  # driver side; a module global survives Tune copying the searcher
 
@@ -143,6 +148,20 @@ class TimedSearcher(SweepSearcher):
         return config
 
 
+class TimedStockSearch(OptunaSearch):
+    """Stock Ray Tune's OptunaSearch, timed and given the trainable's settings the same way."""
+
+    bench_settings: dict = {}
+
+    def suggest(self, trial_id):
+        t0 = time.perf_counter()
+        config = super().suggest(trial_id)
+        SUGGEST_SECONDS.append(time.perf_counter() - t0)
+        if isinstance(config, dict):
+            config = dict(config, **self.bench_settings)
+        return config
+
+
 def make_searcher(spec, open_run, reports, sleep):
     searcher = build_searcher(spec, open_run=open_run)
     searcher.__class__ = TimedSearcher
@@ -150,19 +169,32 @@ def make_searcher(spec, open_run, reports, sleep):
     return searcher
 
 
+def make_stock_searcher(spec, reports, sleep):
+    """What a Ray Tune user writes: OptunaSearch with Optuna's TPE (its defaults, seed 0), no tracking."""
+    import optuna
+
+    TimedStockSearch.bench_settings = {"xsweep_bench/reports": reports, "xsweep_bench/sleep": sleep}
+    return TimedStockSearch(space=optuna_space(spec), metric="val_accuracy", mode="max",
+                            sampler=optuna.samplers.TPESampler(seed=0))
+
+
+SYSTEMS = {
+    "stock": "stock Ray Tune: OptunaSearch (Optuna TPE), no tracking",
+    "xsweep": "xsweep: its searcher (TPE, deduplication, a run per trial) and MLflow tracking to sqlite",
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. The simulated cluster and the Tune run
 
 
 def run_tune(args, work: Path) -> dict:
+    """Both systems, one after the other, on one simulated cluster: {"cluster": ..., system: results}."""
     import ray
-    from ray import tune
     from ray.cluster_utils import Cluster
 
-    from xsweep.spec import load_spec_text
-
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    out: dict = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node}
+    out: dict = {"cluster": {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node}}
     t0 = time.time()
     cluster = Cluster(
         initialize_head=True,
@@ -174,86 +206,116 @@ def run_tune(args, work: Path) -> dict:
             cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK, resources={"fake_gpu": args.gpus_per_node})
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level=logging.WARNING)
-        out["cluster_start_s"] = time.time() - t0
+        out["cluster"]["cluster_start_s"] = time.time() - t0
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         addresses = sorted({n["NodeManagerAddress"] for n in nodes})
         if addresses != [LOOPBACK]:
             raise SystemExit(f"refusing to go on: nodes came up on {addresses}, not {LOOPBACK} only")
-        out["alive_nodes"] = len(nodes)
-        out["fake_gpus"] = sum(n["Resources"].get("fake_gpu", 0) for n in nodes)
-
-        spec = load_spec_text(SPACE_SPEC.format(trials=args.trials, concurrency=args.concurrency,
-                                                reports=args.reports), source="scale.yaml")
-        searcher = make_searcher(spec, no_run, args.reports, args.sleep)
-        trainable = tune.with_resources(sleeper, {"cpu": 0, "fake_gpu": 1})
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, metric="val_accuracy", mode="max", num_samples=args.trials,
-                max_concurrent_trials=args.concurrency, reuse_actors=args.reuse_actors,
-                time_budget_s=args.time_budget,
-            ),
-            run_config=tune.RunConfig(name="scale", storage_path=str(work / "tune"), verbose=0),
-        )
-        rss_before = rss_mib()
-        samples: list[tuple[float, float, int, float]] = []  # (time, driver RSS MiB, trials suggested, load 1 min)
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.wait(2.0):
-                samples.append((time.time(), rss_mib(), len(SUGGEST_SECONDS), os.getloadavg()[0]))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        cpu0, wall0 = time.process_time(), time.time()
-        try:
-            grid = tuner.fit()
-        finally:
-            done.set()
-            sampler.join()
-        out["fit_wall_s"] = time.time() - wall0
-        out["driver_cpu_s"] = time.process_time() - cpu0
-        out["driver_rss_before_mib"] = rss_before
-        out["driver_rss_after_mib"] = rss_mib()
-        out["driver_maxrss_mib"] = maxrss_mib()
-        out["load_during"] = [x[3] for x in samples]
-        # RSS growth per trial once Tune's one-off allocations are done: from the first sample with a
-        # quarter of the trials suggested to the last sample.
-        late = [x for x in samples if x[2] >= max(20, len(SUGGEST_SECONDS) // 4)]
-        if len(late) >= 2 and late[-1][2] > late[0][2]:
-            out["rss_kib_per_trial"] = 1024 * (late[-1][1] - late[0][1]) / (late[-1][2] - late[0][2])
-            out["rss_window"] = (late[0][2], late[-1][2], late[0][1], late[-1][1])
-        starts = sorted(r.metrics["started_at"] for r in grid if r.metrics and "started_at" in r.metrics)
-        ends = [r.metrics["timestamp"] for r in grid if r.metrics and "timestamp" in r.metrics]
-        out["trials_ok"] = len(starts)
-        out["trials_finished"] = sum(1 for r in grid if r.metrics and r.metrics.get("epoch") == args.reports)
-        out["time_budget_hit"] = len(starts) < args.trials
-        out["errors"] = sum(1 for r in grid if r.error)
-        out["first_start_after_fit_s"] = starts[0] - wall0
-        out["start_span_s"] = starts[-1] - starts[0]
-        out["start_rate"] = (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9)
-        # Steady state: the middle 80 % of the starts (excludes ramp-up and the tail).
-        lo, hi = int(0.1 * len(starts)), int(0.9 * len(starts))
-        out["start_rate_mid"] = (hi - lo) / max(starts[hi] - starts[lo], 1e-9)
-        # Start rate per tenth of the run: does the driver slow down as the study grows?
-        tenths = []
-        step = max(1, len(starts) // 10)
-        for i in range(0, len(starts) - step, step):
-            tenths.append(step / max(starts[i + step] - starts[i], 1e-9))
-        out["start_rate_tenths"] = tenths
-        out["throughput"] = len(starts) / max(max(ends) - starts[0], 1e-9)
-        out["trial_s"] = args.reports * args.sleep
-        out["ideal_rate"] = args.concurrency / (args.reports * args.sleep)
-        out["suggest_ms"] = [1000 * s for s in SUGGEST_SECONDS]
-        # Tune's own state files: what it rewrites on every experiment checkpoint.
-        sizes = {}
-        for path in (work / "tune" / "scale").glob("*"):
-            if path.is_file():
-                sizes[path.name] = path.stat().st_size
-        out["state_files"] = sizes
+        out["cluster"]["alive_nodes"] = len(nodes)
+        out["cluster"]["fake_gpus"] = sum(n["Resources"].get("fake_gpu", 0) for n in nodes)
+        for system in args.systems:
+            print(f"  {SYSTEMS[system]} ...", flush=True)
+            out[system] = tune_once(args, work, system)
+            print("  " + json.dumps({k: v for k, v in out[system].items()
+                                     if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
     finally:
         ray.shutdown()
         cluster.shutdown()
+    return out
+
+
+def tune_once(args, work: Path, system: str) -> dict:
+    from ray import tune
+
+    from xsweep.spec import load_spec_text
+    from xsweep.tracking.callback import TrackingCallback
+    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.runs import release_reserved_runs, start_sweep
+
+    out: dict = {}
+    SUGGEST_SECONDS.clear()
+    spec = load_spec_text(SPACE_SPEC.format(trials=args.trials, concurrency=args.concurrency,
+                                            reports=args.reports), source="scale.yaml")
+    callbacks = []
+    if system == "xsweep":
+        runs = start_sweep(spec, uri=f"sqlite:///{work / 'tracking.db'}", sweep_path=str(work / "tune" / system),
+                           ray_address="simulated cluster")
+        searcher = make_searcher(spec, runs, args.reports, args.sleep)
+        callbacks = [TrackingCallback(runs, metric="val_accuracy", mode="max")]
+    else:
+        searcher = make_stock_searcher(spec, args.reports, args.sleep)
+    trainable = tune.with_resources(sleeper, {"cpu": 0, "fake_gpu": 1})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, metric="val_accuracy", mode="max", num_samples=args.trials,
+            max_concurrent_trials=args.concurrency, reuse_actors=args.reuse_actors,
+            time_budget_s=args.time_budget,
+        ),
+        run_config=tune.RunConfig(name=system, storage_path=str(work / "tune"), verbose=0, callbacks=callbacks),
+    )
+    rss_before = rss_mib()
+    samples: list[tuple[float, float, int, float]] = []  # (time, driver RSS MiB, trials suggested, load 1 min)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(2.0):
+            samples.append((time.time(), rss_mib(), len(SUGGEST_SECONDS), os.getloadavg()[0]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0, wall0 = time.process_time(), time.time()
+    try:
+        grid = tuner.fit()
+    finally:
+        done.set()
+        sampler.join()
+    out["fit_wall_s"] = time.time() - wall0
+    out["driver_cpu_s"] = time.process_time() - cpu0  # the delivery thread's CPU is in the process too
+    if system == "xsweep":
+        flush0 = time.time()
+        release_reserved_runs()
+        out["tracking_left"] = shared_delivery().flush(timeout=600)
+        out["tracking_flush_s"] = time.time() - flush0
+        out["driver_cpu_with_flush_s"] = time.process_time() - cpu0
+    out["driver_rss_before_mib"] = rss_before
+    out["driver_rss_after_mib"] = rss_mib()
+    out["driver_maxrss_mib"] = maxrss_mib()
+    out["load_during"] = [x[3] for x in samples]
+    # RSS growth per trial once Tune's one-off allocations are done: from the first sample with a
+    # quarter of the trials suggested to the last sample.
+    late = [x for x in samples if x[2] >= max(20, len(SUGGEST_SECONDS) // 4)]
+    if len(late) >= 2 and late[-1][2] > late[0][2]:
+        out["rss_kib_per_trial"] = 1024 * (late[-1][1] - late[0][1]) / (late[-1][2] - late[0][2])
+        out["rss_window"] = (late[0][2], late[-1][2], late[0][1], late[-1][1])
+    starts = sorted(r.metrics["started_at"] for r in grid if r.metrics and "started_at" in r.metrics)
+    ends = [r.metrics["timestamp"] for r in grid if r.metrics and "timestamp" in r.metrics]
+    out["trials_ok"] = len(starts)
+    out["trials_finished"] = sum(1 for r in grid if r.metrics and r.metrics.get("epoch") == args.reports)
+    out["time_budget_hit"] = len(starts) < args.trials
+    out["errors"] = sum(1 for r in grid if r.error)
+    out["first_start_after_fit_s"] = starts[0] - wall0
+    out["start_span_s"] = starts[-1] - starts[0]
+    out["start_rate"] = (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9)
+    # Steady state: the middle 80 % of the starts (excludes ramp-up and the tail).
+    lo, hi = int(0.1 * len(starts)), int(0.9 * len(starts))
+    out["start_rate_mid"] = (hi - lo) / max(starts[hi] - starts[lo], 1e-9)
+    # Start rate per tenth of the run: does the driver slow down as the study grows?
+    tenths = []
+    step = max(1, len(starts) // 10)
+    for i in range(0, len(starts) - step, step):
+        tenths.append(step / max(starts[i + step] - starts[i], 1e-9))
+    out["start_rate_tenths"] = tenths
+    out["throughput"] = len(starts) / max(max(ends) - starts[0], 1e-9)
+    out["trial_s"] = args.reports * args.sleep
+    out["ideal_rate"] = args.concurrency / (args.reports * args.sleep)
+    out["suggest_ms"] = [1000 * s for s in SUGGEST_SECONDS]
+    # Tune's own state files: what it rewrites on every experiment checkpoint.
+    sizes = {}
+    for path in (work / "tune" / system).glob("*"):
+        if path.is_file():
+            sizes[path.name] = path.stat().st_size
+    out["state_files"] = sizes
     return out
 
 
@@ -347,6 +409,11 @@ def open_run_latency(uri: str, checkpoints: list[int], workdir: Path) -> list[tu
             window = times[-10:]
             rows.append((i, 1000 * statistics.median(window), 1000 * max(window)))
             print(f"  opening run #{i} on {uri.split(':')[0]}: median {rows[-1][1]:.0f} ms", flush=True)
+    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.runs import release_reserved_runs
+
+    release_reserved_runs()
+    shared_delivery().flush(timeout=600)
     return rows
 
 
@@ -444,6 +511,8 @@ def main() -> None:
                         help="stop the Tune run after this many seconds (trials started by then are reported)")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--tpe-sizes", default="10,100,1000,3000,10000", help="finished trials to time TPE at")
+    parser.add_argument("--systems", default="stock,xsweep", type=lambda text: text.split(","),
+                        help=f"which of {', '.join(SYSTEMS)} to run through Tune, in this order")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load_before = os.getloadavg()
@@ -451,7 +520,6 @@ def main() -> None:
     try:
         print(f"1/4 Tune: {args.trials} trials on {args.nodes} simulated nodes ...", flush=True)
         tune_out = run_tune(args, work)
-        print(json.dumps({k: v for k, v in tune_out.items() if k not in ("suggest_ms", "load_during")}), flush=True)
         print("2/4 Optuna TPE suggestion latency ...", flush=True)
         tpe = tpe_latency([int(x) for x in args.tpe_sizes.split(",")], asks=7)
         print("3/4 MLflow ...", flush=True)
@@ -483,8 +551,48 @@ def main() -> None:
                  server_rate, server_open, server_note, ckpt)
 
 
-def write_report(args, started, load_before, load_after, t, tpe, local_rate, local_open, server_rate,
+def comparison(args, stock: dict, ours: dict) -> list[str]:
+    """Section 1's head: the two systems side by side, with #15's targets."""
+    def cpu_ms(t, key="driver_cpu_s"):
+        return 1000 * t[key] / max(t["trials_ok"], 1)
+
+    rows = [
+        ("trials started per second, middle 80 % of starts", f"{stock['start_rate_mid']:.2f}",
+         f"{ours['start_rate_mid']:.2f}", ours["start_rate_mid"] / stock["start_rate_mid"], ">= 0.9x"),
+        ("trials started per second, whole run", f"{stock['start_rate']:.2f}", f"{ours['start_rate']:.2f}",
+         ours["start_rate"] / stock["start_rate"], ""),
+        ("driver CPU per trial during `fit` (ms)", f"{cpu_ms(stock):.0f}", f"{cpu_ms(ours):.0f}",
+         cpu_ms(ours) / cpu_ms(stock), "<= 1.1x"),
+        ("driver CPU per trial, tracking flushed at the end too (ms)", f"{cpu_ms(stock):.0f}",
+         f"{cpu_ms(ours, 'driver_cpu_with_flush_s'):.0f}", cpu_ms(ours, "driver_cpu_with_flush_s") / cpu_ms(stock), ""),
+        ("`suggest` median (ms)", f"{statistics.median(stock['suggest_ms']):.1f}",
+         f"{statistics.median(ours['suggest_ms']):.1f}",
+         statistics.median(ours["suggest_ms"]) / statistics.median(stock["suggest_ms"]), ""),
+        ("`tuner.fit` wall time (s)", f"{stock['fit_wall_s']:.0f}", f"{ours['fit_wall_s']:.0f}",
+         ours["fit_wall_s"] / stock["fit_wall_s"], ""),
+        ("trials started / finished", f"{stock['trials_ok']} / {stock['trials_finished']}",
+         f"{ours['trials_ok']} / {ours['trials_finished']}", None, ""),
+    ]
+    lines = [
+        f"Both systems in this one run, one after the other ({', '.join(args.systems)}), on the same simulated "
+        f"cluster, the same sleeping trainable and space, {args.trials} trials, {args.concurrency} at a time:",
+        "",
+        *[f"- **{name}**: {text}" for name, text in SYSTEMS.items()],
+        "",
+        "| measure | stock | xsweep | xsweep / stock | target (#15) |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {a} | {b} | {'' if r is None else f'{r:.2f}x'} | {target} |" for name, a, b, r, target in rows],
+        "",
+        f"xsweep's tracking: {ours.get('tracking_left', 0)} writes left undelivered at the end, "
+        f"{ours.get('tracking_flush_s', 0):.1f} s to flush the delivery queue after `fit` returned.",
+        "",
+    ]
+    return lines
+
+
+def write_report(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open, server_rate,
                  server_open, server_note, ckpt) -> None:
+    t = {**tune_out["cluster"], **tune_out["xsweep"]}
     suggest = t["suggest_ms"]
     n = t["trials_ok"]
     per_trial_cpu_ms = 1000 * t["driver_cpu_s"] / max(n, 1)
@@ -511,6 +619,9 @@ def write_report(args, started, load_before, load_after, t, tpe, local_rate, loc
         "",
         "## 1. Ray Tune driver on a simulated cluster",
         "",
+        *(comparison(args, tune_out["stock"], tune_out["xsweep"]) if "stock" in tune_out else []),
+        "The xsweep run in detail:",
+        "",
         f"`ray.cluster_utils.Cluster`: {t['alive_nodes']} Ray nodes on this machine, every one on {LOOPBACK} "
         f"(checked from `ray.nodes()`), {args.gpus_per_node} custom `fake_gpu` per node ({t['fake_gpus']:g} in "
         f"all), 1 CPU each, token authentication with a token generated for this run. Each trial asks for "
@@ -518,7 +629,7 @@ def write_report(args, started, load_before, load_after, t, tpe, local_rate, loc
         f"({t['trial_s']:.1f} s per trial). Searcher: xsweep's own (`build_searcher`: Optuna TPE behind Ray's "
         f"OptunaSearch, seed 0) over lr loguniform x residual x activation; FIFO scheduler; "
         f"{args.concurrency} trials at a time (`max_concurrent_trials`), `reuse_actors={args.reuse_actors}`; "
-        "no MLflow in this run (its costs are measured in section 3).",
+        "MLflow tracking to a sqlite store, as a sweep has (its write rates are in section 3).",
         "",
         f"Scaled down: **{args.concurrency} concurrent trials, not 64**: each running trial is a Ray worker "
         f"process on this 2-core machine shared with other work. "
@@ -570,7 +681,8 @@ def write_report(args, started, load_before, load_after, t, tpe, local_rate, loc
         "",
         "`study.ask(fixed_distributions=space)` (what Ray's OptunaSearch.suggest calls) on an in-memory study "
         "(as OptunaSearch keeps it) holding N completed trials of the same 3-parameter space, with xsweep's "
-        "sampler (`TPESampler(seed=0)`, Optuna defaults); median of 7 asks, each told FAIL afterwards.",
+        "sampler (multivariate TPE, modelling a window of 1,000 trials past 1,000: "
+        "`platform/xsweep/sweep/tpe_window.py`); median of 7 asks, each told FAIL afterwards.",
         "",
         "| finished trials | median ms / suggestion | min | max |",
         "|---|---|---|---|",
@@ -585,8 +697,10 @@ def write_report(args, started, load_before, load_after, t, tpe, local_rate, loc
         "",
         f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
         f"delivery thread sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
-        "`SweepRuns` opening a trial's run (search_runs for an existing one, create_run with tags, log_params), "
-        "which the searcher calls synchronously inside `suggest`, i.e. on Tune's event loop.",
+        "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs a thread "
+        "reserves ahead (its name, tags and params follow on the delivery thread), so once the reserve of 8 is "
+        "drained by opens this fast each waits for a creation; a sweep's suggestions, spaced by trial starts, "
+        "find the reserve full (section 1's `suggest` times).",
         "",
         "| store | log_batch per second (calls / total time) | at the median latency | median ms | p99 ms |",
         "|---|---|---|---|---|",
