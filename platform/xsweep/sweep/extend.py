@@ -77,7 +77,7 @@ def extend_sweep(name_or_path: str, *, overrides: list[str], address: str | None
         raise SpecError([f"--set search.num_samples: the sweep has {len(searcher.evidence.carried)} configurations "
                          f"in this space already and num_samples is {spec.search.num_samples} (raise it to train "
                          "more)"])
-    earlier = {"counts": _counts(parent), "best": _best(client, parent, spec)}
+    earlier = {"counts": _counts(parent), "best": _best_so_far(client, parent, spec)}
     cluster.check_address_reachable(address)
     cluster.connect(address, spec=spec, storage=storage)
     try:
@@ -138,7 +138,7 @@ def _counts(parent) -> dict[str, int]:
             if key.startswith(TAG_TRIAL_COUNT_PREFIX) and value.isdigit()}
 
 
-def _best(client, parent, spec: Spec) -> dict | None:
+def _best_so_far(client, parent, spec: Spec) -> dict | None:
     """The best trial of the versions so far, as the parent run recorded it (the summary's form)."""
     run_id = parent.data.tags.get(TAG_BEST_RUN_ID)
     value = parent.data.metrics.get(f"best_{spec.search.metric}")

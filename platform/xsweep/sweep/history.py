@@ -117,12 +117,12 @@ def add_to_study(study, evidence: Evidence, *, space: dict) -> None:
             user_attrs={"xsweep_history": True}))
 
 
-def warm_start(spec, *, uri: str):
-    """(trial runs, Evidence) of the experiment `search.warm_start` names, checked before anything
-    is written: an experiment that is not there, or none of whose trials this sweep could have
-    run, is one line (SpecError, exit 2)."""
+def warm_start(spec, *, uri: str, space: dict, key):
+    """(trial runs, Evidence) of the experiment `search.warm_start` names, for a search over `space`
+    whose configurations `key` names (as for gather), checked before anything is written: an
+    experiment that is not there, or none of whose trials this sweep could have run, is one line
+    (SpecError, exit 2)."""
     from xsweep.errors import SpecError
-    from xsweep.sweep.searcher import _configuration_key, optuna_space
     from xsweep.tracking.query import search_all
     from xsweep.tracking.store import open_store, sqlite_file
     from xsweep.tracking.tags import TAG_KIND
@@ -139,8 +139,8 @@ def warm_start(spec, *, uri: str):
     if experiment is None or experiment.lifecycle_stage != "active":
         raise SpecError([f"{where}: no experiment '{name}' in {redact(uri)} (name one whose sweeps ran there)"])
     runs = search_all(client, [experiment.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
-    evidence = gather(runs, space=optuna_space(spec), base_config=spec.base_trial_config(),
-                      objectives=[o.metric for o in spec.search.objective_list], key=_configuration_key)
+    evidence = gather(runs, space=space, base_config=spec.base_trial_config(),
+                      objectives=[o.metric for o in spec.search.objective_list], key=key)
     if not evidence.carried:
         raise SpecError([f"{where}: '{name}' has no ended trial this sweep could have run ({len(runs)} trial(s), "
                          f"{evidence.outside} with other settings or outside search.space; warm-start from a sweep "

@@ -56,8 +56,9 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     past_runs = None
     if spec.search.warm_start is not None:
         from xsweep.sweep.history import warm_start
+        from xsweep.sweep.searcher import configuration_key, optuna_space
 
-        past_runs, evidence = warm_start(spec, uri=uri)
+        past_runs, evidence = warm_start(spec, uri=uri, space=optuna_space(spec), key=configuration_key)
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
     check_writable(storage)  # before the tracking store is created: bad input leaves nothing
     cluster.check_address_reachable(address)

@@ -42,7 +42,7 @@ def metric_list(metric: str | list[str]) -> list[str]:
     return list(metric) if isinstance(metric, list) else [metric]
 
 
-def _configuration_key(params: dict) -> str:
+def configuration_key(params: dict) -> str:
     return repr(sorted(params.items()))
 
 
@@ -76,7 +76,7 @@ class _SweepOptunaSearch(OptunaSearch):
                 return config
         if not self._enumerable():
             config = super().suggest(trial_id)  # continuous dimensions: a repeat is all but impossible
-            self._tried.setdefault(_configuration_key(compat.optuna_trials(self)[trial_id].params), trial_id)
+            self._tried.setdefault(configuration_key(compat.optuna_trials(self)[trial_id].params), trial_id)
             return config
         untried = self._untried_configuration()
         if untried is None:
@@ -96,7 +96,7 @@ class _SweepOptunaSearch(OptunaSearch):
     def _remember(self, trial_id: str) -> bool:
         """Record the configuration just drawn for `trial_id`; if it was tried before, tell Optuna
         this draw failed as a duplicate and return False."""
-        key = _configuration_key(compat.optuna_trials(self)[trial_id].params)
+        key = configuration_key(compat.optuna_trials(self)[trial_id].params)
         if key not in self._tried:
             self._tried[key] = trial_id
             return True
@@ -115,7 +115,7 @@ class _SweepOptunaSearch(OptunaSearch):
         values = [list(d.choices) if isinstance(d, optuna.distributions.CategoricalDistribution)
                   else list(range(d.low, d.high + 1, d.step)) for d in space.values()]
         configurations = (dict(zip(space, point)) for point in itertools.product(*values))
-        untried = [config for config in configurations if _configuration_key(config) not in self._tried]
+        untried = [config for config in configurations if configuration_key(config) not in self._tried]
         return self._rng.choice(untried) if untried else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -227,6 +227,6 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
     searcher.evidence = Evidence()
     if past_runs is not None and spec.search.space:
         searcher.evidence = gather(past_runs, space=space, base_config=spec.base_trial_config(),
-                                   objectives=[o.metric for o in objectives], key=_configuration_key)
+                                   objectives=[o.metric for o in objectives], key=configuration_key)
         inner.add_history(searcher.evidence, space=space)
     return searcher
