@@ -79,11 +79,16 @@ def _cmaes(spec: Spec):
 
 def _qmc(spec: Spec):
     """Quasi-random (scrambled Sobol) points cover the ranges more evenly than random ones; choice
-    entries are drawn at random."""
+    entries are drawn at random. Optuna marks the class experimental, with a warning that would
+    land in every sweep's log: xsweep pins Optuna, so its interface cannot move under a sweep."""
+    import warnings
+
     import optuna
 
-    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.search.seed,
-                                      warn_independent_sampling=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.search.seed,
+                                          warn_independent_sampling=False)
 
 
 def _nsga2(spec: Spec):
