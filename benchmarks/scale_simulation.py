@@ -133,9 +133,9 @@ from xsweep.sweep.searcher import SweepSearcher, build_searcher, optuna_space  #
 SUGGEST_SECONDS: list[float] = []  # driver side; a module global survives Tune copying the searcher
 
 
-class TimedSearcher(SweepSearcher):
-    """xsweep's searcher, recording how long each suggest() takes (TPE + opening the run), and adding
-    the sleeping trainable's settings to each config."""
+class TimedSuggest:
+    """Mixed into a searcher: records how long each suggest() takes and adds the sleeping
+    trainable's settings to each config."""
 
     bench_settings: dict = {}
 
@@ -148,18 +148,12 @@ class TimedSearcher(SweepSearcher):
         return config
 
 
-class TimedStockSearch(OptunaSearch):
-    """Stock Ray Tune's OptunaSearch, timed and given the trainable's settings the same way."""
+class TimedSearcher(TimedSuggest, SweepSearcher):
+    """xsweep's searcher (TPE + opening the run), timed."""
 
-    bench_settings: dict = {}
 
-    def suggest(self, trial_id):
-        t0 = time.perf_counter()
-        config = super().suggest(trial_id)
-        SUGGEST_SECONDS.append(time.perf_counter() - t0)
-        if isinstance(config, dict):
-            config = dict(config, **self.bench_settings)
-        return config
+class TimedStockSearch(TimedSuggest, OptunaSearch):
+    """Stock Ray Tune's OptunaSearch, timed the same way."""
 
 
 def make_searcher(spec, open_run, reports, sleep):
