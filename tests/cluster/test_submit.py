@@ -255,6 +255,24 @@ def _node_ids(cluster: RayCluster) -> dict[str, str]:
     return {n["node_ip"]: n["node_id"] for n in rows if n["state"] == "ALIVE"}
 
 
+def _wait_until_no_actor_lives_on(cluster: RayCluster, node_id: str, seconds: float = 180) -> None:
+    """The stopped job above may still hold the worker's one CPU for a while (its actors die after
+    their owner); a sweep submitted before they are gone would place both trials on the head."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        response = requests.get(
+            f"{cluster.address}/api/v0/actors", timeout=10,
+            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE", "limit": 1000},
+            headers={"Authorization": f"Bearer {cluster.token}"})
+        alive = [a for a in response.json()["data"]["result"]["result"] if a["node_id"] == node_id]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"actors still alive on the worker node: {alive}"
+        time.sleep(1)
+
+
 def _results(trial_dir: Path) -> list[dict]:
     path = trial_dir / "result.json"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -268,6 +286,7 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
     nodes = _node_ids(ray_cluster)
     worker_id, head_id = nodes[ray_cluster.worker_ip], nodes[ray_cluster.head_ip]
     epochs = 8
+    _wait_until_no_actor_lives_on(ray_cluster, worker_id)
     proc = subprocess.Popen(
         [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
          "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=lost-node",
@@ -284,7 +303,9 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
                 if results and results[-1]["xsweep"]["node_id"] == worker_id and 2 <= results[-1]["epoch"] < epochs:
                     victim = trial
             time.sleep(0.2)
-        assert victim is not None, "no trial trained on the worker node"
+        seen = {t.name: [(r["epoch"], r["xsweep"]["node_id"][:8]) for r in _results(t)]
+                for t in tmp_path.glob("smoke-*/trial_*")}
+        assert victim is not None, f"no trial trained on the worker node {worker_id[:8]}: {seen}"
         killed_at_epoch = _results(victim)[-1]["epoch"]
         (raylet,) = [pid for pid, _ in descendants(ray_cluster.worker.process.pid)
                      if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"]
