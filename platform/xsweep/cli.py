@@ -28,7 +28,11 @@ def cmd_validate(args) -> int:
             print(exc, file=sys.stderr)
             failed = True
             continue
-        print(f"{path}: ok ({spec.total_trials()} trials, experiment '{spec.experiment}')")
+        trials = f"{spec.total_trials()} trials"
+        if spec.ablation is not None:  # where the trials go
+            trials += (f": {spec.variant_count()} variants x ({spec.ablation.budget} tuning + "
+                       f"{spec.ablation.confirm_seeds} confirming)")
+        print(f"{path}: ok ({trials}, experiment '{spec.experiment}')")
     return EXIT_USAGE if failed else 0
 
 

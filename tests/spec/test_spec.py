@@ -167,7 +167,7 @@ BROKEN = [
         "spec.yaml: trian: unknown field (did you mean train?)", id="unknown-top-typo"),
     bad("colour: red",
         "spec.yaml: colour: unknown field (top-level fields: name, data, model, train, search, "
-        "scheduler, resources, failure, tracking, storage)", id="unknown-top-no-match"),
+        "scheduler, resources, failure, tracking, storage, ablation)", id="unknown-top-no-match"),
     bad("epochs: 3", "spec.yaml: epochs: unknown field (did you mean train.epochs?)", id="unknown-top-is-a-field"),
     bad("train: {lrr: 0.1}", "spec.yaml: train.lrr: unknown field (did you mean train.lr?)", id="unknown-section-typo"),
     bad("resources: {gpus: 1}",
@@ -377,7 +377,7 @@ BROKEN = [
         "spec.yaml: model.residual: expected true or false (got 'maybe')",
         "spec.yaml: search.space.model.activation: 'gelu' is not allowed (one of none, relu, elu)",
         "spec.yaml: extra: unknown field (top-level fields: name, data, model, train, search, scheduler, "
-        "resources, failure, tracking, storage)",
+        "resources, failure, tracking, storage, ablation)",
         "spec.yaml: train.device: cuda needs resources.gpus_per_trial > 0 (e.g. 1, or 0.5 to share a GPU)",
         "spec.yaml: search.mode: max with metric val_loss would search for the worst model (use mode: min)",
         id="many-at-once"),

@@ -16,6 +16,7 @@ from typing import Any
 from xsweep.metrics import METRICS
 from xsweep.spec.fields import did_you_mean, key_text, number_text, section_rules, show
 from xsweep.spec.schema import SECTION_MODELS, SELECTED_BY, Spec, SpaceEntry, name_problem, unread_fields
+from xsweep.spec.ablation import check_ablation, variant_count
 from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
 from xsweep.sweep.algorithms import ALGORITHMS, default_population_size
@@ -44,6 +45,8 @@ def check(raw: Any) -> tuple[dict[str, Any] | None, list[Problem]]:
             checked.check_name(value)
         elif key in SECTION_MODELS:
             checked.check_section(key, value)
+        elif key == "ablation":
+            checked.ablation_raw = value  # checked with the cross fields: it refers to search.space
         else:
             checked.problems.append((key_text(key), _unknown_top_level(key_text(key))))
     checked.check_cross_fields()
@@ -53,10 +56,10 @@ def check(raw: Any) -> tuple[dict[str, Any] | None, list[Problem]]:
 
 
 def _unknown_top_level(key: str) -> str:
-    guess = did_you_mean(key, ["name", *SECTION_MODELS]) or leaf_match(key, all_field_paths())
+    guess = did_you_mean(key, ["name", *SECTION_MODELS, "ablation"]) or leaf_match(key, all_field_paths())
     if guess:
         return f"unknown field (did you mean {guess}?)"
-    return f"unknown field (top-level fields: name, {', '.join(SECTION_MODELS)})"
+    return f"unknown field (top-level fields: name, {', '.join(SECTION_MODELS)}, ablation)"
 
 
 def all_field_paths() -> list[str]:
@@ -75,6 +78,8 @@ class _Checked:
         self.space_keys: set[str] = set()  # every path the space names, valid or not
         self.space_complete = True  # false when search.space or any entry had a problem
         self.objectives: list[dict[str, str]] | None = None  # search.objectives, when written and valid
+        self.ablation_raw: Any = None  # the ablation section as written (None: not an ablation)
+        self.ablation: dict[str, Any] | None = None  # ... once checked (spec/ablation.py)
 
     # ---- single fields, in document order ----
 
@@ -166,6 +171,9 @@ class _Checked:
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
         self._check_search()
+        if self.ablation_raw is not None:
+            self.ablation, problems = check_ablation(self.ablation_raw, self)
+            self.problems += problems
         for section, (selector, registry) in SELECTED_BY.items():
             self._check_fields_read(section, selector, registry)
         grace, epochs = self.value("scheduler.grace_period"), self.possible("train.epochs")
@@ -271,6 +279,9 @@ class _Checked:
             # One objective in list form is the one-objective search: one way to record it.
             out["search"]["objectives"] = self.objectives if len(self.objectives) > 1 else None
         algorithm = ALGORITHMS.get(self.value("search.algorithm"))
+        if self.ablation is not None:
+            out["ablation"] = self.ablation
+            out["search"]["num_samples"] = variant_count(self.ablation, self.space) * self.ablation["budget"]
         if algorithm.choices_only and "num_samples" not in self.clean["search"]:
             out["search"]["num_samples"] = self.grid_size()
         if "population_size" in algorithm.fields and self.value("search.population_size") is None:

@@ -190,6 +190,18 @@ class StorageSpec(_Section):
     endpoint_url: str | None = Field(None, min_length=1)  # S3-compatible endpoint (MinIO); s3:// only
 
 
+class AblationSpec(_Section):
+    """An ablation study (spec/ablation.py checks it, sweep/ablation.py runs it): the `factors`
+    compared, each variant (combination of their levels) tuning `tune` with `budget` trials, then
+    its best configuration re-trained with `confirm_seeds` seeds, the same for every variant."""
+
+    factors: list[str]
+    tune: list[str]
+    budget: int = Field(4, ge=1)
+    confirm_seeds: int = Field(3, ge=2)  # one seed gives no interval
+    reference: dict[str, Any] = Field(default_factory=dict)  # factor -> level; filled in by parse_spec
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -203,6 +215,7 @@ class Spec(BaseModel):
     failure: FailureSpec = Field(default_factory=FailureSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    ablation: AblationSpec | None = None
     source: str = "<spec>"  # the path as given
     text: str = ""  # the file as written, for the MLflow artifact
     overrides: tuple[str, ...] = ()  # the --set lines applied on top of text
@@ -242,6 +255,8 @@ class Spec(BaseModel):
             del out["search"][field]
         if self.search.warm_start is None:
             del out["search"]["warm_start"]  # as before warm starts existed: the same sweeps hash the same
+        if self.ablation is None:
+            del out["ablation"]
         for section, (selector, _) in SELECTED_BY.items():
             for field in unread_fields(section, out[section][selector]):
                 del out[section][field]
@@ -270,9 +285,17 @@ class Spec(BaseModel):
             return None
         return math.prod(len(entry.values or []) for entry in self.search.space.values())
 
+    def variant_count(self) -> int:
+        """An ablation's variants: every combination of its factors' levels (1 for other sweeps)."""
+        if self.ablation is None:
+            return 1
+        return math.prod(len(self.search.space[path].values or []) for path in self.ablation.factors)
+
     def total_trials(self) -> int:
-        # For grid, num_samples is the grid size (parse_spec fills it in and rejects others).
-        return self.search.num_samples * self.search.repeats
+        # For grid, num_samples is the grid size (parse_spec fills it in and rejects others); for an
+        # ablation, its variants x budget, to which the confirmation phase adds variants x seeds.
+        confirm = self.variant_count() * self.ablation.confirm_seeds if self.ablation else 0
+        return self.search.num_samples * self.search.repeats + confirm
 
 
 # Sections whose entry a field selects (search.algorithm, scheduler.kind): of the fields that
