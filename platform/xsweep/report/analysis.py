@@ -20,35 +20,14 @@ from xsweep.metrics import ACCURACY, curve_metrics
 from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
-from xsweep.spec.trial import format_value
+from xsweep.report.labels import FACTOR_ORDER, factor_name, level_label
+from xsweep.report.verdict import ablation_verdict
 from xsweep.sweep.algorithms import distribution
 from xsweep.tracking.store import default_uri
 from xsweep.tracking.uri import redact
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials
-
-_NAMES = {"model.residual": "residual", "model.activation": "activation", LR: "learning rate"}
-_LABELS = {
-    ("model.residual", True): "residual on",
-    ("model.residual", False): "residual off",
-    ("model.activation", "none"): "no activation",
-    ("model.activation", "relu"): "ReLU",
-    ("model.activation", "elu"): "ELU",
-}
-
-
-def factor_name(path: str) -> str:
-    return _NAMES.get(path, path.split(".")[-1])
-
-
-def level_label(path: str, value: Any) -> str:
-    """How a level reads in a sentence: 'no activation', 'ReLU', 'residual connections', 'width=0.5'."""
-    key = (path, value)
-    if isinstance(value, (bool, str)) and key in _LABELS:
-        return _LABELS[key]
-    return f"{factor_name(path)}={format_value(value)}"
-
 
 def _level_key(value: Any) -> tuple:
     """A hashable, type-aware key (True and 1 are different levels)."""
@@ -67,7 +46,7 @@ def factors(data: SweepData) -> list[str]:
         categorical = "choice" in entry or any(isinstance(v, (bool, str)) for v in values)
         if categorical and len({_level_key(v) for v in values}) >= 1:
             found.append(path)
-    order = list(_NAMES)
+    order = list(FACTOR_ORDER)
     return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
 
 
@@ -126,8 +105,8 @@ def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     rows = []
     for v in level_values:
         ci = st.mean_ci([t.final(ACCURACY) for t in by_level[_level_key(v)]])
-        rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": _num(ci.estimate),
-                     "ci_low": _num(ci.low), "ci_high": _num(ci.high),
+        rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": st.finite_or_none(ci.estimate),
+                     "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
                      "run_ids": [t.run_id for t in by_level[_level_key(v)]]})
     comparisons = []
     for a, b in itertools.combinations(level_values, 2):
@@ -146,16 +125,12 @@ def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
         la, lb = level_label(path, a), level_label(path, b)
         comparisons.append({
             "a": a, "b": b, "label_a": la, "label_b": lb, "test": "paired" if paired else "welch",
-            "n": diff.n, "n_b": diff.n_b or None, "difference": _num(diff.estimate), "ci_low": _num(diff.low),
-            "ci_high": _num(diff.high), "p_value": _num(diff.p_value), "df": _num(diff.df),
+            "n": diff.n, "n_b": diff.n_b or None, "difference": st.finite_or_none(diff.estimate), "ci_low": st.finite_or_none(diff.low),
+            "ci_high": st.finite_or_none(diff.high), "p_value": st.finite_or_none(diff.p_value), "df": st.finite_or_none(diff.df),
             "significant": diff.excludes_zero, "verdict": st.verdict(la, lb, diff),
             "without_partner": unpaired, "pairs": pairs,
         })
     return {"path": path, "name": factor_name(path), "levels": rows, "comparisons": comparisons}
-
-
-def _num(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 # ---- curves -----------------------------------------------------------------------------------
@@ -180,7 +155,7 @@ def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -
                 epochs = sorted(per_epoch)
                 cis = [st.mean_ci(per_epoch[e]) for e in epochs]
                 line["metrics"][metric] = {"epochs": epochs, "mean": [c.estimate for c in cis],
-                                           "low": [_num(c.low) for c in cis], "high": [_num(c.high) for c in cis],
+                                           "low": [st.finite_or_none(c.low) for c in cis], "high": [st.finite_or_none(c.high) for c in cis],
                                            "n": [c.n for c in cis]}
             lines.append(line)
         panels.append({"label": group["label"], "lines": lines})
@@ -325,4 +300,5 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
         "variants": variants(data, finished, factor_paths),
         "best": best_trial(data, finished, uri=data.uri, workdir=workdir),
         "pareto": pareto(data, finished),
+        "ablation": ablation_verdict(data),
     }

@@ -16,7 +16,9 @@ from xsweep.errors import ReportError
 from xsweep.metrics import ACCURACY, curve_metrics
 from xsweep.tracking.query import child_runs, find_experiment, latest_sweep
 from xsweep.tracking.store import open_store
-from xsweep.tracking.tags import TAG_BEST_RUN_ID, TAG_CONFIG, TAG_KIND, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION
+from xsweep.tracking.tags import (
+    TAG_ABLATION, TAG_BEST_RUN_ID, TAG_CONFIG, TAG_KIND, TAG_PHASE, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION,
+)
 from xsweep.tracking.uri import redact
 
 FINISHED = COMPLETED  # the only status whose final accuracy is comparable: every epoch ran
@@ -33,6 +35,7 @@ class TrialRun:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
     latest: dict[str, float] = field(default_factory=dict)  # every metric at its last logged epoch
     version: int = 1  # of the sweep it ran in (xsweep extend)
+    phase: str | None = None  # an ablation's trial: "tune" or "confirm"
 
     @property
     def finished(self) -> bool:
@@ -109,6 +112,12 @@ class SweepData:
         return space
 
     @property
+    def ablation(self) -> dict | None:
+        """An ablation sweep's section (factors, tune, budget, confirm_seeds, reference); else None."""
+        value = _json_tag(self.tags, TAG_ABLATION)
+        return value or None
+
+    @property
     def best_run_id(self) -> str | None:
         return self.tags.get(TAG_BEST_RUN_ID)
 
@@ -158,6 +167,7 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
         history=history,
         latest=dict(run.data.metrics),
         version=int(tags.get(TAG_SWEEP_VERSION, "1")),
+        phase=tags.get(TAG_PHASE),
     )
 
 

@@ -159,6 +159,36 @@ def _pareto_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
+def pp_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f}"
+
+
+def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
+    verdict = summary["ablation"]
+    seeds = ", ".join(str(s) for s in verdict["seeds"]) or "none completed"
+    out: Blocks = [("p", f"An ablation study in two phases. Phase 1 tuned each of the {len(verdict['variants'])} "
+                         f"variants with its own search ({verdict['budget']} trials each), so that no variant is "
+                         "judged at another's learning rate. Phase 2 re-trained each variant's best configuration "
+                         f"with the same {verdict['confirm_seeds']} fresh seeds ({seeds}). Differences are of final "
+                         "validation accuracy, in percentage points, paired by seed and by the other factors' "
+                         "levels, over phase 2's completed trials; where the 95% interval spans zero, this budget "
+                         "cannot decide (more ablation.confirm_seeds narrow it).")]
+    for factor in verdict["factors"]:
+        for c in factor["comparisons"]:
+            out.append(("h", 3, f"{c['label']} against {c['reference_label']}"))
+            out.append(("p", f"Verdict: {c['verdict']}."))
+            if c["paper"]:
+                out.append(("p", f"The paper: {c['paper']['claim']}. This sweep: {c['paper']['finding']}."))
+            out.append(("table", ["within", "pairs", "difference (pp)", "95% CI (pp)", "verdict"],
+                        [[r["at"], str(r["n"]), pp_text(r["difference"]),
+                          ci_text(r["ci_low"], r["ci_high"], 1), r["verdict"]] for r in c["within"]]))
+    out.append(("h", 3, "Each variant at its own tuned settings"))
+    out.append(("table", ["variant", "tuned", "phase-1 trials (completed)", "seeds", "final val accuracy (%)", "95% CI"],
+                [[v["label"], v["tuned_text"], f"{v['tune_trials']} ({v['tune_completed']})", str(v["n"]),
+                  pct(v["mean"]), ci_text(v["ci_low"], v["ci_high"])] for v in verdict["variants"]]))
+    return out
+
+
 def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
     trials = summary["trials"]
     if trials.get("versions", 1) > 1:  # an extended sweep: which version ran each trial
@@ -173,6 +203,8 @@ def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
 # Adding a section is one entry (before="trials" keeps the appendix last), plus its test.
 SECTIONS: Registry[Section] = Registry("report section")
 SECTIONS.add(Section("overview", None, _overview_section))
+SECTIONS.add(Section("ablation", "Ablation verdict", _ablation_section,
+                     applies=lambda summary: bool(summary.get("ablation"))))
 SECTIONS.add(Section("curves", "Learning curves", _curves_section))
 SECTIONS.add(Section("factors", "Final validation accuracy per factor", _factors_section))
 SECTIONS.add(Section("importance", "Hyperparameter importance", _importance_section))

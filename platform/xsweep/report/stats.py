@@ -92,6 +92,11 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
     return dataclasses.replace(_t_interval(estimate, math.sqrt(se2), df, len(a)), n_b=len(b))
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """A number for JSON: NaN (no interval) becomes None."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
 def pp(fraction: float) -> str:
     """An accuracy difference (as a fraction) in percentage points: 0.0123 -> '1.2'."""
     return f"{100 * fraction:.1f}"

@@ -14,6 +14,8 @@ from typing import Any
 REPEAT_KEY = "xsweep/repeat"  # index of the seed repeat: seed = train.seed + index
 RUN_ID_KEY = "xsweep/run_id"  # the trial's MLflow run, opened by the searcher before it starts
 FIXED_KEY = "xsweep/fixed"  # placeholder dimension for a sweep with an empty search space
+PHASE_KEY = "xsweep/phase"  # an ablation's trials: "tune" or "confirm" (sweep/ablation.py)
+VARIANT_KEY = "xsweep/variant"  # ... and the variant's label, e.g. "res=off act=relu"
 
 # Short names for the run name: what a user scans for in a list of 50 runs.
 _SHORT = {
@@ -68,14 +70,16 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def values_label(values: dict[str, Any]) -> str:
+    """e.g. 'lr=0.031 res=on act=none' for {"train.lr": 0.031, ...}, in a fixed order of fields."""
+    return " ".join(f"{_SHORT.get(path, path.split('.')[-1])}={format_value(value)}"
+                    for path, value in sorted(values.items(), key=lambda kv: _order(kv[0])))
+
+
 def trial_name(tune_config: dict[str, Any]) -> str:
     """e.g. 'lr=0.031 res=on act=none s0' (s = the seed repeat)."""
-    parts = [
-        f"{_SHORT.get(path, path.split('.')[-1])}={format_value(value)}"
-        for path, value in sorted(sampled_params(tune_config).items(), key=lambda kv: _order(kv[0]))
-    ]
-    parts.append(f"s{int(tune_config.get(REPEAT_KEY, 0))}")
-    return " ".join(parts)
+    label = values_label(sampled_params(tune_config))
+    return f"{label} s{int(tune_config.get(REPEAT_KEY, 0))}".lstrip()
 
 
 def _order(path: str) -> tuple[int, str]:

@@ -46,7 +46,9 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
         outcome.interrupted = (interrupted or finished < len(results)
                                or len(results) < (planned_trials or spec.total_trials()))
         if not outcome.interrupted:
-            orphans = runs.delete_orphans({r.config.get(RUN_ID_KEY) for r in results})
+            # An ablation's confirmation phase: its tuning phase's runs are owned too (phases.py).
+            owned = {r.config.get(RUN_ID_KEY) for r in results} | set(earlier.get("run_ids", []))
+            orphans = runs.delete_orphans(owned)
             if orphans:
                 print(f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a "
                       f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
@@ -67,6 +69,12 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             }
             if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
                 outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
+        if earlier.get("phase") == "tune":  # this was an ablation's phase 2 (phases.py)
+            outcome.phases = {"tune": earlier["counts"], "confirm": outcome.counts}
+            if not outcome.interrupted:
+                from xsweep.sweep.phases import record_verdict
+
+                outcome.verdicts = record_verdict(spec, runs=runs)
         if spec.search.multi_objective:
             outcome.objectives = spec.search.objective_list
             outcome.front = record_pareto_front(spec, client=client, parent_run_id=runs.parent_run_id)

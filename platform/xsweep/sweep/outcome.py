@@ -26,6 +26,8 @@ class SweepOutcome:
     front: list[dict] | None = None
     version: int = 1  # of an extended sweep: the one this run of the driver ran
     totals: dict[str, int] = field(default_factory=dict)  # counts over every version
+    phases: dict[str, dict] | None = None  # an ablation's counts per phase: {"tune": {...}, "confirm": {...}}
+    verdicts: list[str] = field(default_factory=list)  # an ablation's verdicts, one line per comparison
 
     @property
     def exit_code(self) -> int:
@@ -44,7 +46,11 @@ def best_of_history(frame, *, metric: str, mode: str) -> float | None:
 def print_summary(outcome) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
     ended = 'interrupted' if outcome.interrupted else 'finished'
-    if outcome.version > 1:
+    if outcome.phases:
+        tune, confirm = ([", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no trials"]
+                         for c in (outcome.phases["tune"], outcome.phases["confirm"]))
+        print(f"\nsweep {ended}: phase 1 (tune) {tune[0]}; phase 2 (confirm) {confirm[0]}")
+    elif outcome.version > 1:
         totals = ", ".join(f"{n} {status}" for status, n in sorted(outcome.totals.items()))
         print(f"\nsweep version {outcome.version} {ended}: {counts}; all versions: {totals}")
     else:
@@ -60,6 +66,8 @@ def print_summary(outcome) -> None:
             print(f"  registered model '{outcome.experiment}' version {b['model_version']} (alias {BEST_ALIAS})")
     if outcome.front is not None:
         print("\n".join(front_lines(outcome.front, outcome.objectives)))
+    for line in outcome.verdicts:
+        print(line)
     print(f"results:    {outcome.sweep_path}")
     print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (make ui)")
     if outcome.best:

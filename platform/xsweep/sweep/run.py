@@ -87,6 +87,10 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
     if spec.search.multi_objective:
         print(objectives_line(spec), flush=True)
+    if spec.ablation is not None:
+        from xsweep.sweep.phases import phase_line
+
+        print(phase_line(spec), flush=True)
     if past_runs is not None:
         print(f"warm start: {len(evidence.carried)} configuration(s) of experiment "
               f"'{spec.search.warm_start.experiment}' seed the searcher ({evidence.outside} trial(s) outside this "
@@ -94,10 +98,12 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
 
     callback = TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode)
-    console = ConsoleCallback.for_spec(spec)
+    planned = spec.search.num_samples * spec.search.repeats  # an ablation's phase 2 comes after
+    console = ConsoleCallback.for_spec(spec, total_trials=planned)
     tuner = _tuner(spec, storage=storage, sweep=sweep, runs=runs, callbacks=[callback, console], past_runs=past_runs)
     outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
-                              verbose=verbose, callback=callback)
+                              verbose=verbose, callback=callback, planned_trials=planned,
+                              next_phase=_confirmation(spec, storage=storage, sweep=sweep, runs=runs))
     keep_log(storage, sweep, log)
     return outcome
 
@@ -125,8 +131,20 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     sweep_path = f"{storage.root}/{sweep}"
     # The searcher (Optuna's study included) and the callbacks come back from Tune's own
     # experiment state; finished trials are not run again, unfinished and errored ones continue.
+    # An ablation resumes the phase it was in (phases.py), and after phase 1 runs phase 2.
+    earlier, planned, next_phase = version["earlier"], version.get("trials"), None
+    experiment_dir = tune_dir(storage, sweep, version["version"])
+    if spec.ablation is not None:
+        from xsweep.sweep.phases import confirm_location, confirm_trials
+
+        confirming = record.get("ablation")
+        if confirming:
+            experiment_dir = "/".join(confirm_location(storage, sweep))
+            earlier, planned = confirming["earlier"], confirm_trials(spec, confirming["picked"])
+        else:
+            planned = spec.search.num_samples
     try:
-        tuner = tune.Tuner.restore(tune_dir(storage, sweep, version["version"]), _trainable(spec), resume_unfinished=True,
+        tuner = tune.Tuner.restore(experiment_dir, _trainable(spec), resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=storage.filesystem)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("xsweep"):
@@ -135,12 +153,14 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
                      base_config=spec.base_trial_config(), version=version["version"])
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
+    if spec.ablation is not None and not record.get("ablation"):
+        next_phase = _confirmation(spec, storage=storage, sweep=sweep, runs=runs, record=record)
     console = compat.restored_callback(tuner, ConsoleCallback, otherwise=lambda: ConsoleCallback.for_spec(spec))
     log = log_path(storage, sweep)
     print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
     print(first_lines(log=str(log), verbose=verbose, copied_to=_log_copy(storage, sweep_path)), flush=True)
     outcome = _fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
-                              verbose=verbose, earlier=version["earlier"], planned_trials=version.get("trials"))
+                              verbose=verbose, earlier=earlier, planned_trials=planned, next_phase=next_phase)
     keep_log(storage, sweep, log)
     return outcome
 
@@ -253,27 +273,60 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _confirmation(spec: Spec, *, storage: Storage, sweep: str, runs, record: dict | None = None):
+    """For an ablation, what starts phase 2 once phase 1 has finished (phases.py); else None."""
+    if spec.ablation is None:
+        return None
+    from xsweep.cluster.storage import read_sweep_record
+    from xsweep.sweep.console import ConsoleCallback
+    from xsweep.sweep.phases import start_confirmation
+    from xsweep.tracking.callback import TrackingCallback
+
+    def callbacks_for(planned: int):
+        console = ConsoleCallback.for_spec(spec, total_trials=planned)
+        return [TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode), console], console
+
+    def next_phase(results):
+        return start_confirmation(results, spec, storage=storage, sweep=sweep, runs=runs,
+                                  record=record or read_sweep_record(storage, sweep), callbacks_for=callbacks_for,
+                                  make_tuner=make_tuner)
+
+    def make_tuner(**confirm):
+        return _tuner(spec, storage=storage, sweep=sweep, runs=runs, phase="confirm", **confirm)
+    return next_phase
+
+
 def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, version: int = 1,
-           searcher=None, num_trials: int | None = None, past_runs=None):
+           searcher=None, num_trials: int | None = None, past_runs=None, location: tuple[str, str] | None = None,
+           phase: str | None = None):
     """The Tuner of a sweep's version (1 unless extended: its own Tune experiment, versions.py),
     with the searcher given (an extension's, holding the earlier trials) or a new one (given a warm
-    start's `past_runs`)."""
+    start's `past_runs`). An ablation's confirmation phase has its own `location` and runs every
+    trial to the end (FIFO); its tuning phase schedules each variant on its own (ablation.py)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from xsweep.sweep.finish import ImportModelCodeEarly
-    from xsweep.sweep.schedulers import build_trial_scheduler, judged_by
+    from xsweep.sweep.schedulers import SCHEDULERS, build_trial_scheduler, judged_by
     from xsweep.sweep.searcher import build_searcher
 
     from xsweep.sweep.versions import tune_location
 
     metric, mode = judged_by(spec)  # the searcher has its own: all of search.objectives
-    storage_path, name = tune_location(storage, sweep, version)
+    storage_path, name = location or tune_location(storage, sweep, version)
+    if phase == "confirm":
+        scheduler = SCHEDULERS.get("fifo").build(spec)
+    elif spec.ablation is not None:
+        from xsweep.sweep.ablation import VariantScheduler
+
+        scheduler = VariantScheduler(spec)
+    else:
+        scheduler = build_trial_scheduler(spec)
     return tune.Tuner(
         _trainable(spec),
         tune_config=tune.TuneConfig(
             search_alg=searcher or build_searcher(spec, open_run=runs, past_runs=past_runs),
-            scheduler=build_trial_scheduler(spec),
+            scheduler=scheduler,
             metric=metric,
             mode=mode,
             num_samples=num_trials or spec.total_trials(),
@@ -308,21 +361,41 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, v
 
 
 def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: Path, verbose: bool,
-                    callback=None, earlier: dict | None = None, planned_trials: int | None = None) -> SweepOutcome:
-    from xsweep.sweep.interrupt import graceful_interrupt
+                    callback=None, earlier: dict | None = None, planned_trials: int | None = None,
+                    next_phase=None) -> SweepOutcome:
+    """`next_phase(results) -> (tuner, console, earlier, planned_trials)`: an ablation's phase 2,
+    run when this phase has finished every trial it planned (phases.py)."""
+    from xsweep.tracking.callback import TrackingCallback
     from xsweep.sweep.output import output_to_log
 
     # Everything Ray, Tune and MLflow print, until Ray has shut down, goes to the log; the user
     # sees the console's view, then the summary.
     with output_to_log(log, verbose=verbose) as streams:
-        with graceful_interrupt() as interrupt, console.showing(terminal=streams.stdout, log=streams.log,
-                                                                verbose=verbose):
-            try:
-                results = tuner.fit()
-            except KeyboardInterrupt:  # a second Ctrl-C
-                results = None
-        return _finish(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupt.requested,
+        results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose)
+        if next_phase is not None and not interrupted and _every_trial_ended(results, planned_trials):
+            TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
+            with contextlib.redirect_stdout(streams.stdout):
+                tuner, console, earlier, planned_trials = next_phase(results)
+            results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose)
+        return _finish(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted,
                        streams=streams, callback=callback, earlier=earlier, planned_trials=planned_trials)
+
+
+def _fit(tuner, console, *, streams, verbose: bool):
+    """(Tune's results or None after a second Ctrl-C, whether Ctrl-C came) of one Tuner."""
+    from xsweep.sweep.interrupt import graceful_interrupt
+
+    with graceful_interrupt() as interrupt, console.showing(terminal=streams.stdout, log=streams.log,
+                                                            verbose=verbose):
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C
+            results = None
+    return results, interrupt.requested
+
+
+def _every_trial_ended(results, planned: int | None) -> bool:
+    return results is not None and results.num_terminated + results.num_errors == len(results) >= (planned or 0)
 
 
 def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, streams,

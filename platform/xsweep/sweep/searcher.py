@@ -143,10 +143,11 @@ class SweepSearcher(Searcher):
     be picklable (Tune pickles the searcher into its experiment state for `xsweep resume`).
     """
 
-    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str]):
+    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str], first_repeat: int = 0):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.repeats = repeats
+        self.first_repeat = first_repeat  # seeds train.seed + first_repeat, ...: an ablation confirms on fresh ones
         self.open_run = open_run
         self._group: dict | None = None  # {"primary": trial_id, "config": ..., "members": [...]}
         self._group_of: dict[str, dict] = {}
@@ -161,7 +162,7 @@ class SweepSearcher(Searcher):
                 return config
             self._group = {"primary": trial_id, "config": dict(config), "members": [], "scores": {}}
         group = self._group
-        config = dict(group["config"], **{REPEAT_KEY: len(group["members"])})
+        config = dict(group["config"], **{REPEAT_KEY: getattr(self, "first_repeat", 0) + len(group["members"])})
         group["members"].append(trial_id)
         self._group_of[trial_id] = group
         config[RUN_ID_KEY] = self.open_run(trial_id, config)
@@ -208,21 +209,39 @@ def optuna_space(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]
     return space or {FIXED_KEY: optuna.distributions.CategoricalDistribution([0])}
 
 
-def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None) -> SweepSearcher:
-    """The sweep's searcher; `past_runs` (MLflow trial runs of earlier versions, or of a warm
-    start's experiment) become its evidence where the spec's space holds them: the returned
-    searcher's `evidence` says how many did (history.py)."""
-    quiet_optuna()
-    space = optuna_space(spec)
+def _study_searcher(spec: Spec) -> _SweepOptunaSearch:
+    """One Optuna study over the spec's space, with the spec's sampler."""
     objectives = spec.search.objective_list
     several = len(objectives) > 1
-    inner = _SweepOptunaSearch(
-        space=space,
+    return _SweepOptunaSearch(
+        space=optuna_space(spec),
         metric=[o.metric for o in objectives] if several else spec.search.metric,
         mode=[o.mode for o in objectives] if several else spec.search.mode,
         sampler=ALGORITHMS.get(spec.search.algorithm).sampler(spec),
         deduplicate=bool(spec.search.space), seed=spec.search.seed,
     )
+
+
+def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None) -> SweepSearcher:
+    """The sweep's searcher; `past_runs` (MLflow trial runs of earlier versions, or of a warm
+    start's experiment) become its evidence where the spec's space holds them: the returned
+    searcher's `evidence` says how many did (history.py). An ablation's phase 1 searches each
+    variant with a study of its own (ablation.py)."""
+    quiet_optuna()
+    if spec.ablation is not None:
+        from xsweep.sweep.ablation import VariantSearcher, tuned_spec
+
+        tuned = tuned_spec(spec)
+        # Each variant's sampler gets its own seed: the same seed would make every variant try the
+        # same learning rates in the same order, which is a grid in disguise, not a search.
+        inner = VariantSearcher(spec, lambda index: _study_searcher(tuned.model_copy(update={
+            "search": tuned.search.model_copy(update={"seed": tuned.search.seed + index})})))
+        searcher = SweepSearcher(inner, repeats=1, open_run=open_run)
+        searcher.evidence = Evidence()
+        return searcher
+    space = optuna_space(spec)
+    objectives = spec.search.objective_list
+    inner = _study_searcher(spec)
     searcher = SweepSearcher(inner, repeats=spec.search.repeats, open_run=open_run)
     searcher.evidence = Evidence()
     if past_runs is not None and spec.search.space:
@@ -230,3 +249,11 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
                                    objectives=[o.metric for o in objectives], key=configuration_key)
         inner.add_history(searcher.evidence, space=space)
     return searcher
+
+
+def build_confirm_searcher(spec: Spec, picked: list[dict], *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
+    """An ablation's phase 2: each picked configuration over seeds train.seed + 1 ... + confirm_seeds."""
+    from xsweep.sweep.ablation import ConfirmSearcher
+
+    inner = ConfirmSearcher(picked, metric=spec.search.metric, mode=spec.search.mode)
+    return SweepSearcher(inner, repeats=spec.ablation.confirm_seeds, open_run=open_run, first_repeat=1)

@@ -24,12 +24,12 @@ from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from xsweep.contract import PENDING
-from xsweep.spec.trial import resolve_trial_config, sampled_params, trial_name
+from xsweep.spec.trial import PHASE_KEY, VARIANT_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.tracking.delivery import retry, shared_delivery
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
-    TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256, TAG_STATUS,
-    TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
+    TAG_ABLATION, TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_PHASE, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256,
+    TAG_STATUS, TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VARIANT, TAG_VERSION_PREFIX,
 )
 
 MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
@@ -235,6 +235,9 @@ class SweepRuns:
             # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
             # re-runs a trial from MLflow alone.
             TAG_CONFIG: json.dumps(config, sort_keys=True),
+            # An ablation's trials (sweep/ablation.py): which phase, which variant.
+            **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
+               if PHASE_KEY in tune_config else {}),
         })
         log_params(self.client, run_id, flatten(config))
 
@@ -271,6 +274,8 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         TAG_STORAGE_PATH: sweep_path,
         **_versions(),
     }
+    if spec.ablation is not None:
+        tags[TAG_ABLATION] = json.dumps(spec.ablation.model_dump(mode="json"))
     commit = git_commit()
     if commit:
         tags[TAG_GIT_COMMIT] = commit

@@ -1,0 +1,131 @@
+"""An ablation's verdict (a sweep with `ablation:`, sweep/ablation.py), from its confirmation trials:
+
+* for each factor, each level against the reference level at each variant's own tuned settings:
+  the paired difference of final accuracy, pairs matched by seed and by the other factors'
+  levels, with its 95% interval and a sentence (stats.verdict);
+* the same difference within each level of the other factors (the interaction table);
+* each variant's tuned values and confirmed accuracy, so that a reader sees whether a variant lost
+  by its architecture or by its learning rate;
+* the paper's claims beside the verdicts: agreed, contradicted, or not decided at this budget.
+
+Plain JSON-able dicts, accuracies as fractions, like analysis.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Any
+
+from xsweep.metrics import ACCURACY
+from xsweep.report import stats as st
+from xsweep.report.data import SweepData, TrialRun
+from xsweep.report.labels import level_label
+from xsweep.spec.trial import format_value
+
+# What the paper says about a level against the reference (REFERENCE.md): (factor, level, reference)
+# -> (the reference wins, the paper's words).
+PAPER_CLAIMS = {
+    ("model.residual", False, True): "residual connections are \"clearly essential in helping with "
+                                     "convergence, both in terms of speed and final classification performance\" "
+                                     "(Figure 9)",
+    ("model.activation", "relu", "none"): "\"the absence of any non-linearity leads to both faster convergence "
+                                          "and better final performance\" (Figure 10)",
+    ("model.activation", "elu", "none"): "\"the absence of any non-linearity leads to both faster convergence "
+                                         "and better final performance\" (Figure 10)",
+}
+
+
+def _key(value: Any) -> tuple:
+    return (type(value).__name__, value)
+
+
+def ablation_verdict(data: SweepData) -> dict | None:
+    """The verdict of an ablation sweep; None for any other sweep."""
+    ablation = data.ablation
+    if ablation is None:
+        return None
+    factors, reference = ablation["factors"], ablation["reference"]
+    confirmed = [t for t in data.trials if t.phase == "confirm" and t.finished]
+    by_variant: dict[tuple, list[TrialRun]] = defaultdict(list)
+    for trial in confirmed:
+        by_variant[tuple(_key(trial.searched.get(p)) for p in factors)].append(trial)
+
+    out_factors = []
+    for index, path in enumerate(factors):
+        ref = reference[path]
+        others = [p for p in factors if p != path]
+        comparisons = []
+        for level in _levels(data, path):
+            if _key(level) == _key(ref):
+                continue
+            pairs, within = [], defaultdict(list)
+            for variant, trials in by_variant.items():
+                if variant[index] != _key(level):
+                    continue
+                partner = variant[:index] + (_key(ref),) + variant[index + 1:]
+                partners = {t.seed: t for t in by_variant.get(partner, [])}
+                for trial in trials:
+                    if trial.seed in partners:
+                        pair = (trial.final(ACCURACY), partners[trial.seed].final(ACCURACY))
+                        pairs.append(pair)
+                        within[tuple(variant[:index] + variant[index + 1:])].append(pair)
+            diff = st.paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            label, ref_label = level_label(path, level), level_label(path, ref)
+            rows = []
+            order = [[_key(v) for v in _levels(data, p)] for p in others]  # the spec's order of levels
+            for rest, rest_pairs in sorted(within.items(), key=lambda kv: [o.index(k) for o, k in zip(order, kv[0])]):
+                d = st.paired_difference([a for a, _ in rest_pairs], [b for _, b in rest_pairs])
+                rows.append({"at": ", ".join(level_label(p, v) for p, (_, v) in zip(others, rest)) or "-",
+                             "n": d.n, "difference": st.finite_or_none(d.estimate), "ci_low": st.finite_or_none(d.low), "ci_high": st.finite_or_none(d.high),
+                             "verdict": st.verdict(label, ref_label, d)})
+            comparisons.append({
+                "level": level, "label": label, "reference": ref, "reference_label": ref_label,
+                "n": diff.n, "difference": st.finite_or_none(diff.estimate), "ci_low": st.finite_or_none(diff.low), "ci_high": st.finite_or_none(diff.high),
+                "p_value": st.finite_or_none(diff.p_value), "verdict": st.verdict(label, ref_label, diff),
+                "within": rows, "paper": _paper(path, level, ref, diff),
+            })
+        out_factors.append({"path": path, "reference": ref, "comparisons": comparisons})
+    return {"factors": out_factors, "variants": _variants(data, factors, ablation["tune"], by_variant),
+            "confirm_seeds": ablation["confirm_seeds"], "budget": ablation["budget"],
+            "seeds": sorted({t.seed for t in confirmed if t.seed is not None})}
+
+
+def _levels(data: SweepData, path: str) -> list[Any]:
+    return list(data.space.get(path, {}).get("choice", []))
+
+
+def _paper(path: str, level: Any, ref: Any, diff: st.Interval) -> dict | None:
+    """The paper's claim on level vs reference, and whether this sweep agrees with it."""
+    claim = PAPER_CLAIMS.get((path, level, ref))
+    if claim is None:
+        return None
+    if not diff.excludes_zero:
+        finding = "not decided at this budget"
+    else:  # every claim of the paper has the reference level winning
+        finding = "agreed" if diff.estimate < 0 else "contradicted"
+    return {"claim": claim, "finding": finding}
+
+
+def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant) -> list[dict]:
+    """Each variant: its tuned values, phase-1 trials, and confirmed accuracy over seeds."""
+    tuning = defaultdict(list)
+    for trial in data.trials:
+        if trial.phase == "tune":
+            tuning[tuple(_key(trial.searched.get(p)) for p in factors)].append(trial)
+    rows = []
+    for combination in itertools.product(*[_levels(data, p) for p in factors]):
+        variant = tuple(_key(v) for v in combination)
+        confirmed = by_variant.get(variant, [])
+        ci = st.mean_ci([t.final(ACCURACY) for t in confirmed])
+        values = confirmed[0].searched if confirmed else {}
+        tried = tuning.get(variant, [])
+        rows.append({
+            "label": ", ".join(level_label(p, v) for p, v in zip(factors, combination)),
+            "tuned": {p: values.get(p) for p in tuned},
+            "tuned_text": ", ".join(f"{p.split('.')[-1]} = {format_value(values[p])}" for p in tuned if p in values)
+            or "not confirmed",
+            "tune_trials": len(tried), "tune_completed": sum(t.finished for t in tried),
+            "n": ci.n, "mean": st.finite_or_none(ci.estimate), "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
+        })
+    return rows

@@ -1,0 +1,96 @@
+"""An ablation's verdict from its confirmation trials: paired by seed and by the other factor's
+level, checked against scipy's paired t-test, with the paper's claims judged from the interval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy import stats
+
+from xsweep.report.data import SweepData, TrialRun
+from xsweep.report.verdict import ablation_verdict
+from xsweep.tracking.tags import TAG_ABLATION
+
+# Final accuracy of each variant (residual, activation) and what each seed adds: residual off is
+# clearly worse (the paper agrees), ReLU clearly better than none (the paper is contradicted).
+BASE = {(True, "none"): 0.90, (True, "relu"): 0.93, (False, "none"): 0.80, (False, "relu"): 0.84}
+SEED_EFFECT = {1: 0.0, 2: 0.01, 3: -0.012}
+JITTER = {(True, "none", 2): 0.004, (False, "relu", 3): -0.003, (False, "none", 1): 0.002}
+
+
+def trial(residual: bool, activation: str, seed: int, *, phase: str = "confirm", status: str = "completed",
+          lr: float = 0.05) -> TrialRun:
+    acc = BASE[(residual, activation)] + SEED_EFFECT.get(seed, 0.0) + JITTER.get((residual, activation, seed), 0.0)
+    return TrialRun(run_id=f"{residual}-{activation}-{seed}-{phase}", name="t", status=status,
+                    searched={"model.residual": residual, "model.activation": activation, "train.lr": lr},
+                    config={"train": {"seed": seed}}, seed=seed, history={"val_accuracy": [(1, 0.1), (2, acc)]},
+                    phase=phase)
+
+
+def sweep(trials: list[TrialRun]) -> SweepData:
+    ablation = {"factors": ["model.residual", "model.activation"], "tune": ["train.lr"], "budget": 2,
+                "confirm_seeds": 3, "reference": {"model.residual": True, "model.activation": "none"}}
+    params = {"search.space.model.residual": json.dumps({"choice": [True, False]}),
+              "search.space.model.activation": json.dumps({"choice": ["none", "relu"]}),
+              "search.space.train.lr": json.dumps({"loguniform": [0.01, 0.2]})}
+    return SweepData(uri="sqlite://", experiment="e", experiment_id="1", run_id="p", run_name="p", status="finished",
+                     params=params, tags={TAG_ABLATION: json.dumps(ablation)}, trials=trials)
+
+
+def confirmed(**overrides) -> list[TrialRun]:
+    return [trial(r, a, s, **overrides) for (r, a) in BASE for s in SEED_EFFECT]
+
+
+def comparison(verdict: dict, path: str) -> dict:
+    (factor,) = [f for f in verdict["factors"] if f["path"] == path]
+    (one,) = factor["comparisons"]
+    return one
+
+
+def test_each_factor_is_judged_by_pairs_of_seed_and_other_level_as_scipys_paired_t_test():
+    verdict = ablation_verdict(sweep(confirmed() + [trial(False, "none", 0, phase="tune", lr=0.3)]))
+    residual = comparison(verdict, "model.residual")
+    off = [trial(False, a, s).final("val_accuracy") for a in ("none", "relu") for s in SEED_EFFECT]
+    on = [trial(True, a, s).final("val_accuracy") for a in ("none", "relu") for s in SEED_EFFECT]
+    expected = stats.ttest_rel(off, on)
+    low, high = expected.confidence_interval(0.95)
+    assert residual["n"] == 6
+    assert residual["difference"] == pytest.approx(sum(off) / 6 - sum(on) / 6)
+    assert (residual["ci_low"], residual["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert residual["verdict"].startswith("residual on beats residual off by ")
+    assert residual["paper"]["finding"] == "agreed"
+    # Within each activation: the residual effect over the 3 seeds alone.
+    assert [(row["at"], row["n"]) for row in residual["within"]] == [("no activation", 3), ("ReLU", 3)]
+
+    relu = comparison(verdict, "model.activation")
+    assert relu["label"] == "ReLU" and relu["reference_label"] == "no activation"
+    assert relu["verdict"].startswith("ReLU beats no activation by ")
+    assert relu["paper"]["finding"] == "contradicted"
+
+
+def test_a_failed_confirmation_trial_drops_its_pair_and_tuning_trials_never_count():
+    trials = [t for t in confirmed() if t.run_id != "False-relu-3-confirm"]
+    trials += [trial(False, "relu", 3, status="failed"), trial(True, "none", 1, phase="tune", lr=0.9)]
+    residual = comparison(ablation_verdict(sweep(trials)), "model.residual")
+    assert residual["n"] == 5  # (off, relu, seed 3) has no partner left
+    rows = {v["label"]: v for v in ablation_verdict(sweep(trials))["variants"]}
+    assert rows["residual off, ReLU"]["n"] == 2
+    assert rows["residual on, no activation"]["tune_trials"] == 1
+    assert rows["residual on, no activation"]["tuned_text"] == "lr = 0.05"  # the confirmed value, not the tuning trial's
+
+
+def test_one_seed_per_variant_leaves_every_verdict_undecided():
+    verdict = ablation_verdict(sweep([trial(r, a, 1) for (r, a) in BASE]))
+    residual = comparison(verdict, "model.residual")
+    assert residual["n"] == 2
+    # Two pairs give an interval; it is wide, but the two differences agree in sign here.
+    single = ablation_verdict(sweep([trial(True, "none", 1), trial(False, "none", 1)]))
+    assert comparison(single, "model.residual")["verdict"] == "too few runs to tell at n = 1"
+    assert comparison(single, "model.residual")["paper"]["finding"] == "not decided at this budget"
+
+
+def test_a_sweep_without_ablation_has_no_verdict():
+    data = sweep(confirmed())
+    data.tags = {}
+    assert ablation_verdict(data) is None

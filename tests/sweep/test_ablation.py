@@ -1,0 +1,96 @@
+"""A tiny ablation study end to end on a real embedded Ray and MLflow (sqlite): 2 factors (4
+variants), 2 tuning trials per variant under ASHA, 2 confirmation seeds; then the MLflow tree
+(phases, variants, pairing by seed), the verdict on the parent run, the summary and the report."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import SPECS, run_xsweep
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+ABLATION = "{factors: [model.residual, model.activation], tune: [train.lr], budget: 2, confirm_seeds: 2}"
+VARIANTS = {"res=on act=none", "res=on act=relu", "res=off act=none", "res=off act=relu"}
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ablation")
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", f"ablation={ABLATION}",
+                      "--set", "search.num_samples=8", "--set", "scheduler.kind=asha",
+                      "--set", "scheduler.grace_period=1", cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke").experiment_id
+    (parent,) = client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'sweep'")
+    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return workdir, proc, client, parent, children
+
+
+def _by(children, phase: str) -> dict[str, list]:
+    grouped = defaultdict(list)
+    for child in children:
+        if child.data.tags["xsweep.phase"] == phase:
+            grouped[child.data.tags["xsweep.variant"]].append(child)
+    return grouped
+
+
+def _final(client, run) -> float:
+    return max(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step).value
+
+
+def test_each_variant_is_tuned_on_its_own_then_confirmed_on_the_same_fresh_seeds(ablation):
+    _, _, client, _, children = ablation
+    assert len(children) == 16
+    tuning, confirming = _by(children, "tune"), _by(children, "confirm")
+    assert set(tuning) == set(confirming) == VARIANTS
+    seeds = {}
+    for variant in VARIANTS:
+        assert len(tuning[variant]) == 2 and len(confirming[variant]) == 2
+        # ASHA compares trials within a variant: the first to reach a rung always goes on, so every
+        # variant has a completed tuning trial, whatever the others scored.
+        completed = [t for t in tuning[variant] if t.data.tags["xsweep.status"] == "completed"]
+        assert completed, variant
+        best = max(completed, key=lambda t: _final(client, t))
+        tuned_seed = json.loads(best.data.tags["xsweep.config"])["train"]["seed"]
+        for trial in confirming[variant]:
+            config = json.loads(trial.data.tags["xsweep.config"])
+            assert config["train"]["lr"] == json.loads(best.data.tags["xsweep.config"])["train"]["lr"]
+            assert trial.data.tags["xsweep.status"] == "completed"
+            assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == config["train"]["epochs"]
+        seeds[variant] = sorted(json.loads(t.data.tags["xsweep.config"])["train"]["seed"] for t in confirming[variant])
+        assert tuned_seed not in seeds[variant]  # fresh seeds: the tuning seed picked the winner
+    assert len({tuple(s) for s in seeds.values()}) == 1  # the same seeds for every variant: paired
+
+
+def test_the_verdict_is_on_the_parent_run_in_the_summary_and_in_the_report(ablation):
+    workdir, proc, client, parent, _ = ablation
+    assert "phase 2 (confirm): 4 variants x 2 seeds = 8 trials" in proc.stdout
+    assert "phase 1 (tune) " in proc.stdout and "; phase 2 (confirm) 8 completed" in proc.stdout
+    verdict = json.load(open(client.download_artifacts(parent.info.run_id, "ablation_verdict.json")))
+    comparisons = {(f["path"], c["label"]): c for f in verdict["factors"] for c in f["comparisons"]}
+    assert set(comparisons) == {("model.residual", "residual off"), ("model.activation", "ReLU")}
+    for (path, _), c in comparisons.items():
+        assert c["n"] == 4  # 2 seeds x the other factor's 2 levels
+        assert len(c["within"]) == 2 and all(row["n"] == 2 for row in c["within"])
+        level = "off" if path == "model.residual" else "relu"
+        assert parent.data.tags[f"xsweep.ablation_verdict.{path}:{level}"] == c["verdict"]
+        line = f"verdict, {c['label']} against {c['reference_label']}: {c['verdict']}"
+        assert line in proc.stdout
+        assert "too few runs" not in c["verdict"]
+
+    report = run_xsweep("report", "smoke", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    text = next((workdir / "reports").glob("*/report.md")).read_text()
+    section = text.split("## 1. Ablation verdict")[1].split("\n## ")[0]
+    for c in comparisons.values():
+        assert f"### {c['label']} against {c['reference_label']}" in section
+        assert f"Verdict: {c['verdict']}." in section
+    assert "The paper: residual connections are" in section
+    rows = [line for line in section.splitlines() if line.startswith("| residual")]
+    assert len(rows) == 4 + 2  # the variants table, and the activation comparison's within-residual rows
