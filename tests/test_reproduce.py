@@ -8,6 +8,7 @@ damaged checkpoint) work on copies of the store, so the true record stays intact
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -72,6 +73,20 @@ def _damage_checkpoint(workdir: Path) -> None:
     state.write_bytes(data[:-64] + bytes(64))
 
 
+def _change_provenance(workdir: Path) -> None:
+    """As if the data and two packages had changed since the sweep: its dataset digest rewritten,
+    and the parent run given its own copy of its artifacts with another packages.txt."""
+    _sql(workdir, "UPDATE datasets SET digest = :digest", digest="feedface" * 4)
+    client = _client(workdir)
+    parent_id = client.get_run(_best_run_id(workdir)).data.tags["mlflow.parentRunId"]
+    original = Path(unquote(urlparse(client.get_run(parent_id).info.artifact_uri).path))
+    artifacts = shutil.copytree(original, workdir / "parent-artifacts")
+    _sql(workdir, "UPDATE runs SET artifact_uri = :uri WHERE run_uuid = :run", uri=str(artifacts), run=parent_id)
+    packages = artifacts / "environment" / "packages.txt"
+    lines = [line for line in packages.read_text().splitlines() if not line.startswith("torch==")]
+    packages.write_text("\n".join([*lines, "torch==0.0.1", "long-gone==1.0"]) + "\n")
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """One finished smoke sweep: two trials, one wave (the smallest sweep that still picks a best)."""
@@ -88,11 +103,14 @@ def reproduced(sweep, tmp_path_factory):
     _alter_final_val_accuracy(altered)
     damaged = _copy_store(sweep, tmp_path_factory.mktemp("damaged") / "store")
     _damage_checkpoint(damaged)
+    changed = _copy_store(sweep, tmp_path_factory.mktemp("changed") / "store")
+    _change_provenance(changed)
     commands = {
         "retrain": (sweep, ["--experiment", "smoke"]),
         "checkpoint": (sweep, ["--experiment", "smoke", "--from-checkpoint"]),
         "altered": (altered, ["--experiment", "smoke"]),
         "damaged": (damaged, ["--experiment", "smoke", "--from-checkpoint"]),
+        "changed": (changed, ["--experiment", "smoke", "--from-checkpoint"]),
         "unknown": (sweep, ["--experiment", "nope"]),
     }
     started = {
@@ -183,3 +201,34 @@ def test_unknown_experiment_is_one_line_and_exit_2(reproduced):
     assert proc.returncode == 2, _show(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xsweep: --experiment: no experiment 'nope'"), proc.stderr
+
+
+def test_the_record_names_the_code_packages_and_data_where_mlflow_shows_them(sweep):
+    from importlib.metadata import version
+
+    from xsweep.training.fingerprint import fingerprint
+
+    client = _client(sweep)
+    best = client.get_run(_best_run_id(sweep))
+    parent = client.get_run(best.data.tags["mlflow.parentRunId"])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=SPECS).stdout.strip()
+    for run in (parent, best):  # the UI's Source column
+        assert run.data.tags["mlflow.source.git.commit"] == commit
+    packages = Path(client.download_artifacts(parent.info.run_id, "environment/packages.txt")).read_text()
+    assert f"torch=={version('torch')}" in packages.splitlines()
+    (data,) = best.inputs.dataset_inputs  # the UI's Datasets column
+    config = json.loads(best.data.tags["xsweep.config"])
+    assert (data.dataset.name, data.dataset.digest) == ("digits", fingerprint(config["data"]).digest)
+
+
+def test_reproduce_says_whether_the_packages_and_data_are_the_sweeps(reproduced):
+    same = reproduced["retrain"].stdout
+    assert "data: the same as the sweep's (digits " in same
+    assert re.search(r"^packages: the same \d+ as the sweep's$", same, re.M), same
+    changed = reproduced["changed"]
+    assert changed.returncode == 0, _show(changed)  # what differs is said; the numbers still decide
+    from importlib.metadata import version
+
+    assert (f"note: 2 package(s) differ from the sweep's: long-gone 1.0: not installed here, "
+            f"torch 0.0.1 -> {version('torch')}") in changed.stdout
+    assert "note: the data differs from the sweep's: its digest was feedfacefeed, here digits " in changed.stdout

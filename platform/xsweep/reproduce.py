@@ -25,13 +25,16 @@ from mlflow.tracking import MlflowClient
 from xsweep.contract import COMPLETED, STOPPED
 from xsweep.errors import ReproduceError
 from xsweep.metrics import ACCURACY, METRICS, reproducible
-from xsweep.tracking.query import best_at_any_epoch, child_runs, find_experiment, latest_sweep
+from xsweep.tracking.query import best_at_any_epoch, child_runs, find_experiment, latest_sweep, search_all
 from xsweep.tracking.runs import git_commit, log_params, set_tags
+from xsweep.tracking.provenance import (
+    PACKAGES_ARTIFACT, SHOWN_DIFFERENCES, installed_packages, package_differences, parse_packages, recorded_digest,
+)
 from xsweep.tracking.store import open_store, resolve_uri
 from xsweep.tracking.tags import (
     TAG_BEST_RUN_ID, TAG_CONFIG, TAG_DEVICE, TAG_DIFFERENCE, TAG_GIT_COMMIT, TAG_IDENTICAL, TAG_KIND, TAG_MODE,
-    TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_REPRODUCES, TAG_STATUS, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERDICT,
-    TAG_VERSION_PREFIX,
+    TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_PHASE, TAG_REPRODUCES, TAG_SEED_BAND, TAG_STATUS, TAG_SWEEP_VERSION,
+    TAG_TRIAL_ID, TAG_VARIANT, TAG_VERDICT, TAG_VERSION_PREFIX,
 )
 
 FINISHED_STATUSES = (COMPLETED, STOPPED)  # trial statuses that left a full, usable history
@@ -53,6 +56,8 @@ class Trial:
     device_tag: str  # where the sweep ran it ("cpu", "cuda:<name>"), "" if unknown
     tags: dict = field(default_factory=dict)  # its own run's tags
     sweep_tags: dict = field(default_factory=dict)  # the parent run's tags: provenance
+    parent_run_id: str | None = None
+    data_digest: str | None = None  # what its dataset input recorded (tracking/provenance.py)
     logged: dict[int, dict[str, float]] = field(default_factory=dict)  # epoch -> metrics
 
 
@@ -179,7 +184,8 @@ def _trial(client: MlflowClient, run, *, flag: str) -> Trial:
     trial = Trial(run_id=run.info.run_id, name=run.info.run_name or tags.get(TAG_TRIAL_ID, run.info.run_id),
                   experiment_id=run.info.experiment_id, config=json.loads(tags[TAG_CONFIG]), metric=metric,
                   mode=mode, device_tag=tags.get(TAG_DEVICE, ""), tags=dict(tags),
-                  sweep_tags=parent.data.tags if parent is not None else {})
+                  sweep_tags=parent.data.tags if parent is not None else {},
+                  parent_run_id=parent.info.run_id if parent is not None else None, data_digest=recorded_digest(run))
     trial.logged = logged_history(client, run.info.run_id)
     if not trial.logged:
         raise ReproduceError(f"{flag}: run {run.info.run_id} has no logged epochs yet "
@@ -385,26 +391,57 @@ def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = 
     print(f"trial '{trial.name}' (run {trial.run_id}, experiment '{experiment}'"
           + (f", sweep version {version}" if version and version != "1" else "")
           + f"), sweep metric {trial.metric} ({trial.mode})")
-    for line in provenance_notes(trial):
+    for line in provenance_notes(client, trial, config):
         print(line)
     if from_checkpoint:
         return _from_checkpoint(client, trial, config, tolerance=tolerance)
     return _retrain(client, trial, config, tolerance=tolerance)
 
 
-def provenance_notes(trial: Trial) -> list[str]:
-    """What differs between the sweep's code and ours: the first suspect when numbers differ."""
+def provenance_notes(client: MlflowClient, trial: Trial, config: dict) -> list[str]:
+    """Whether the code, the packages and the data are the sweep's (tracking/provenance.py): what
+    differs is the first suspect when numbers differ."""
     from importlib.metadata import version
+
+    from xsweep.errors import DataError
+    from xsweep.training.fingerprint import fingerprint
 
     notes = []
     theirs, ours = trial.sweep_tags.get(TAG_GIT_COMMIT), git_commit()
     if theirs and ours and theirs != ours:
         notes.append(f"note: the sweep ran xsweep at commit {theirs[:12]}, this is {ours[:12]}")
-    # The same source as the sweep's tag (tracking._versions): package metadata.
-    theirs, ours = trial.sweep_tags.get(f"{TAG_VERSION_PREFIX}torch"), version("torch")
-    if theirs and theirs != ours:
-        notes.append(f"note: the sweep ran torch {theirs}, this is torch {ours}")
+    recorded = _recorded_packages(client, trial)
+    if recorded is not None:
+        differ = package_differences(recorded, installed_packages())
+        shown = ", ".join(differ[:SHOWN_DIFFERENCES]) + (f" (+{len(differ) - SHOWN_DIFFERENCES} more)"
+                                                         if len(differ) > SHOWN_DIFFERENCES else "")
+        notes.append(f"note: {len(differ)} package(s) differ from the sweep's: {shown}" if differ
+                     else f"packages: the same {len(recorded)} as the sweep's")
+    else:  # a sweep from before the packages were recorded: its torch tag (tracking._versions)
+        theirs, ours = trial.sweep_tags.get(f"{TAG_VERSION_PREFIX}torch"), version("torch")
+        if theirs and theirs != ours:
+            notes.append(f"note: the sweep ran torch {theirs}, this is torch {ours}")
+    if trial.data_digest:
+        try:
+            here = fingerprint(config["data"])
+        except DataError as exc:
+            notes.append(f"note: the data cannot be read here to compare it with the sweep's ({exc})")
+        else:
+            notes.append(f"data: the same as the sweep's ({here.describe()})" if here.digest == trial.data_digest
+                         else f"note: the data differs from the sweep's: its digest was {trial.data_digest[:12]}, "
+                              f"here {here.describe()}")
     return notes
+
+
+def _recorded_packages(client: MlflowClient, trial: Trial) -> dict[str, str] | None:
+    if not trial.parent_run_id:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="xsweep-packages-") as tmp:
+            path = client.download_artifacts(trial.parent_run_id, PACKAGES_ARTIFACT, dst_path=tmp)
+            return parse_packages(Path(path).read_text())
+    except (MlflowException, OSError):
+        return None
 
 
 def _where(trial: Trial, config: dict) -> str:
@@ -414,13 +451,52 @@ def _where(trial: Trial, config: dict) -> str:
 
 
 def _conclude(repro: ReproductionRun, logged: dict, reproduced: dict, c: Comparison, *,
-              columns: list[str], note: str = "") -> int:
+              columns: list[str], note: str = "", band: "SeedBand | None" = None) -> int:
     print()
     print_table(logged, reproduced, columns=columns)
     print()
     print(verdict_line(c))
+    within = band is not None and band.holds(c.reproduced)
+    if band is not None:
+        print(band.line(c.reproduced))
+        set_tags(repro.client, repro.run_id, {TAG_SEED_BAND: "within" if within else "outside"})
     repro.finish(c, note=note)
-    return 0 if c.passed else 1
+    return 0 if c.passed or within else 1
+
+
+@dataclass
+class SeedBand:
+    """An ablation's confirmed variant: where its confirmation seeds ended (sweep/ablation.py)."""
+
+    variant: str
+    metric: str
+    values: list[float]
+
+    def holds(self, value: float) -> bool:
+        return min(self.values) <= value <= max(self.values)
+
+    def line(self, value: float) -> str:
+        show = (lambda v: f"{100 * v:.2f}%") if _is_accuracy(self.metric) else (lambda v: f"{v:.6g}")
+        where = "within" if self.holds(value) else "outside"
+        return (f"seed band: the {len(self.values)} confirmation seeds of variant {self.variant} ended at "
+                f"{show(min(self.values))} to {show(max(self.values))} {self.metric}; the re-run's {show(value)} is "
+                f"{where} the seed band")
+
+
+def seed_band(client: MlflowClient, trial: Trial) -> SeedBand | None:
+    """The band of a confirmation trial's variant: its completed sibling seeds' final values."""
+    variant = trial.tags.get(TAG_VARIANT)
+    if trial.tags.get(TAG_PHASE) != "confirm" or not variant or not trial.parent_run_id:
+        return None
+    siblings = search_all(client, [trial.experiment_id],
+                          f"tags.`mlflow.parentRunId` = '{trial.parent_run_id}' and tags.`{TAG_PHASE}` = 'confirm' "
+                          f"and tags.`{TAG_VARIANT}` = '{variant}' and tags.`{TAG_STATUS}` = '{COMPLETED}'")
+    values = []
+    for run in siblings:
+        history = client.get_metric_history(run.info.run_id, trial.metric)
+        if history:
+            values.append(max(history, key=lambda m: m.step).value)
+    return SeedBand(variant, trial.metric, values) if len(values) >= 2 else None
 
 
 def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:
@@ -437,7 +513,8 @@ def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: flo
         c = compare(trial.logged, reproduced, metric=trial.metric, epoch=epochs, tolerance=tolerance)
         columns = ["val_accuracy", "train_loss"]
         columns += [trial.metric] if trial.metric not in columns else []
-        return _conclude(repro, trial.logged, reproduced, c, columns=columns, note=note)
+        band = seed_band(client, trial) if epochs == planned else None
+        return _conclude(repro, trial.logged, reproduced, c, columns=columns, note=note, band=band)
 
 
 def _from_checkpoint(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:

@@ -94,3 +94,17 @@ def test_the_verdict_is_on_the_parent_run_in_the_summary_and_in_the_report(ablat
     assert "The paper: residual connections are" in section
     rows = [line for line in section.splitlines() if line.startswith("| residual")]
     assert len(rows) == 4 + 2  # the variants table, and the activation comparison's within-residual rows
+
+
+def test_reproducing_a_confirmed_variant_is_judged_against_its_seed_band(ablation):
+    workdir, _, client, _, children = ablation
+    trial = _by(children, "confirm")["res=off act=relu"][0]
+    proc = run_xsweep("reproduce", "--experiment", "smoke", "--run", trial.info.run_id, cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finals = sorted(100 * _final(client, t) for t in _by(children, "confirm")["res=off act=relu"])
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("seed band: "))
+    assert line.startswith(f"seed band: the 2 confirmation seeds of variant res=off act=relu ended at "
+                           f"{finals[0]:.2f}% to {finals[1]:.2f}% val_accuracy; the re-run's ")
+    assert line.endswith("is within the seed band")
+    reproduction = client.search_runs([trial.info.experiment_id], filter_string="tags.`xsweep.kind` = 'reproduction'")
+    assert [r.data.tags["xsweep.seed_band"] for r in reproduction] == ["within"]

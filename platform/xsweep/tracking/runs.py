@@ -26,6 +26,9 @@ from mlflow.tracking import MlflowClient
 from xsweep.contract import PENDING
 from xsweep.spec.trial import PHASE_KEY, VARIANT_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.tracking.delivery import retry, shared_delivery
+from xsweep.tracking.provenance import (
+    MLFLOW_GIT_COMMIT, PACKAGES_ARTIFACT, dataset_input, installed_packages, packages_text,
+)
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
     TAG_ABLATION, TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_PHASE, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256,
@@ -172,6 +175,7 @@ class SweepRuns:
         self.parent_run_id = parent_run_id
         self.base_config = base_config
         self.opened: dict[str, str] = {}  # trial id -> its run id
+        self.git_commit = git_commit()  # of the code opening the runs, tagged on every trial run
         self._client: MlflowClient | None = None
         self._reserve: ReservedRuns | None = None
         self._restored = False
@@ -226,8 +230,12 @@ class SweepRuns:
         }).info.run_id
 
     def _claim(self, run_id: str, trial_id: str, tune_config: dict) -> None:
+        from xsweep.training.fingerprint import fingerprint
+
         config = resolve_trial_config(self.base_config, tune_config)
         self.client.update_run(run_id, name=trial_name(tune_config))
+        # The data it trains on, as MLflow's dataset input (provenance.py): reproduce compares it.
+        self.client.log_inputs(run_id, datasets=[dataset_input(fingerprint(config["data"]))])
         set_tags(self.client, run_id, {
             TAG_KIND: TRIAL_KIND,
             TAG_TRIAL_ID: trial_id,
@@ -235,6 +243,7 @@ class SweepRuns:
             # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
             # re-runs a trial from MLflow alone.
             TAG_CONFIG: json.dumps(config, sort_keys=True),
+            **({MLFLOW_GIT_COMMIT: self.git_commit} if getattr(self, "git_commit", None) else {}),
             # An ablation's trials (sweep/ablation.py): which phase, which variant.
             **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
                if PHASE_KEY in tune_config else {}),
@@ -278,7 +287,7 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         tags[TAG_ABLATION] = json.dumps(spec.ablation.model_dump(mode="json"))
     commit = git_commit()
     if commit:
-        tags[TAG_GIT_COMMIT] = commit
+        tags[TAG_GIT_COMMIT] = tags[MLFLOW_GIT_COMMIT] = commit
         # A commit alone cannot tell that the code that ran had local edits.
         tags[TAG_GIT_DIRTY] = str(git_dirty()).lower()
     run = client.create_run(experiment_id, run_name=Path(sweep_path).name, tags=tags)
@@ -288,5 +297,5 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         Path(tmp, "spec.yaml").write_text(spec.text)
         Path(tmp, "spec.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         client.log_artifacts(run_id, tmp, artifact_path="spec")
-    return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id,
-                     base_config=spec.base_trial_config())
+    client.log_text(run_id, packages_text(installed_packages()), PACKAGES_ARTIFACT)
+    return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id, base_config=spec.base_trial_config())

@@ -45,4 +45,5 @@ TAG_MODE = "xsweep.mode"  # retrain | checkpoint
 TAG_VERDICT = "xsweep.verdict"
 TAG_DIFFERENCE = "xsweep.difference"
 TAG_IDENTICAL = "xsweep.identical"
+TAG_SEED_BAND = "xsweep.seed_band"  # a confirmation trial's re-run: "within" or "outside" its variant's seeds
 TAG_NOTE = "xsweep.note"

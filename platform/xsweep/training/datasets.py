@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from xsweep.errors import DataError
 from xsweep.registry import Registry, import_object
+from xsweep.training import fingerprint as fp
 from xsweep.training import sources
 
 LOADERS = "xsweep.training.loaders"
@@ -31,6 +32,8 @@ class Dataset:
     loader: str  # "module:function", imported in the trial process only
     check: Callable[[dict], object] | None = None  # raises DataError; run calls it before anything starts
     requires_root: str | None = None  # what data.root must point at, if it must be set
+    # The digest of its data that reproduce compares (fingerprint.py); None: of the data config only.
+    fingerprint: Callable[[dict], fp.DataFingerprint] | None = None
 
     def shape(self, data: dict, *, check: bool = True) -> tuple[int, int]:
         """(classes, channels) of a trial's data config, after checking that the data is there
@@ -47,14 +50,14 @@ class Dataset:
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 # scikit-learn's bundled 8x8 handwritten digits: no download, the default for CPU sweeps and CI.
-DATASETS.add(Dataset("digits", channels=1, classes=10, loader=f"{LOADERS}:load_digits"))
+DATASETS.add(Dataset("digits", channels=1, classes=10, loader=f"{LOADERS}:load_digits", fingerprint=fp.digits))
 DATASETS.add(Dataset("cifar10", channels=3, classes=10, loader=f"{LOADERS}:load_cifar",
-                     check=sources.check_cifar))
+                     check=sources.check_cifar, fingerprint=fp.cifar))
 DATASETS.add(Dataset("cifar100", channels=3, classes=100, loader=f"{LOADERS}:load_cifar",
-                     check=sources.check_cifar))
+                     check=sources.check_cifar, fingerprint=fp.cifar))
 DATASETS.add(Dataset("imagefolder", channels=3, classes=lambda data: len(sources.image_folder_classes(data)),
                      loader=f"{LOADERS}:load_image_folder", check=sources.check_image_folder,
-                     requires_root="the path of the image folder"))
+                     requires_root="the path of the image folder", fingerprint=fp.image_folder))
 # Random images with random labels: shapes and speed without any data (benchmarks, GPU checks).
 DATASETS.add(Dataset("synthetic", channels=3, classes=lambda data: data["synthetic_classes"],
                      loader=f"{LOADERS}:load_synthetic"))

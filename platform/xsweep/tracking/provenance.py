@@ -1,0 +1,72 @@
+"""What identifies the code, packages and data of a sweep, where MLflow's UI shows it, and what
+`xsweep reproduce` compares against the machine it runs on:
+
+- the git commit as `mlflow.source.git.commit` (the UI's Source column), on the parent and every trial;
+- the installed packages, `environment/packages.txt` on the parent run (name==version per line);
+- the data's fingerprint (training/fingerprint.py) as a dataset input of every trial run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import distributions
+
+from mlflow.entities import Dataset, DatasetInput, InputTag
+
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+PACKAGES_ARTIFACT = "environment/packages.txt"
+SHOWN_DIFFERENCES = 8  # packages listed by name in reproduce's note; the rest are counted
+
+
+def installed_packages() -> dict[str, str]:
+    """name -> version of every distribution installed in this Python (names lowercased, as pip
+    compares them). Not Ray's vendored copies (psutil, colorama), which a Ray driver has on its
+    sys.path: they belong to Ray, and a reproduce without Ray would report them missing."""
+    path = [entry for entry in sys.path if not entry.rstrip(os.sep).endswith(os.path.join("ray", "thirdparty_files"))]
+    found = {}
+    for dist in distributions(path=path):
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name:
+            found.setdefault(name, dist.version)
+    return dict(sorted(found.items()))
+
+
+def packages_text(packages: dict[str, str]) -> str:
+    return "".join(f"{name}=={version}\n" for name, version in packages.items())
+
+
+def parse_packages(text: str) -> dict[str, str]:
+    pairs = (line.strip().partition("==") for line in text.splitlines() if "==" in line)
+    return {name: version for name, _, version in pairs}
+
+
+def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
+    """'torch 2.14.1 -> 2.15.0', 'timm: not installed here', 'foo 1.0: not in the sweep's' ..."""
+    out = []
+    for name in sorted(set(recorded) | set(here)):
+        theirs, ours = recorded.get(name), here.get(name)
+        if theirs == ours:
+            continue
+        if ours is None:
+            out.append(f"{name} {theirs}: not installed here")
+        elif theirs is None:
+            out.append(f"{name} {ours}: not installed where the sweep ran")
+        else:
+            out.append(f"{name} {theirs} -> {ours}")
+    return out
+
+
+def dataset_input(fingerprint) -> DatasetInput:
+    """A trial's data as MLflow records a dataset: name, digest, where it came from."""
+    dataset = Dataset(name=fingerprint.name, digest=fingerprint.digest, source_type="local",
+                      source=fingerprint.source, profile=f'{{"covers": "{fingerprint.covers}"}}')
+    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def recorded_digest(run) -> str | None:
+    """The data digest an MLflow run recorded as its (training) dataset input."""
+    inputs = getattr(run, "inputs", None)
+    for item in (inputs.dataset_inputs if inputs else []):
+        return item.dataset.digest
+    return None
