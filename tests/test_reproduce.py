@@ -206,7 +206,7 @@ def test_unknown_experiment_is_one_line_and_exit_2(reproduced):
 def test_the_record_names_the_code_packages_and_data_where_mlflow_shows_them(sweep):
     from importlib.metadata import version
 
-    from xsweep.training.fingerprint import fingerprint
+    from xsweep.training.datasets import data_fingerprint
 
     client = _client(sweep)
     best = client.get_run(_best_run_id(sweep))
@@ -218,7 +218,7 @@ def test_the_record_names_the_code_packages_and_data_where_mlflow_shows_them(swe
     assert f"torch=={version('torch')}" in packages.splitlines()
     (data,) = best.inputs.dataset_inputs  # the UI's Datasets column
     config = json.loads(best.data.tags["xsweep.config"])
-    assert (data.dataset.name, data.dataset.digest) == ("digits", fingerprint(config["data"]).digest)
+    assert (data.dataset.name, data.dataset.digest) == ("digits", data_fingerprint(config["data"]).digest)
 
 
 def test_reproduce_says_whether_the_packages_and_data_are_the_sweeps(reproduced):

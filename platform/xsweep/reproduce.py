@@ -404,7 +404,7 @@ def provenance_notes(client: MlflowClient, trial: Trial, config: dict) -> list[s
     from importlib.metadata import version
 
     from xsweep.errors import DataError
-    from xsweep.training.fingerprint import fingerprint
+    from xsweep.training.datasets import data_fingerprint
 
     notes = []
     theirs, ours = trial.sweep_tags.get(TAG_GIT_COMMIT), git_commit()
@@ -423,7 +423,7 @@ def provenance_notes(client: MlflowClient, trial: Trial, config: dict) -> list[s
             notes.append(f"note: the sweep ran torch {theirs}, this is torch {ours}")
     if trial.data_digest:
         try:
-            here = fingerprint(config["data"])
+            here = data_fingerprint(config["data"])
         except DataError as exc:
             notes.append(f"note: the data cannot be read here to compare it with the sweep's ({exc})")
         else:

@@ -13,6 +13,8 @@ Adding a dataset is one `DATASETS.add(Dataset(...))` here plus its loader and it
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,3 +71,14 @@ def dataset_of(data: dict) -> Dataset:
     if name not in DATASETS:
         raise DataError(f"data.dataset: {DATASETS.unknown(name)}")
     return DATASETS.get(name)
+
+
+def data_fingerprint(data: dict) -> fp.DataFingerprint:
+    """The digest of a trial's data (fingerprint.py), cached: every trial of a sweep has the same data."""
+    return _fingerprint(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(data_json: str) -> fp.DataFingerprint:
+    data = json.loads(data_json)
+    return (dataset_of(data).fingerprint or fp.config_only)(data)

@@ -14,7 +14,6 @@ Without torch: the driver computes it before the first trial.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -76,16 +75,3 @@ def image_folder(data: dict) -> DataFingerprint:
 def config_only(data: dict) -> DataFingerprint:
     text = json.dumps(data, sort_keys=True).encode()
     return DataFingerprint(data["dataset"], _sha([text]), "generated", "the data config")
-
-
-def fingerprint(data: dict) -> DataFingerprint:
-    """The fingerprint of a trial's data config (cached: every trial of a sweep has the same data)."""
-    return _cached(json.dumps(data, sort_keys=True))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached(data_json: str) -> DataFingerprint:
-    from xsweep.training.datasets import dataset_of
-
-    data = json.loads(data_json)
-    return (dataset_of(data).fingerprint or config_only)(data)
