@@ -98,3 +98,12 @@ def test_validate_says_where_an_ablations_trials_go(tmp_path):
     proc = run_xsweep("validate", str(path), "--set", "ablation.factors=[train.lr]", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0].startswith("--set ablation.factors: train.lr is a loguniform entry")
+
+
+def test_null_takes_a_written_field_out_so_a_plain_spec_becomes_an_ablation():
+    text = f"name: t\n{SPACE}  num_samples: 4\n"
+    with pytest.raises(SpecError):
+        load_spec_text(text, source="s.yaml", overrides=["ablation={factors: [model.residual, model.activation], tune: [train.lr]}"])
+    ablation = "{factors: [model.residual, model.activation], tune: [train.lr]}"
+    spec = load_spec_text(text, source="s.yaml", overrides=["search.num_samples=null", f"ablation={ablation}"])
+    assert spec.search.num_samples == 24

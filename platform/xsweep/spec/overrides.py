@@ -35,7 +35,7 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[list[Override], list[str]
 
     search.space keys are dotted paths themselves, so after "search.space." the rest is one
     key: search.space.train.lr={loguniform: [0.01, 0.1]}. A trailing kind is allowed too
-    (search.space.train.lr.choice=[0.1, 0.2]), and the value null removes the entry.
+    (search.space.train.lr.choice=[0.1, 0.2]), and the value null removes the entry (of any field, too: its default applies).
     """
     parsed, lines = [], []
     for item in overrides:
@@ -79,8 +79,9 @@ def apply_overrides(raw: dict, overrides: list[Override]) -> tuple[dict, list[st
             node = node[part]
         else:
             last = override.parts[-1]
-            is_space_entry = override.parts[:2] == ("search", "space") and len(override.parts) == 3
-            if is_space_entry and override.value is None:
+            # null takes the field (or the search-space entry) out: as if the file had not written it,
+            # so its default applies (e.g. search.num_samples=null for a spec turned into an ablation).
+            if override.value is None:
                 node.pop(last, None)
             else:
                 node[last] = override.value
