@@ -22,7 +22,7 @@ VARIANTS = {"res=on act=none", "res=on act=relu", "res=off act=none", "res=off a
 def ablation(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ablation")
     proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", f"ablation={ABLATION}",
-                      "--set", "search.num_samples=8", "--set", "scheduler.kind=asha",
+                      "--set", "search.num_samples=null", "--set", "scheduler.kind=asha",
                       "--set", "scheduler.grace_period=1", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
@@ -108,3 +108,35 @@ def test_reproducing_a_confirmed_variant_is_judged_against_its_seed_band(ablatio
     assert line.endswith("is within the seed band")
     reproduction = client.search_runs([trial.info.experiment_id], filter_string="tags.`xsweep.kind` = 'reproduction'")
     assert [r.data.tags["xsweep.seed_band"] for r in reproduction] == ["within"]
+
+
+def test_an_extended_ablation_trains_only_the_new_level_and_the_new_seed(ablation):
+    """Last: it adds runs. A new activation level (two new variants) and a third seed, at once."""
+    workdir, _, client, parent, before = ablation
+    refused = run_xsweep("extend", "smoke", "--set", "train.epochs=3", cwd=workdir)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == ("--set train.epochs: an extended ablation adds factor levels "
+                                      "(search.space.<factor>) or ablation.confirm_seeds, nothing else (start a new "
+                                      "sweep to change train.epochs)")
+
+    proc = run_xsweep("extend", "smoke", "--set", "ablation.confirm_seeds=3",
+                      "--set", "search.space.model.activation={choice: [none, relu, elu]}", cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "phase 2 (confirm): 2 variants x 3 seeds + 4 earlier variants x 1 new seeds = 10 trials" in proc.stdout
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    added = [c for c in children if c.info.run_id not in {b.info.run_id for b in before}]
+    assert len(added) == 4 + 10 and {c.data.tags["xsweep.sweep_version"] for c in added} == {"2"}
+    tuning, confirming = _by(children, "tune"), _by(children, "confirm")
+    assert set(tuning) == set(confirming) == VARIANTS | {"res=on act=elu", "res=off act=elu"}
+    configs = [json.loads(c.data.tags["xsweep.config"]) for c in children if c.data.tags["xsweep.phase"] == "confirm"]
+    seeds = {json.dumps({k: v for k, v in c["model"].items()}, sort_keys=True): [] for c in configs}
+    for config in configs:
+        seeds[json.dumps(config["model"], sort_keys=True)].append(config["train"]["seed"])
+    assert all(sorted(s) == sorted(next(iter(seeds.values()))) and len(set(s)) == 3 for s in seeds.values())
+    assert all(len(tuning[v]) == 2 for v in tuning)  # the earlier variants were not tuned again
+
+    verdict = json.load(open(client.download_artifacts(parent.info.run_id, "ablation_verdict.json")))
+    n = {(f["path"], c["label"]): c["n"] for f in verdict["factors"] for c in f["comparisons"]}
+    assert n == {("model.residual", "residual off"): 9, ("model.activation", "ReLU"): 6,
+                 ("model.activation", "ELU"): 6}

@@ -92,7 +92,14 @@ def ablation_verdict(data: SweepData) -> dict | None:
 
 
 def _levels(data: SweepData, path: str) -> list[Any]:
-    return list(data.space.get(path, {}).get("choice", []))
+    """The factor's levels as the spec lists them, then any an extension added (the parent run's
+    params are the first version's): in the order the trials show them."""
+    levels = list(data.space.get(path, {}).get("choice", []))
+    for trial in data.trials:
+        value = trial.searched.get(path)
+        if path in trial.searched and _key(value) not in {_key(v) for v in levels}:
+            levels.append(value)
+    return levels
 
 
 def _paper(path: str, level: Any, ref: Any, diff: st.Interval) -> dict | None:

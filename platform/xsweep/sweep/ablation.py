@@ -54,9 +54,9 @@ class VariantSearcher(Searcher):
     first), each until its budget is spent. Tune sees one searcher; each suggestion carries its
     variant's factor levels, the tuned values its study drew, and the phase and variant keys."""
 
-    def __init__(self, spec: Spec, make_study_searcher):
+    def __init__(self, spec: Spec, make_study_searcher, *, variants: list[dict] | None = None):
         super().__init__(metric=spec.search.metric, mode=spec.search.mode)
-        self.variants = all_variants(spec)
+        self.variants = variants if variants is not None else all_variants(spec)  # an extension's: the new ones
         self.budget = spec.ablation.budget
         self.searchers = [make_study_searcher(index) for index in range(len(self.variants))]
         self.suggested = [0] * len(self.variants)
@@ -92,8 +92,7 @@ class VariantSearcher(Searcher):
 
 
 class ConfirmSearcher(Searcher):
-    """Phase 2's searcher: each variant's picked configuration, once; SweepSearcher repeats it over
-    the confirmation seeds."""
+    """Phase 2's searcher: the planned (configuration, seed repeat) items in order (phases.py)."""
 
     def __init__(self, configurations: list[dict], *, metric: str, mode: str):
         super().__init__(metric=metric, mode=mode)
@@ -157,7 +156,7 @@ class VariantScheduler(FIFOScheduler):
         return "; ".join(f"{label}: {s.debug_string()}" for label, s in self.per_variant.items())
 
 
-def picked_configurations(results, spec: Spec) -> tuple[list[dict], list[str]]:
+def picked_configurations(results, spec: Spec, variants: list[dict] | None = None) -> tuple[list[dict], list[str]]:
     """Each variant's best phase-1 configuration (by the final value of search.metric over the trials
     that ran every epoch), as Tune configs to confirm; and the labels of variants with none."""
     metric, sign = spec.search.metric, 1 if spec.search.mode == "max" else -1
@@ -172,7 +171,7 @@ def picked_configurations(results, spec: Spec) -> tuple[list[dict], list[str]]:
         if label not in best or sign * value > sign * best[label][0]:
             best[label] = (value, result.config)
     picked, missing = [], []
-    for values in all_variants(spec):
+    for values in variants if variants is not None else all_variants(spec):
         label = variant_label(values)
         if label in best:
             picked.append({**sampled_params(best[label][1]), VARIANT_KEY: label})

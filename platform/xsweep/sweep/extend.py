@@ -71,6 +71,10 @@ def extend_sweep(name_or_path: str, *, overrides: list[str], address: str | None
     version = before["version"] + 1
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
                      base_config=spec.base_trial_config(), version=version)
+    if old.ablation is not None:
+        return _extend_ablation(old, spec, record, storage=storage, sweep=sweep, overrides=overrides, runs=runs,
+                                earlier={"counts": _counts(parent), "best": _best_so_far(client, parent, spec)},
+                                address=address, verbose=verbose)
     searcher = build_searcher(spec, open_run=runs, past_runs=child_runs(client, parent))
     new = spec.search.num_samples - len(searcher.evidence.carried)
     if new <= 0:
@@ -120,6 +124,60 @@ def _run_version(spec: Spec, record: dict, *, storage, sweep: str, overrides: li
                              version=version, searcher=searcher, num_trials=trials)
     outcome = sweep_run._fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
                                         verbose=verbose, callback=callback, earlier=earlier, planned_trials=trials)
+    keep_log(storage, sweep, log)
+    return outcome
+
+
+def _extend_ablation(old: Spec, spec: Spec, record: dict, *, storage, sweep: str, overrides: list[str], runs,
+                     earlier: dict, address: str | None, verbose: bool) -> SweepOutcome:
+    """An ablation's next version: phase 1 for its new variants, phase 2 for what is unconfirmed
+    (ablation_extend.py, phases.py)."""
+    from xsweep.sweep import run as sweep_run
+    from xsweep.sweep.ablation_extend import check_extension
+    from xsweep.sweep.console import ConsoleCallback, first_lines
+    from xsweep.sweep.output import keep_log, log_path
+    from xsweep.sweep.phases import ablation_state, every_picked
+    from xsweep.sweep.searcher import build_searcher
+    from xsweep.tracking.callback import TrackingCallback
+    from xsweep.tracking.runs import set_tags
+
+    added, first_new_seed = check_extension(old, spec)
+    version, trials = runs.version, len(added) * spec.ablation.budget
+    earlier_picked = every_picked(record)
+    ablation_state(record, version).update(variants=added, earlier_picked=earlier_picked, first_new_seed=first_new_seed)
+    record.setdefault("versions", []).append({"version": version, "overrides": [*latest(record)["overrides"], *overrides],
+                                              "earlier": earlier, "trials": trials})
+    cluster.check_address_reachable(address)
+    cluster.connect(address, spec=spec, storage=storage)
+    try:
+        write_sweep_record(storage, sweep, record)
+        _record_version(runs.client, runs.parent_run_id, spec, version=version)
+        runs.client.update_run(runs.parent_run_id, status="RUNNING")
+        set_tags(runs.client, runs.parent_run_id, {TAG_STATUS: "running"})
+        sweep_path = f"{storage.root}/{sweep}"
+        log = log_path(storage, sweep)
+        new_seeds = spec.ablation.confirm_seeds - first_new_seed + 1
+        print(f"extending ablation {sweep} as version {version}: {len(added)} new variant(s) to tune "
+              f"({trials} trials), {new_seeds} new seed(s) for the {len(earlier_picked)} confirmed variant(s); "
+              f"results in {sweep_path}", flush=True)
+        print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
+        print(first_lines(log=str(log), verbose=verbose, copied_to=sweep_run._log_copy(storage, sweep_path)), flush=True)
+        next_phase = sweep_run._confirmation(spec, storage=storage, sweep=sweep, runs=runs, record=record,
+                                             version=version, earlier=earlier)
+        tuner = console = None
+        if added:
+            console = ConsoleCallback.for_spec(spec, total_trials=trials)
+            callbacks = [TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode), console]
+            tuner = sweep_run._tuner(spec, storage=storage, sweep=sweep, runs=runs, callbacks=callbacks, version=version,
+                                     searcher=build_searcher(spec, open_run=runs, variants=added), num_trials=trials)
+        outcome = sweep_run._fit_and_finish(tuner, spec, runs=runs, sweep_path=sweep_path, console=console, log=log,
+                                            verbose=verbose, earlier=earlier, planned_trials=trials,
+                                            next_phase=next_phase)
+    except BaseException:
+        import ray
+
+        ray.shutdown()
+        raise
     keep_log(storage, sweep, log)
     return outcome
 

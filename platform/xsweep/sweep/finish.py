@@ -70,7 +70,7 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
                 outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
         if earlier.get("phase") == "tune":  # this was an ablation's phase 2 (phases.py)
-            outcome.phases = {"tune": earlier["counts"], "confirm": outcome.counts}
+            outcome.phases = {"tune": earlier.get("phase_counts", earlier["counts"]), "confirm": outcome.counts}
             if not outcome.interrupted:
                 from xsweep.sweep.phases import record_verdict
 

@@ -1,9 +1,15 @@
 """Running an ablation's two phases (ablation.py) inside one sweep: the tuning phase, then, once it
-has finished, the confirmation phase, with one log, one console and one summary at the end.
+has finished, the confirmation phase, with one log, one console and one summary at the end. An
+extended ablation (extend.py) runs the same two phases for what it adds: phase 1 for its new
+variants only, phase 2 for those over every seed and for the earlier variants over the new seeds.
 
-xsweep.json says where the sweep is: without an "ablation" entry it is tuning; once phase 2 is
-about to start it holds {"phase": "confirm", "picked": [...], "missing": [...], "earlier": {...}},
-so that `xsweep resume` continues phase 2 with the same picks, or phase 1 and then phase 2.
+xsweep.json keeps each version's state under "ablation" -> "<version>":
+
+    {"variants": [...] (phase 1's; absent: every variant), "earlier_picked": [...], "first_new_seed": 1,
+     "phase": "confirm", "picked": [...], "missing": [...], "items": [...], "earlier": {...}}
+
+"phase" and what follows it are written once phase 2 is about to start, so that `xsweep resume`
+continues phase 2 with the same plan, or phase 1 and then phase 2.
 """
 
 from __future__ import annotations
@@ -13,17 +19,36 @@ from collections import Counter
 from xsweep.cluster.storage import write_sweep_record
 from xsweep.contract import ended_status
 from xsweep.spec import Spec
-from xsweep.spec.trial import RUN_ID_KEY
+from xsweep.spec.trial import REPEAT_KEY, RUN_ID_KEY
 from xsweep.sweep.ablation import CONFIRM, CONFIRM_DIR, picked_configurations
+from xsweep.sweep.versions import tune_dir
 
 
-def confirm_location(storage, sweep: str) -> tuple[str, str]:
-    """(storage_path, name) of phase 2's Tune experiment: the sweep folder's `confirm`."""
-    return f"{storage.tune_path}/{sweep}", CONFIRM_DIR
+def ablation_state(record: dict, version: int) -> dict:
+    """The version's ablation state in the record (created empty when missing)."""
+    return record.setdefault("ablation", {}).setdefault(str(version), {})
 
 
-def confirm_trials(spec: Spec, picked: list[dict]) -> int:
-    return len(picked) * spec.ablation.confirm_seeds
+def every_picked(record: dict) -> list[dict]:
+    """The configurations every version so far picked to confirm, oldest first."""
+    states = record.get("ablation", {})
+    return [config for version in sorted(states, key=int) for config in states[version].get("picked", [])]
+
+
+def confirm_location(storage, sweep: str, version: int = 1) -> tuple[str, str]:
+    """(storage_path, name) of a version's phase-2 Tune experiment: `confirm` inside its own folder."""
+    return tune_dir(storage, sweep, version), CONFIRM_DIR
+
+
+def confirmation_plan(spec: Spec, *, picked: list[dict], earlier_picked: list[dict], first_new_seed: int) -> list[dict]:
+    """Phase 2's trials, seed by seed so that pairs finish together: each newly picked configuration
+    over seeds 1 ... confirm_seeds, and each earlier one over the seeds it has not run yet."""
+    items = []
+    for repeat in range(1, spec.ablation.confirm_seeds + 1):
+        items += [dict(config, **{REPEAT_KEY: repeat}) for config in picked]
+        if repeat >= first_new_seed:
+            items += [dict(config, **{REPEAT_KEY: repeat}) for config in earlier_picked]
+    return items
 
 
 def phase_line(spec: Spec) -> str:
@@ -55,22 +80,37 @@ def record_verdict(spec: Spec, *, runs) -> list[str]:
     return lines
 
 
-def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict, runs, callbacks_for, make_tuner):
-    """After phase 1: pick each variant's best, record the picks (for resume), and build phase 2's
-    Tuner with `make_tuner(searcher=, num_trials=, location=, callbacks=)` (run.py's). Returns
-    (tuner, console, earlier, planned_trials); earlier is phase 1's counts and runs."""
+def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict, runs, version: int,
+                       earlier: dict | None, callbacks_for, make_tuner):
+    """After phase 1 (`results`: its Tune results; None when an extension adds seeds only): pick each
+    variant's best, plan phase 2 and record the plan (for resume), and build phase 2's Tuner with
+    `make_tuner(searcher=, num_trials=, location=, callbacks=)` (run.py's). Returns (tuner, console,
+    earlier, planned_trials); earlier holds the counts before phase 2 and phase 1's run ids."""
+    from xsweep.sweep.ablation import all_variants
     from xsweep.sweep.searcher import build_confirm_searcher
 
-    picked, missing = picked_configurations(results, spec)
-    earlier = {"phase": "tune", "counts": dict(Counter(ended_status(r.metrics, errored=r.error is not None) for r in results)),
-               "run_ids": [r.config.get(RUN_ID_KEY) for r in results if r.config.get(RUN_ID_KEY)]}
-    record["ablation"] = {"phase": CONFIRM, "picked": picked, "missing": missing, "earlier": earlier}
+    state = ablation_state(record, version)
+    picked, missing = picked_configurations(results, spec, state.get("variants") or all_variants(spec)) \
+        if results is not None else ([], [])
+    items = confirmation_plan(spec, picked=picked, earlier_picked=state.get("earlier_picked", []),
+                              first_new_seed=state.get("first_new_seed", 1))
+    phase_1 = Counter(ended_status(r.metrics, errored=r.error is not None) for r in results or [])
+    before = earlier or {}
+    earlier = {"phase": "tune", "phase_counts": dict(phase_1),
+               "counts": dict(Counter(before.get("counts", {})) + phase_1),
+               "run_ids": [r.config.get(RUN_ID_KEY) for r in results or [] if r.config.get(RUN_ID_KEY)]}
+    if before.get("best"):
+        earlier["best"] = before["best"]
+    state.update(phase=CONFIRM, picked=picked, missing=missing, items=items, earlier=earlier)
     write_sweep_record(storage, sweep, record)
-    planned = confirm_trials(spec, picked)
-    print(f"phase 2 (confirm): {len(picked)} variants x {spec.ablation.confirm_seeds} seeds = {planned} trials"
+    parts = [f"{len(picked)} variants x {spec.ablation.confirm_seeds} seeds"] if picked else []
+    new_seeds = spec.ablation.confirm_seeds - state.get("first_new_seed", 1) + 1
+    if state.get("earlier_picked") and new_seeds > 0:
+        parts.append(f"{len(state['earlier_picked'])} earlier variants x {new_seeds} new seeds")
+    print(f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {len(items)} trials"
           + (f"; not confirmed, no trial of theirs ran every epoch: {', '.join(missing)}" if missing else ""),
           flush=True)
-    callbacks, console = callbacks_for(planned)
-    tuner = make_tuner(searcher=build_confirm_searcher(spec, picked, open_run=runs), num_trials=planned,
-                       location=confirm_location(storage, sweep), callbacks=callbacks)
-    return tuner, console, earlier, planned
+    callbacks, console = callbacks_for(len(items))
+    tuner = make_tuner(searcher=build_confirm_searcher(spec, items, open_run=runs), num_trials=len(items),
+                       location=confirm_location(storage, sweep, version), callbacks=callbacks)
+    return tuner, console, earlier, len(items)

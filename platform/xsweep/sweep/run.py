@@ -134,14 +134,16 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     # An ablation resumes the phase it was in (phases.py), and after phase 1 runs phase 2.
     earlier, planned, next_phase = version["earlier"], version.get("trials"), None
     experiment_dir = tune_dir(storage, sweep, version["version"])
+    confirming = False
     if spec.ablation is not None:
-        from xsweep.sweep.phases import confirm_location, confirm_trials
+        from xsweep.sweep.phases import ablation_state, confirm_location
 
-        confirming = record.get("ablation")
+        state = ablation_state(record, version["version"])
+        confirming = state.get("phase") == "confirm"
         if confirming:
-            experiment_dir = "/".join(confirm_location(storage, sweep))
-            earlier, planned = confirming["earlier"], confirm_trials(spec, confirming["picked"])
-        else:
+            experiment_dir = "/".join(confirm_location(storage, sweep, version["version"]))
+            earlier, planned = state["earlier"], len(state["items"])
+        elif planned is None:
             planned = spec.search.num_samples
     try:
         tuner = tune.Tuner.restore(experiment_dir, _trainable(spec), resume_unfinished=True,
@@ -153,8 +155,9 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
                      base_config=spec.base_trial_config(), version=version["version"])
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
-    if spec.ablation is not None and not record.get("ablation"):
-        next_phase = _confirmation(spec, storage=storage, sweep=sweep, runs=runs, record=record)
+    if spec.ablation is not None and not confirming:
+        next_phase = _confirmation(spec, storage=storage, sweep=sweep, runs=runs, record=record,
+                                   version=version["version"], earlier=earlier)
     console = compat.restored_callback(tuner, ConsoleCallback, otherwise=lambda: ConsoleCallback.for_spec(spec))
     log = log_path(storage, sweep)
     print(f"resuming sweep {sweep} from {sweep_path}", flush=True)
@@ -273,8 +276,10 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _confirmation(spec: Spec, *, storage: Storage, sweep: str, runs, record: dict | None = None):
-    """For an ablation, what starts phase 2 once phase 1 has finished (phases.py); else None."""
+def _confirmation(spec: Spec, *, storage: Storage, sweep: str, runs, record: dict | None = None, version: int = 1,
+                  earlier: dict | None = None):
+    """For an ablation, what starts phase 2 of `version` once its phase 1 has finished (phases.py);
+    else None. `earlier`: what the versions before it ended with (versions.py)."""
     if spec.ablation is None:
         return None
     from xsweep.cluster.storage import read_sweep_record
@@ -288,11 +293,11 @@ def _confirmation(spec: Spec, *, storage: Storage, sweep: str, runs, record: dic
 
     def next_phase(results):
         return start_confirmation(results, spec, storage=storage, sweep=sweep, runs=runs,
-                                  record=record or read_sweep_record(storage, sweep), callbacks_for=callbacks_for,
-                                  make_tuner=make_tuner)
+                                  record=record or read_sweep_record(storage, sweep), version=version,
+                                  earlier=earlier, callbacks_for=callbacks_for, make_tuner=make_tuner)
 
     def make_tuner(**confirm):
-        return _tuner(spec, storage=storage, sweep=sweep, runs=runs, phase="confirm", **confirm)
+        return _tuner(spec, storage=storage, sweep=sweep, runs=runs, phase="confirm", version=version, **confirm)
     return next_phase
 
 
@@ -364,16 +369,18 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: P
                     callback=None, earlier: dict | None = None, planned_trials: int | None = None,
                     next_phase=None) -> SweepOutcome:
     """`next_phase(results) -> (tuner, console, earlier, planned_trials)`: an ablation's phase 2,
-    run when this phase has finished every trial it planned (phases.py)."""
+    run when this phase has finished every trial it planned (phases.py); with no `tuner` (an
+    extended ablation that adds seeds only), phase 2 is all there is."""
     from xsweep.tracking.callback import TrackingCallback
     from xsweep.sweep.output import output_to_log
 
     # Everything Ray, Tune and MLflow print, until Ray has shut down, goes to the log; the user
     # sees the console's view, then the summary.
     with output_to_log(log, verbose=verbose) as streams:
-        results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose)
-        if next_phase is not None and not interrupted and _every_trial_ended(results, planned_trials):
-            TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
+        results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose) if tuner else (None, False)
+        if next_phase is not None and not interrupted and (tuner is None or _every_trial_ended(results, planned_trials)):
+            if results is not None:
+                TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
             with contextlib.redirect_stdout(streams.stdout):
                 tuner, console, earlier, planned_trials = next_phase(results)
             results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose)

@@ -143,11 +143,10 @@ class SweepSearcher(Searcher):
     be picklable (Tune pickles the searcher into its experiment state for `xsweep resume`).
     """
 
-    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str], first_repeat: int = 0):
+    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str]):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.repeats = repeats
-        self.first_repeat = first_repeat  # seeds train.seed + first_repeat, ...: an ablation confirms on fresh ones
         self.open_run = open_run
         self._group: dict | None = None  # {"primary": trial_id, "config": ..., "members": [...]}
         self._group_of: dict[str, dict] = {}
@@ -162,7 +161,9 @@ class SweepSearcher(Searcher):
                 return config
             self._group = {"primary": trial_id, "config": dict(config), "members": [], "scores": {}}
         group = self._group
-        config = dict(group["config"], **{REPEAT_KEY: getattr(self, "first_repeat", 0) + len(group["members"])})
+        config = dict(group["config"])
+        # An ablation's confirmation names each item's seed repeat itself (ablation.py).
+        config.setdefault(REPEAT_KEY, len(group["members"]))
         group["members"].append(trial_id)
         self._group_of[trial_id] = group
         config[RUN_ID_KEY] = self.open_run(trial_id, config)
@@ -222,11 +223,12 @@ def _study_searcher(spec: Spec) -> _SweepOptunaSearch:
     )
 
 
-def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None) -> SweepSearcher:
+def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None,
+                   variants: list[dict] | None = None) -> SweepSearcher:
     """The sweep's searcher; `past_runs` (MLflow trial runs of earlier versions, or of a warm
     start's experiment) become its evidence where the spec's space holds them: the returned
     searcher's `evidence` says how many did (history.py). An ablation's phase 1 searches each
-    variant with a study of its own (ablation.py)."""
+    variant (of `variants`, by default all) with a study of its own (ablation.py)."""
     quiet_optuna()
     if spec.ablation is not None:
         from xsweep.sweep.ablation import VariantSearcher, tuned_spec
@@ -235,7 +237,7 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
         # Each variant's sampler gets its own seed: the same seed would make every variant try the
         # same learning rates in the same order, which is a grid in disguise, not a search.
         inner = VariantSearcher(spec, lambda index: _study_searcher(tuned.model_copy(update={
-            "search": tuned.search.model_copy(update={"seed": tuned.search.seed + index})})))
+            "search": tuned.search.model_copy(update={"seed": tuned.search.seed + index})})), variants=variants)
         searcher = SweepSearcher(inner, repeats=1, open_run=open_run)
         searcher.evidence = Evidence()
         return searcher
@@ -251,9 +253,9 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
     return searcher
 
 
-def build_confirm_searcher(spec: Spec, picked: list[dict], *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
-    """An ablation's phase 2: each picked configuration over seeds train.seed + 1 ... + confirm_seeds."""
+def build_confirm_searcher(spec: Spec, items: list[dict], *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
+    """An ablation's phase 2: the planned items, each a configuration with its seed repeat (phases.py)."""
     from xsweep.sweep.ablation import ConfirmSearcher
 
-    inner = ConfirmSearcher(picked, metric=spec.search.metric, mode=spec.search.mode)
-    return SweepSearcher(inner, repeats=spec.ablation.confirm_seeds, open_run=open_run, first_repeat=1)
+    inner = ConfirmSearcher(items, metric=spec.search.metric, mode=spec.search.mode)
+    return SweepSearcher(inner, repeats=1, open_run=open_run)
