@@ -5,6 +5,7 @@ variants), 2 tuning trials per variant under ASHA, 2 confirmation seeds; then th
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 
 import pytest
@@ -94,6 +95,15 @@ def test_the_verdict_is_on_the_parent_run_in_the_summary_and_in_the_report(ablat
     assert "The paper: residual connections are" in section
     rows = [line for line in section.splitlines() if line.startswith("| residual")]
     assert len(rows) == 4 + 2  # the variants table, and the activation comparison's within-residual rows
+
+
+def test_status_lists_both_phases(ablation):
+    workdir = ablation[0]
+    proc = run_xsweep("status", "smoke", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].endswith(": 16 of 16 trials")
+    phases = [line.split()[-5] for line in proc.stdout.splitlines() if re.match(r"[0-9a-f]{8} ", line)]
+    assert sorted(phases) == ["confirm"] * 8 + ["tune"] * 8
 
 
 def test_reproducing_a_confirmed_variant_is_judged_against_its_seed_band(ablation):

@@ -13,7 +13,9 @@ from xsweep.cluster.storage import Storage, read_sweep_record, recorded_tracking
 from xsweep.contract import TrialReport, status_of
 from xsweep.metrics import METRICS
 from xsweep.spec.trial import RUN_ID_KEY, trial_name
+from xsweep.sweep.ablation import CONFIRM, TUNE
 from xsweep.sweep.outcome import best_of_history
+from xsweep.sweep.phases import ablation_state, confirm_location
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
 from xsweep.tracking.uri import redact
@@ -27,26 +29,53 @@ def print_status(storage: Storage, sweep: str) -> None:
     from ray.tune import ExperimentAnalysis  # seconds to import: after the checks that may fail
 
     metric = METRICS.get(spec.search.metric)
-    table = Table("trial", "name", "version", "status", "epochs", f"best {metric.name}", "MLflow run",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    ablation = spec.ablation is not None
+    table = Table("trial", "name", "version", *(["phase"] if ablation else []), "status", "epochs",
+                  f"best {metric.name}", "MLflow run", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     count = planned_total = 0
     for version in versions(record):
-        analysis = ExperimentAnalysis(tune_dir(storage, sweep, version["version"]),
-                                      storage_filesystem=storage.filesystem)
-        planned_total += version.get("trials") or version_spec(record, version).total_trials()
-        for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
-            report = TrialReport.from_result(trial.last_result)
-            best = best_of_history(analysis.trial_dataframes.get(trial.trial_id), metric=metric.name,
-                                   mode=spec.search.mode)
-            planned = report.planned_epochs if report and report.planned_epochs else spec.train.epochs
-            table.add_row(trial.trial_id, trial_name(trial.config), str(version["version"]),
-                          status_of(trial.status, trial.last_result),
-                          f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
-                          trial.config.get(RUN_ID_KEY) or "-")
-            count += 1
+        planned_total += _planned(record, version)
+        for phase, folder in _experiments(storage, sweep, record, version["version"], ablation=ablation):
+            analysis = ExperimentAnalysis(folder, storage_filesystem=storage.filesystem)
+            for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+                report = TrialReport.from_result(trial.last_result)
+                best = best_of_history(analysis.trial_dataframes.get(trial.trial_id), metric=metric.name,
+                                       mode=spec.search.mode)
+                planned = report.planned_epochs if report and report.planned_epochs else spec.train.epochs
+                table.add_row(trial.trial_id, trial_name(trial.config), str(version["version"]),
+                              *([phase] if ablation else []), status_of(trial.status, trial.last_result),
+                              f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
+                              trial.config.get(RUN_ID_KEY) or "-")
+                count += 1
     # Plain text when piped (no colour codes in a file), a terminal's width otherwise.
     console = Console(highlight=False, width=None if os.isatty(1) else 200)
     console.print(f"sweep {sweep} ({storage.root}/{sweep}): {count} of {planned_total} trials"
                   + (f", {len(versions(record))} versions" if len(versions(record)) > 1 else ""))
     console.print(f"MLflow: experiment '{spec.experiment}', parent run {record['parent_run_id']} at {redact(uri)}")
     console.print(table)
+
+
+def _experiments(storage: Storage, sweep: str, record: dict, version: int, *, ablation: bool):
+    """(phase, Tune experiment folder) of a version: one, or an ablation's two once phase 2 started."""
+    if not ablation:
+        yield "", tune_dir(storage, sweep, version)
+        return
+    state = ablation_state(record, version)
+    if state.get("variants", True):  # an extension that adds seeds only has no phase 1
+        yield TUNE, tune_dir(storage, sweep, version)
+    if state.get("phase") == CONFIRM:
+        yield CONFIRM, "/".join(confirm_location(storage, sweep, version))
+
+
+def _planned(record: dict, version: dict) -> int:
+    """The trials a version plans: an ablation's phase 1 and phase 2 (its plan once it started)."""
+    spec = version_spec(record, version)
+    if spec.ablation is None:
+        return version.get("trials") or spec.total_trials()
+    state = ablation_state(record, version["version"])
+    phase_1 = version.get("trials") if version["version"] > 1 else spec.search.num_samples
+    if "items" in state:
+        return phase_1 + len(state["items"])
+    tuned = phase_1 // spec.ablation.budget
+    new_seeds = spec.ablation.confirm_seeds - state.get("first_new_seed", 1) + 1
+    return phase_1 + tuned * spec.ablation.confirm_seeds + len(state.get("earlier_picked", [])) * new_seeds
