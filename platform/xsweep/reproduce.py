@@ -280,8 +280,8 @@ def check_checkpoint(path: Path, config: dict) -> tuple[int, dict[str, float], l
     model.to(device)
     if tc["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    val_loss, val_acc = evaluate(model, val_loader, device=device, amp=tc["amp"], channels_last=tc["channels_last"])
-    return int(state["epoch"]), {"val_loss": val_loss, "val_accuracy": val_acc}, notes
+    evaluated = evaluate(model, val_loader, device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+    return int(state["epoch"]), evaluated, notes
 
 
 def compare(logged: dict[int, dict], reproduced: dict[int, dict], *, metric: str, epoch: int,

@@ -55,7 +55,7 @@ def test_hyperband_fills_in_every_bracket_that_fits(epochs, grace, factor, brack
 
 @pytest.mark.parametrize("text, message", [
     ("search: {objectives: [{metric: accuracy}]}",
-     "search.objectives: objective 1: metric 'accuracy' is not allowed (one of val_accuracy, val_loss, "
+     "search.objectives: objective 1: metric 'accuracy' is not allowed (one of val_accuracy, val_loss, val_top5_accuracy, "
      "train_accuracy, train_loss, step_seconds, params, gflops)"),
     ("search: {objectives: [{metric: val_accuracy}, {metric: params, mode: smallest}]}",
      "search.objectives: objective 2: mode 'smallest' is not allowed (one of max, min)"),
@@ -92,3 +92,10 @@ def test_validate_refuses_a_bad_objective_with_exit_2_and_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"{spec}: search.objectives: objective 2: val_accuracy is already objective 1 (name each metric once)"]
+
+
+def test_top5_accuracy_is_a_metric_to_search_on_where_the_data_has_five_classes():
+    assert load("search: {metric: val_top5_accuracy}").search.metric == "val_top5_accuracy"
+    assert refusal("search: {metric: val_top5_accuracy}\ndata: {dataset: synthetic, synthetic_classes: 3}") == (
+        "s.yaml: search.metric: val_top5_accuracy needs data with at least 5 classes, and synthetic has 3 "
+        "(use val_accuracy)")

@@ -107,6 +107,9 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == [1, 2]  # every epoch exactly once, step = epoch
         seen_best = max(seen_best, *(m.value for m in history))
+        # digits has 10 classes: top-5 accuracy is logged each epoch, and is at least the top-1
+        top5 = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "val_top5_accuracy")}
+        assert sorted(top5) == [1, 2] and all(top5[m.step] >= m.value for m in history)
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints/best")]
         assert "checkpoints/best/state.pt" in artifacts
     assert best_value == pytest.approx(seen_best)

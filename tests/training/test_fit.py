@@ -95,7 +95,8 @@ def test_compiled_training_checkpoints_plain_weights_that_evaluate_the_same():
     model = build_model(c, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
     model.load_state_dict(weights)
     model.to(memory_format=torch.channels_last)
-    val_loss, val_accuracy = evaluate(model, val_loader, device=torch.device("cpu"), channels_last=True)
+    evaluated = evaluate(model, val_loader, device=torch.device("cpu"), channels_last=True)
+    val_loss, val_accuracy = evaluated["val_loss"], evaluated["val_accuracy"]
     assert val_accuracy == result.history[0]["val_accuracy"]
     assert val_loss == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
 
@@ -165,6 +166,25 @@ def test_evaluate_and_build_model_are_reusable():
     _, val = make_loaders(ds, batch_size=16, seed=0)
     model = build_model(c, num_classes=ds.num_classes, in_channels=ds.in_channels)
     model.train()
-    loss, accuracy = evaluate(model, val, device=torch.device("cpu"), channels_last=True)
+    evaluated = evaluate(model, val, device=torch.device("cpu"), channels_last=True)
+    loss, accuracy = evaluated["val_loss"], evaluated["val_accuracy"]
     assert math.isfinite(loss) and 0 <= accuracy <= 1
     assert model.training  # evaluate leaves the mode as it found it
+
+
+class _Logits(torch.nn.Module):
+    """Returns its input as the logits: each sample's scores are written in the data."""
+
+    def forward(self, x):
+        return x
+
+
+def test_top5_accuracy_counts_the_label_among_the_five_highest_scores_with_five_classes_or_more():
+    scores = torch.tensor([[6.0, 5, 4, 3, 2, 1]] * 3)  # class 0 ranks 1st, class 2 3rd, class 5 6th
+    labels = torch.tensor([0, 2, 5])
+    loader = [(scores, labels)]
+    evaluated = evaluate(_Logits(), loader, device=torch.device("cpu"))
+    assert evaluated["val_accuracy"] == pytest.approx(1 / 3)
+    assert evaluated["val_top5_accuracy"] == pytest.approx(2 / 3)
+    three = evaluate(_Logits(), [(scores[:, :3], torch.tensor([0, 1, 2]))], device=torch.device("cpu"))
+    assert "val_top5_accuracy" not in three  # too few classes for a top 5

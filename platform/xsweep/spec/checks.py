@@ -171,6 +171,7 @@ class _Checked:
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
         self._check_search()
+        self._check_classes_needed()
         if self.ablation_raw is not None:
             self.ablation, problems = check_ablation(self.ablation_raw, self)
             self.problems += problems
@@ -225,6 +226,20 @@ class _Checked:
         if repeats is not INVALID and repeats > 1 and "train.seed" in self.space_keys:
             self.problems.append(("search.space.train.seed", "cannot be searched when search.repeats > 1 "
                                   "(repeats set the seed to train.seed + repeat index; remove one)"))
+
+    def _check_classes_needed(self) -> None:
+        """A metric measured only with enough classes (top-5 accuracy) needs data that has them;
+        an image folder's classes are counted when the sweep starts (sweep/run.py)."""
+        for metric in self.objective_metrics():
+            need = METRICS.get(metric).min_classes
+            for name in self.possible("data.dataset") if need else []:
+                classes = DATASETS.get(name).classes if name in DATASETS else None
+                if name == "synthetic":
+                    classes = min(self.possible("data.synthetic_classes"), default=None)
+                if isinstance(classes, int) and classes < need:
+                    self.problems.append(("search.metric" if self.objectives is None else "search.objectives",
+                                          f"{metric} needs data with at least {need} classes, and {name} has "
+                                          f"{classes} (use val_accuracy)"))
 
     def _check_scheduler_metric(self) -> None:
         metric, searched = self.value("scheduler.metric"), self.objective_metrics()

@@ -31,7 +31,7 @@ from xsweep.sweep.outcome import SweepOutcome
 from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
 from xsweep.tracking.tags import TAG_GIT_COMMIT
-from xsweep.training.datasets import dataset_of
+from xsweep.training.datasets import check_classes_needed, dataset_of
 
 # At the end of a sweep, how long to wait for queued tracking writes (a server that is down
 # right then gets this long to come back) before saying what is left and exiting.
@@ -50,7 +50,8 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     workdir = str(Path(workdir or os.getcwd()).resolve())
     spec = recordable(spec, workdir=workdir)
     data = spec.base_trial_config()["data"]
-    dataset_of(data).shape(data)  # the data is there (and downloaded, once, before any trial)
+    classes, _ = dataset_of(data).shape(data)  # the data is there (and downloaded, once, before any trial)
+    check_classes_needed(spec, classes)
     uri = resolve_uri(spec.tracking.uri, workdir=workdir)
     check_reachable(uri)  # in a second, with one line
     past_runs = None

@@ -73,6 +73,18 @@ def dataset_of(data: dict) -> Dataset:
     return DATASETS.get(name)
 
 
+def check_classes_needed(spec, classes: int) -> None:
+    """One line when a searched metric needs more classes than the data has (an image folder's are
+    counted only now; spec/checks.py refuses the others at validate)."""
+    from xsweep.metrics import METRICS
+
+    for objective in spec.search.objective_list:
+        need = METRICS.get(objective.metric).min_classes
+        if classes < need:
+            raise DataError(f"search.metric: {objective.metric} needs data with at least {need} classes, and "
+                            f"{spec.data.root or spec.data.dataset} has {classes} (use val_accuracy)")
+
+
 def data_fingerprint(data: dict) -> fp.DataFingerprint:
     """The digest of a trial's data (fingerprint.py), cached: every trial of a sweep has the same data."""
     return _fingerprint(json.dumps(data, sort_keys=True))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from xception import Xception
-from xsweep.metrics import with_derived
+from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.cost import forward_gflops_per_image, parameter_count
 from xsweep.training.loaders import build_datasets, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
@@ -105,22 +105,31 @@ def to_device(x, y, device, channels_last):
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device, amp=False, channels_last=False):
-    """(mean cross-entropy, accuracy in [0, 1]) of `model` over `loader`, in eval mode."""
+def evaluate(model, loader, *, device, amp=False, channels_last=False) -> dict[str, float]:
+    """val_loss (mean cross-entropy), val_accuracy in [0, 1] and, with TOP5_MIN_CLASSES classes or
+    more, val_top5_accuracy (the label among the 5 highest logits, the paper's ImageNet figure) of
+    `model` over `loader`, in eval mode."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    n = classes = 0
     for x, y in loader:
         x, y = to_device(x, y, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
+        classes = logits.shape[1]
+        if classes >= TOP5_MIN_CLASSES:
+            correct5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
         n += len(y)
     model.train(was_training)
-    return loss_sum.item() / max(n, 1), correct.item() / max(n, 1)
+    out = {"val_loss": loss_sum.item() / max(n, 1), "val_accuracy": correct.item() / max(n, 1)}
+    if classes >= TOP5_MIN_CLASSES:
+        out["val_top5_accuracy"] = correct5.item() / max(n, 1)
+    return out
 
 
 def train_epoch(model, loader, optimizer, *, device, amp, channels_last):
@@ -198,13 +207,14 @@ def fit(config, *, on_epoch=None, resume=None):
         train_seconds = time.perf_counter() - t0
         if diverged:
             # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
-            val_loss, val_acc = float("nan"), 0.0
+            evaluated = {"val_loss": float("nan"), "val_accuracy": 0.0}
+            if datasets.num_classes >= TOP5_MIN_CLASSES:
+                evaluated["val_top5_accuracy"] = 0.0
         else:
-            val_loss, val_acc = evaluate(step_model, val_loader, **run)
+            evaluated = evaluate(step_model, val_loader, **run)
             scheduler.step()
         metrics = with_derived({  # measured here; derived ones (xsweep.metrics) computed from these
-            "train_loss": train_loss, "train_accuracy": train_acc,
-            "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+            "train_loss": train_loss, "train_accuracy": train_acc, **evaluated, "lr": lr,
             "epoch_seconds": time.perf_counter() - t0,
             "images_per_second": images / max(train_seconds, 1e-9),
             "step_seconds": train_seconds / max(steps, 1),
