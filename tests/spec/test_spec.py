@@ -177,7 +177,7 @@ BROKEN = [
         "spec.yaml: train.residual: unknown field (did you mean model.residual?)", id="unknown-wrong-section"),
     bad("data: {colour: red}",
         "spec.yaml: data.colour: unknown field (fields of data: dataset, root, image_size, val_fraction, "
-        "augment, synthetic_size, synthetic_classes)", id="unknown-section-no-match"),
+        "augment, recipe, synthetic_size, synthetic_classes)", id="unknown-section-no-match"),
     bad("search: {space: {train.lrr: {loguniform: [0.01, 0.1]}}}",
         "spec.yaml: search.space.train.lrr: unknown field (did you mean train.lr?)", id="unknown-space-typo"),
     bad("search: {space: {lr: {loguniform: [0.01, 0.1]}}}",
@@ -406,7 +406,7 @@ def test_every_message_is_one_line():
         parse_spec(raw, source="spec.yaml")
     assert info.value.lines == ["spec.yaml: train.lr: expected a number (got 'a\\nb')",
                                 "spec.yaml: data.'a\\nb': unknown field (fields of data: dataset, root, "
-                                "image_size, val_fraction, augment, synthetic_size, synthetic_classes)"]
+                                "image_size, val_fraction, augment, recipe, synthetic_size, synthetic_classes)"]
 
 
 # ---- YAML quirks that are accepted ----

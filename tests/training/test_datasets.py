@@ -244,6 +244,36 @@ def test_image_folder(tmp_path):
     assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
 
 
+def test_the_papers_recipe_is_the_image_folder_default_and_the_old_one_keeps_its_name(tmp_path):
+    from torchvision.transforms import functional as TF
+
+    from xsweep.training.loaders import loader_workers
+    from xsweep.training.recipes import IMAGENET_MEAN, IMAGENET_STD
+
+    write_images(tmp_path / "train", ["cat", "dog"], per_class=4, size=(80, 48))
+    write_images(tmp_path / "val", ["cat", "dog"], per_class=2, size=(80, 48))
+    inception = build_datasets(data_config("imagefolder", root=str(tmp_path), recipe="inception"), seed=0)
+    # Evaluation: the short side resized to 32 / 0.875 = 37, then the centre 32 x 32.
+    image = Image.open(tmp_path / "val" / "cat" / "0.png").convert("RGB")
+    expected = TF.normalize(TF.to_tensor(TF.center_crop(TF.resize(image, 37), 32)), IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.allclose(inception.val[0][0], expected)
+    # Training: random crops of a random area, so two draws of one image differ; both 32 x 32.
+    torch.manual_seed(0)
+    a, b = inception.train[0][0], inception.train[0][0]
+    assert a.shape == b.shape == (3, 32, 32) and not torch.equal(a, b)
+    old = build_datasets(data_config("imagefolder", root=str(tmp_path), recipe="resize-crop", augment=False), seed=0)
+    assert torch.equal(old.train[0][0], old.val[0][0])  # no augmentation: training sees the evaluation view
+    # A config recorded before recipes (no data.recipe) ran the resize-and-crop recipe.
+    before = build_datasets(data_config("imagefolder", root=str(tmp_path), augment=False), seed=0)
+    assert torch.equal(before.val[0][0], old.val[0][0])
+    # Image folders decode in one process per CPU of the trial; in-memory data needs none.
+    assert loader_workers(inception, threads=3) == 3
+    assert loader_workers(build_datasets(data_config("digits"), seed=0), threads=3) == 0
+    train, _ = make_loaders(inception, batch_size=4, seed=0, num_workers=2)
+    x, y = next(iter(train))
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+
+
 @pytest.mark.parametrize("case, expected", [
     ("no_root", "not found"),
     ("no_val", "val not found"),

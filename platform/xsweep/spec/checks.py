@@ -167,6 +167,9 @@ class _Checked:
             needs = DATASETS.get(name).requires_root if name in DATASETS else None
             if needs and None in self.possible("data.root"):
                 self.problems.append((self.where("data.root"), f"required when data.dataset is {name} ({needs})"))
+        if "recipe" in self.clean["data"] and "imagefolder" not in self.possible("data.dataset"):
+            self.problems.append(("data.recipe", "only an imagefolder data set has a recipe (in-memory data sets "
+                                                 "are padded, cropped and flipped a batch at a time): remove it"))
         if self.value("resources.gpus_per_trial") == 0 and "cuda" in self.possible("train.device"):
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))

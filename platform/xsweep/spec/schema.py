@@ -24,6 +24,7 @@ from xsweep.spec.fields import OneOf
 from xsweep.sweep.algorithms import ALGORITHMS
 from xsweep.sweep.schedulers import SCHEDULERS
 from xsweep.training.datasets import DATASETS
+from xsweep.training.recipes import RECIPES
 
 # The kinds a search-space entry can take, in the order messages list them.
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
@@ -68,6 +69,9 @@ class DataSpec(_Section):
     image_size: int = Field(32, ge=32, le=1024)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     augment: bool = True  # training split only
+    # How an image folder's images are cropped and flipped (training/recipes.py): the paper's
+    # Inception-style recipe by default. In-memory data sets have their own (loaders.py).
+    recipe: Annotated[str, OneOf(RECIPES.names)] = "inception"
     synthetic_size: int = Field(512, ge=16)  # enough for a train/val split of a few batches
     synthetic_classes: int = Field(10, ge=2)  # one class cannot be classified
 
@@ -257,6 +261,8 @@ class Spec(BaseModel):
             del out["search"]["warm_start"]  # as before warm starts existed: the same sweeps hash the same
         if self.ablation is None:
             del out["ablation"]
+        if out["data"]["dataset"] != "imagefolder" and "data.dataset" not in self.search.space:
+            del out["data"]["recipe"]  # read by image folders only: other sweeps hash as before
         for section, (selector, _) in SELECTED_BY.items():
             for field in unread_fields(section, out[section][selector]):
                 del out[section][field]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.cost import forward_gflops_per_image, parameter_count
-from xsweep.training.loaders import build_datasets, make_loaders
+from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 
 # Checking the loss for NaN/inf needs a host sync on GPU; every 10 steps costs nothing
@@ -174,6 +174,7 @@ def fit(config, *, on_epoch=None, resume=None):
     datasets = build_datasets(config["data"], seed=tc["seed"])
     train_loader, val_loader = make_loaders(
         datasets, batch_size=tc["batch_size"], seed=tc["seed"],
+        num_workers=loader_workers(datasets, threads=tc["threads"]), pin_memory=device.type == "cuda",
     )
     model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
     # The model's own cost, the same every epoch (counted on the CPU copy, before it moves).

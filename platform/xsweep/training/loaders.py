@@ -14,13 +14,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from xsweep.errors import DataError
 from xsweep.training.datasets import dataset_of
+from xsweep.training.recipes import BEFORE_RECIPES, RECIPES
 from xsweep.training.sources import check_image_folder, read_cifar
 
 # Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
 PAD_FRACTION = 1 / 8
-# ImageNet statistics for image folders: computing our own would mean reading every image twice.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -162,21 +160,13 @@ def load_synthetic(data, *, seed, download):
 
 
 def load_image_folder(data, *, seed, download):
-    """ImageFolder on root/train and root/val."""
-    from torchvision import datasets, transforms
+    """ImageFolder on root/train and root/val, decoded and augmented by data.recipe (recipes.py)."""
+    from torchvision import datasets
 
     classes = check_image_folder(data)
     root = Path(data["root"]).expanduser().resolve()
-    s = data["image_size"]
-    normalise = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    val_tf = transforms.Compose([transforms.Resize(s), transforms.CenterCrop(s), *normalise])
-    train_tf = val_tf
-    if data["augment"]:
-        pad = max(1, round(s * PAD_FRACTION))
-        train_tf = transforms.Compose([
-            transforms.Resize(s), transforms.CenterCrop(s), transforms.RandomCrop(s, padding=pad),
-            transforms.RandomHorizontalFlip(), *normalise,
-        ])
+    recipe = RECIPES.get(data.get("recipe", BEFORE_RECIPES))  # recipes.py
+    train_tf, val_tf = recipe.build(data["image_size"], data["augment"])
     out = {}
     for split, tf in (("train", train_tf), ("val", val_tf)):
         try:
@@ -200,9 +190,11 @@ def collate_batch(batch):
     return batch
 
 
-def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=None):
+def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=None, pin_memory=False):
     """(train_loader, val_loader). Training order comes from a torch.Generator seeded by `seed`;
     fit checkpoints that generator (train_loader.generator) so a resumed run sees the same order.
+    `num_workers` decode and augment in processes of their own (image folders: loader_workers);
+    `pin_memory` stages batches in page-locked memory, so that the copy to a GPU does not block.
     """
     in_memory = isinstance(datasets.train, InMemoryImages)
     collate = collate_batch if in_memory else None
@@ -212,10 +204,17 @@ def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=N
     generator = torch.Generator().manual_seed(seed)
     train = DataLoader(
         datasets.train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=generator,
-        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0,
+        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0, pin_memory=pin_memory,
     )
     val = DataLoader(
         datasets.val, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=collate,
+        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0, pin_memory=pin_memory,
     )
     return train, val
+
+
+def loader_workers(datasets, *, threads: int) -> int:
+    """Decoding processes for a trial: none for in-memory data (a batch is one tensor index), one
+    per CPU of the trial (train.threads) for image folders, whose JPEG/PNG decoding would otherwise
+    leave a GPU waiting on the training process."""
+    return 0 if isinstance(datasets.train, InMemoryImages) else threads
