@@ -54,3 +54,14 @@ def run_xsweep(*args: str, cwd: Path, env: dict | None = None, timeout: float = 
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([str(XSWEEP), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def sweep_runs(workdir: Path, experiment: str):
+    """(client, parent run, child runs) of the one sweep of `experiment` in workdir's ./mlflow.db."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    (parent,) = client.search_runs([experiment_id], filter_string="tags.`xsweep.kind` = 'sweep'")
+    children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return client, parent, children

@@ -9,9 +9,8 @@ import re
 from collections import defaultdict
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from conftest import SPECS, run_xsweep
+from conftest import SPECS, run_xsweep, sweep_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -26,10 +25,7 @@ def ablation(tmp_path_factory):
                       "--set", "search.num_samples=null", "--set", "scheduler.kind=asha",
                       "--set", "scheduler.grace_period=1", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("smoke").experiment_id
-    (parent,) = client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'sweep'")
-    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = sweep_runs(workdir, "smoke")
     return workdir, proc, client, parent, children
 
 

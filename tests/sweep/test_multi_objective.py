@@ -9,9 +9,8 @@ import csv
 import io
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from conftest import SPECS, run_xsweep
+from conftest import SPECS, run_xsweep, sweep_runs
 from xsweep.pareto import pareto_front
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -29,10 +28,7 @@ def two_objectives(tmp_path_factory):
         "--set", f"search.num_samples={SAMPLES}", "--set", f"train.epochs={EPOCHS}",
         "--set", "scheduler.kind=hyperband", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("smoke").experiment_id
-    (parent,) = client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'sweep'")
-    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = sweep_runs(workdir, "smoke")
     return workdir, proc, client, parent, children
 
 
