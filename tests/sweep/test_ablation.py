@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 from collections import defaultdict
 
 import pytest
 
-from conftest import SPECS, run_xsweep, sweep_runs
+from conftest import SPECS, XSWEEP, run_xsweep, sweep_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -114,6 +116,41 @@ def test_reproducing_a_confirmed_variant_is_judged_against_its_seed_band(ablatio
     assert line.endswith("is within the seed band")
     reproduction = client.search_runs([trial.info.experiment_id], filter_string="tags.`xsweep.kind` = 'reproduction'")
     assert [r.data.tags["xsweep.seed_band"] for r in reproduction] == ["within"]
+
+
+def test_an_ablation_interrupted_in_its_confirmation_phase_resumes_it_with_the_same_picks(tmp_path):
+    """Ctrl-C once phase 2 runs; `xsweep resume` trains what is left of phase 2, each trial once."""
+    proc = subprocess.Popen(
+        [str(XSWEEP), "run", str(SPECS / "smoke.yaml"), "--set", "search.num_samples=null",
+         "--set", "ablation={factors: [model.residual], tune: [train.lr], budget: 1, confirm_seeds: 2}",
+         "--set", "search.space.model.activation=null"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "phase 2 (confirm)" in "".join(lines) and " s1: epoch 1/2" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, out[-3000:]
+    assert "phase 2 (confirm): 2 variants x 2 seeds = 4 trials" in out
+    resumed = run_xsweep("resume", "smoke", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "phase 2 (confirm): " not in resumed.stdout  # the same plan, not a new pick
+    assert "sweep finished: phase 1 (tune) 2 completed; phase 2 (confirm) 4 completed" in resumed.stdout
+    client, parent, children = sweep_runs(tmp_path, "smoke")
+    names = sorted(c.info.run_name for c in children if c.data.tags["xsweep.phase"] == "confirm")
+    assert len(names) == len(set(names)) == 4  # each confirmation trial once, none opened twice
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert sorted(steps) == [1, 2], (child.info.run_name, steps)
+    assert "xsweep.ablation_verdict.model.residual:off" in parent.data.tags
 
 
 def test_an_extended_ablation_trains_only_the_new_level_and_the_new_seed(ablation):
