@@ -230,12 +230,19 @@ class SweepRuns:
         }).info.run_id
 
     def _claim(self, run_id: str, trial_id: str, tune_config: dict) -> None:
+        from xsweep.errors import DataError
         from xsweep.training.datasets import data_fingerprint
 
         config = resolve_trial_config(self.base_config, tune_config)
         self.client.update_run(run_id, name=trial_name(tune_config))
         # The data it trains on, as MLflow's dataset input (provenance.py): reproduce compares it.
-        self.client.log_inputs(run_id, datasets=[dataset_input(data_fingerprint(config["data"]))])
+        # Data that cannot be read now (moved mid-sweep) leaves the input out, not the run's tags.
+        try:
+            fingerprint = data_fingerprint(config["data"])
+        except (DataError, OSError):
+            fingerprint = None
+        if fingerprint is not None:
+            self.client.log_inputs(run_id, datasets=[dataset_input(fingerprint)])
         set_tags(self.client, run_id, {
             TAG_KIND: TRIAL_KIND,
             TAG_TRIAL_ID: trial_id,
