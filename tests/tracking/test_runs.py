@@ -74,6 +74,7 @@ def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end
     assert shared_delivery().flush(timeout=60) == 0
     assert [run.info.run_name for run in child_runs(client, parent)] == ["lr=0.05 s0", "lr=0.06 s0"]
     release_reserved_runs()
+    assert shared_delivery().flush(timeout=60) == 0  # the deletions are queued, as the end of a sweep flushes
     left = [run for run in child_runs(client, parent, kind=None)]
     assert {run.info.run_id for run in left} == {first, second}  # every unclaimed run deleted
 

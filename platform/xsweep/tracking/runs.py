@@ -134,7 +134,15 @@ class ReservedRuns:
                 run_id = retry("reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)
             except Exception:  # noqa: BLE001 - take() creates runs in place from now on, and says why
                 return
-            self._ready.put(run_id)  # waits while the reserve is full
+            while not self._stop.is_set():
+                try:
+                    self._ready.put(run_id, timeout=0.5)  # waits while the reserve is full
+                    break
+                except queue.Full:
+                    continue
+            else:
+                self._discard(run_id)  # reserved as the sweep ended: no trial will claim it
+        self._drain()  # a run put just as close() drained
 
     def take(self) -> str | None:
         """A reserved run, or None when none can come (the thread gave up)."""
@@ -146,14 +154,22 @@ class ReservedRuns:
                     return None
 
     def close(self) -> None:
-        """Stop reserving, and delete the runs reserved and never claimed."""
+        """Stop reserving, and delete the runs reserved and never claimed. The deletions go to the
+        delivery queue, which the end of a sweep flushes: a tracking server that is down right then
+        delays them (or leaves them, hidden as reserved), never the sweep's end."""
         self._stop.set()
-        while self._thread.is_alive() or not self._ready.empty():
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
             try:
-                run_id = self._ready.get(timeout=0.5)
+                run_id = self._ready.get_nowait()
             except queue.Empty:
-                continue
-            retry(f"deleting the unclaimed run {run_id}", lambda: self._delete(run_id), deadline_s=60)
+                return
+            self._discard(run_id)
+
+    def _discard(self, run_id: str) -> None:
+        shared_delivery().submit(f"deleting the unclaimed run {run_id}", lambda: self._delete(run_id))
 
 
 _reserves: list[ReservedRuns] = []  # every reserve of this process (a resumed searcher has its own)
