@@ -255,21 +255,27 @@ def _node_ids(cluster: RayCluster) -> dict[str, str]:
     return {n["node_ip"]: n["node_id"] for n in rows if n["state"] == "ALIVE"}
 
 
-def _wait_until_no_actor_lives_on(cluster: RayCluster, node_id: str, seconds: float = 180) -> None:
-    """The stopped job above may still hold the worker's one CPU for a while (its actors die after
-    their owner); a sweep submitted before they are gone would place both trials on the head."""
+def _wait_until_the_cluster_is_idle(cluster: RayCluster, worker_id: str, seconds: float = 180) -> None:
+    """The stopped job above may hold CPUs for a while after it ended: its trials' placement groups
+    (a CPU bundle each) and actors go after their owner. A sweep submitted before they are gone
+    waits for CPUs, or puts both trials on the head."""
     import requests
+
+    def listed(kind: str, state: str) -> list[dict]:
+        response = requests.get(
+            f"{cluster.address}/api/v0/{kind}", timeout=10,
+            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": state, "limit": 1000},
+            headers={"Authorization": f"Bearer {cluster.token}"})
+        return response.json()["data"]["result"]["result"]
 
     deadline = time.monotonic() + seconds
     while True:
-        response = requests.get(
-            f"{cluster.address}/api/v0/actors", timeout=10,
-            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE", "limit": 1000},
-            headers={"Authorization": f"Bearer {cluster.token}"})
-        alive = [a for a in response.json()["data"]["result"]["result"] if a["node_id"] == node_id]
-        if not alive:
+        busy = [g["placement_group_id"] for state in ("CREATED", "PENDING", "RESCHEDULING")
+                for g in listed("placement_groups", state)]
+        busy += [a["class_name"] for a in listed("actors", "ALIVE") if a["node_id"] == worker_id]
+        if not busy:
             return
-        assert time.monotonic() < deadline, f"actors still alive on the worker node: {alive}"
+        assert time.monotonic() < deadline, f"the cluster is still busy after {seconds:.0f} s: {busy}"
         time.sleep(1)
 
 
@@ -286,7 +292,7 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
     nodes = _node_ids(ray_cluster)
     worker_id, head_id = nodes[ray_cluster.worker_ip], nodes[ray_cluster.head_ip]
     epochs = 8
-    _wait_until_no_actor_lives_on(ray_cluster, worker_id)
+    _wait_until_the_cluster_is_idle(ray_cluster, worker_id)
     proc = subprocess.Popen(
         [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
          "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=lost-node",
@@ -303,9 +309,12 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
                 if results and results[-1]["xsweep"]["node_id"] == worker_id and 2 <= results[-1]["epoch"] < epochs:
                     victim = trial
             time.sleep(0.2)
-        seen = {t.name: [(r["epoch"], r["xsweep"]["node_id"][:8]) for r in _results(t)]
-                for t in tmp_path.glob("smoke-*/trial_*")}
-        assert victim is not None, f"no trial trained on the worker node {worker_id[:8]}: {seen}"
+        if victim is None:  # say where each trial trained, and what the submission printed
+            seen = {t.name: [(r["epoch"], r["xsweep"]["node_id"][:8]) for r in _results(t)]
+                    for t in tmp_path.glob("smoke-*/trial_*")}
+            proc.kill()
+            printed, _ = proc.communicate(timeout=60)
+            raise AssertionError(f"no trial trained on the worker node {worker_id[:8]}: {seen}\n{printed[-3000:]}")
         killed_at_epoch = _results(victim)[-1]["epoch"]
         (raylet,) = [pid for pid, _ in descendants(ray_cluster.worker.process.pid)
                      if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"]
