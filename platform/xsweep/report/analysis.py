@@ -20,7 +20,7 @@ from xsweep.metrics import ACCURACY, curve_metrics
 from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
-from xsweep.report.labels import FACTOR_ORDER, factor_name, level_label
+from xsweep.report.labels import FACTOR_ORDER, factor_name, level_key, level_label
 from xsweep.report.verdict import ablation_verdict
 from xsweep.sweep.algorithms import distribution
 from xsweep.tracking.store import default_uri
@@ -28,11 +28,6 @@ from xsweep.tracking.uri import redact
 
 LR = "train.lr"
 MIN_TRIALS_TO_BIN = 6  # a continuous lr is cut into terciles only with at least this many trials
-
-def _level_key(value: Any) -> tuple:
-    """A hashable, type-aware key (True and 1 are different levels)."""
-    return (type(value).__name__, value)
-
 
 # ---- factors and learning-rate groups ---------------------------------------------------------
 def factors(data: SweepData) -> list[str]:
@@ -44,7 +39,7 @@ def factors(data: SweepData) -> list[str]:
             continue
         values = [t.searched[path] for t in data.trials if path in t.searched]
         categorical = "choice" in entry or any(isinstance(v, (bool, str)) for v in values)
-        if categorical and len({_level_key(v) for v in values}) >= 1:
+        if categorical and len({level_key(v) for v in values}) >= 1:
             found.append(path)
     order = list(FACTOR_ORDER)
     return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
@@ -53,10 +48,10 @@ def factors(data: SweepData) -> list[str]:
 def levels(data: SweepData, path: str) -> list[Any]:
     """The factor's levels in the spec's order, then any others the trials show."""
     listed = list(data.space.get(path, {}).get("choice", []))
-    seen = {_level_key(v) for t in data.trials if path in t.searched for v in [t.searched[path]]}
-    ordered = [v for v in listed if _level_key(v) in seen]
-    extra = sorted({_level_key(t.searched[path]): t.searched[path] for t in data.trials if path in t.searched
-                    and _level_key(t.searched[path]) not in {_level_key(v) for v in ordered}}.values(), key=str)
+    seen = {level_key(v) for t in data.trials if path in t.searched for v in [t.searched[path]]}
+    ordered = [v for v in listed if level_key(v) in seen]
+    extra = sorted({level_key(t.searched[path]): t.searched[path] for t in data.trials if path in t.searched
+                    and level_key(t.searched[path]) not in {level_key(v) for v in ordered}}.values(), key=str)
     return ordered + extra
 
 
@@ -92,25 +87,25 @@ def lr_groups(data: SweepData, finished: list[TrialRun]) -> dict:
 
 # ---- factor tables and comparisons -------------------------------------------------------------
 def _pair_key(trial: TrialRun, path: str) -> tuple:
-    others = tuple(sorted((p, _level_key(v)) for p, v in trial.searched.items() if p != path))
+    others = tuple(sorted((p, level_key(v)) for p, v in trial.searched.items() if p != path))
     return others, trial.seed
 
 
 def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     level_values = levels(data, path)
-    by_level = {_level_key(v): [t for t in finished
-                                if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
+    by_level = {level_key(v): [t for t in finished
+                                if path in t.searched and level_key(t.searched[path]) == level_key(v)]
                 for v in level_values}
     paired = data.algorithm == "grid"
     rows = []
     for v in level_values:
-        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[_level_key(v)]])
+        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[level_key(v)]])
         rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": st.finite_or_none(ci.estimate),
                      "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
-                     "run_ids": [t.run_id for t in by_level[_level_key(v)]]})
+                     "run_ids": [t.run_id for t in by_level[level_key(v)]]})
     comparisons = []
     for a, b in itertools.combinations(level_values, 2):
-        ta, tb = by_level[_level_key(a)], by_level[_level_key(b)]
+        ta, tb = by_level[level_key(a)], by_level[level_key(b)]
         if paired:
             ka = {_pair_key(t, path): t for t in ta}
             kb = {_pair_key(t, path): t for t in tb}
@@ -142,7 +137,7 @@ def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -
         members = [by_id[r] for r in group["run_ids"] if r in by_id]
         lines = []
         for v in levels(data, path):
-            trials = [t for t in members if path in t.searched and _level_key(t.searched[path]) == _level_key(v)]
+            trials = [t for t in members if path in t.searched and level_key(t.searched[path]) == level_key(v)]
             if not trials:
                 continue
             line = {"value": v, "label": level_label(path, v), "n": len(trials), "metrics": {}}
@@ -168,7 +163,7 @@ def _fitted_distribution(entry: dict, values: list):
     spec may have narrowed it)."""
     (kind, args), = entry.items() if len(entry) == 1 else (("choice", []),)
     if kind == "choice":
-        return distribution("choice", values={_level_key(v): v for v in list(args) + values}.values())
+        return distribution("choice", values={level_key(v): v for v in list(args) + values}.values())
     low, high = args
     return distribution(kind, low=min(low, min(values)), high=max(high, max(values)))
 
@@ -179,7 +174,7 @@ def importance(data: SweepData, finished: list[TrialRun]) -> dict:
 
     method = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
     space = data.space
-    paths = [p for p in space if len({_level_key(t.searched.get(p)) for t in finished}) > 1
+    paths = [p for p in space if len({level_key(t.searched.get(p)) for t in finished}) > 1
              and all(p in t.searched for t in finished)]
     result = {"method": method, "target": f"final {ACCURACY}", "n": len(finished), "values": {}, "error": None}
     if len(finished) < 2 or not paths:
@@ -209,7 +204,7 @@ def variants(data: SweepData, finished: list[TrialRun], factor_paths: list[str])
     """Final accuracy against learning rate, one series per combination of the factors' levels."""
     series = defaultdict(list)
     for t in finished:
-        combo = tuple(_level_key(t.searched.get(p)) for p in factor_paths)
+        combo = tuple(level_key(t.searched.get(p)) for p in factor_paths)
         series[combo].append(t)
     out = []
     for combo, trials in sorted(series.items(), key=lambda kv: str(kv[0])):

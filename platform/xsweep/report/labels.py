@@ -27,3 +27,8 @@ def level_label(path: str, value: Any) -> str:
     if isinstance(value, (bool, str)) and key in _LABELS:
         return _LABELS[key]
     return f"{factor_name(path)}={format_value(value)}"
+
+
+def level_key(value: Any) -> tuple:
+    """A hashable, type-aware key of a level (True and 1 are different levels)."""
+    return (type(value).__name__, value)

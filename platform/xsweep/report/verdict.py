@@ -20,7 +20,7 @@ from typing import Any
 from xsweep.metrics import ACCURACY
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
-from xsweep.report.labels import level_label
+from xsweep.report.labels import level_key, level_label
 from xsweep.spec.trial import format_value
 
 # What the paper says about a level against the reference (REFERENCE.md): (factor, level, reference)
@@ -36,10 +36,6 @@ PAPER_CLAIMS = {
 }
 
 
-def _key(value: Any) -> tuple:
-    return (type(value).__name__, value)
-
-
 def ablation_verdict(data: SweepData) -> dict | None:
     """The verdict of an ablation sweep; None for any other sweep."""
     ablation = data.ablation
@@ -49,7 +45,7 @@ def ablation_verdict(data: SweepData) -> dict | None:
     confirmed = [t for t in data.trials if t.phase == "confirm" and t.finished]
     by_variant: dict[tuple, list[TrialRun]] = defaultdict(list)
     for trial in confirmed:
-        by_variant[tuple(_key(trial.searched.get(p)) for p in factors)].append(trial)
+        by_variant[tuple(level_key(trial.searched.get(p)) for p in factors)].append(trial)
 
     out_factors = []
     for index, path in enumerate(factors):
@@ -57,13 +53,13 @@ def ablation_verdict(data: SweepData) -> dict | None:
         others = [p for p in factors if p != path]
         comparisons = []
         for level in _levels(data, path):
-            if _key(level) == _key(ref):
+            if level_key(level) == level_key(ref):
                 continue
             pairs, within = [], defaultdict(list)
             for variant, trials in by_variant.items():
-                if variant[index] != _key(level):
+                if variant[index] != level_key(level):
                     continue
-                partner = variant[:index] + (_key(ref),) + variant[index + 1:]
+                partner = variant[:index] + (level_key(ref),) + variant[index + 1:]
                 partners = {t.seed: t for t in by_variant.get(partner, [])}
                 for trial in trials:
                     if trial.seed in partners:
@@ -73,7 +69,7 @@ def ablation_verdict(data: SweepData) -> dict | None:
             diff = st.paired_difference([a for a, _ in pairs], [b for _, b in pairs])
             label, ref_label = level_label(path, level), level_label(path, ref)
             rows = []
-            order = [[_key(v) for v in _levels(data, p)] for p in others]  # the spec's order of levels
+            order = [[level_key(v) for v in _levels(data, p)] for p in others]  # the spec's order of levels
             for rest, rest_pairs in sorted(within.items(), key=lambda kv: [o.index(k) for o, k in zip(order, kv[0])]):
                 d = st.paired_difference([a for a, _ in rest_pairs], [b for _, b in rest_pairs])
                 rows.append({"at": ", ".join(level_label(p, v) for p, (_, v) in zip(others, rest)) or "-",
@@ -97,7 +93,7 @@ def _levels(data: SweepData, path: str) -> list[Any]:
     levels = list(data.space.get(path, {}).get("choice", []))
     for trial in data.trials:
         value = trial.searched.get(path)
-        if path in trial.searched and _key(value) not in {_key(v) for v in levels}:
+        if path in trial.searched and level_key(value) not in {level_key(v) for v in levels}:
             levels.append(value)
     return levels
 
@@ -119,10 +115,10 @@ def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant)
     tuning = defaultdict(list)
     for trial in data.trials:
         if trial.phase == "tune":
-            tuning[tuple(_key(trial.searched.get(p)) for p in factors)].append(trial)
+            tuning[tuple(level_key(trial.searched.get(p)) for p in factors)].append(trial)
     rows = []
     for combination in itertools.product(*[_levels(data, p) for p in factors]):
-        variant = tuple(_key(v) for v in combination)
+        variant = tuple(level_key(v) for v in combination)
         confirmed = by_variant.get(variant, [])
         ci = st.mean_ci([t.final(ACCURACY) for t in confirmed])
         values = confirmed[0].searched if confirmed else {}
