@@ -83,7 +83,15 @@ def test_resume_after_a_killed_driver_finishes_each_trial_once(killed):
     trials = {d.name: results for d, results in every.items() if results}
     assert len(trials) == SAMPLES * REPEATS, sorted(d.name for d in every)
     for name, results in trials.items():
-        assert [r["epoch"] for r in results] == list(range(1, EPOCHS + 1)), (name, results)
+        epochs = [r["epoch"] for r in results]
+        assert epochs[-1] == EPOCHS and sorted(set(epochs)) == list(range(1, EPOCHS + 1)), (name, epochs)
+        if epochs != list(range(1, EPOCHS + 1)):
+            # Tune's result.json is append-only. A trial that reported an epoch after the last state
+            # the driver saved re-trains it from its last saved checkpoint: it may repeat epochs but
+            # never skip one, and only a trial that was training at the kill does so (MLflow still
+            # holds each epoch once, checked below).
+            assert before.get(name) and before[name][-1]["epoch"] < EPOCHS, (name, epochs)
+            assert all(later <= earlier + 1 for earlier, later in zip(epochs, epochs[1:])), (name, epochs)
     # Trials finished before the kill were not run again: their results are exactly as they were.
     finished = [name for name, results in before.items() if results and results[-1]["epoch"] == EPOCHS]
     assert finished
