@@ -11,12 +11,14 @@ gradient as if the convolution were dense (for Xception at 299x299, 1033 GFLOP i
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+# The trials' own measurement (their `mfu` metric); model_throughput.py passes larger matrices.
+from xsweep.training.peak import measured_gemm_peak  # noqa: F401
 
 
 def training_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -24,27 +26,6 @@ def training_flops(model: nn.Module, x: torch.Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return 3 * counter.get_total_flops()
-
-
-def measured_gemm_peak(device: str, dtype: torch.dtype, *, sizes=(2048, 4096), repeats: int = 5) -> float:
-    """FLOP/s of the fastest large square matrix product torch runs here (MKL on CPU, cuBLAS on GPU).
-
-    What the hardware delivers in practice to the one op that dominates a well-run network.
-    """
-    best = 0.0
-    for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        torch.mm(a, b)
-        for _ in range(repeats):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
-    return best
 
 
 def cpu_theoretical_peak(threads: int) -> tuple[float, str] | None:

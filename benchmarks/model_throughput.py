@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    peaks = {d: measured_gemm_peak(d, torch.float32 if d == "cpu" else torch.bfloat16) for d in {r.device for r in rows}}
+    peaks = {d: measured_gemm_peak(d, torch.float32 if d == "cpu" else torch.bfloat16, sizes=(2048, 4096)) for d in {r.device for r in rows}}
     theoretical = cpu_theoretical_peak(threads)
     lines = [
         "# Xception training throughput: xsweep vs timm legacy_xception",

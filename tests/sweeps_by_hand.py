@@ -7,11 +7,12 @@ import numpy as np
 from xsweep.report.data import SweepData, TrialRun
 
 
-def trial(i, *, res, act, lr, seed, acc, status="completed"):
+def trial(i, *, res, act, lr, seed, acc, status="completed", device_seconds=None):
     history = {"val_accuracy": [(1, acc / 2), (2, acc)], "train_loss": [(1, 2.0), (2, 1.0 - acc / 2)]}
     return TrialRun(run_id=f"run{i}", name=f"t{i}", status=status, seed=seed,
                     searched={"model.residual": res, "model.activation": act, "train.lr": lr},
-                    config={"train": {"seed": seed, "lr": lr}}, history=history)
+                    config={"train": {"seed": seed, "lr": lr}}, history=history,
+                    latest={} if device_seconds is None else {"device_seconds": device_seconds})
 
 
 def sweep(trials, *, algorithm="grid", lr_entry='{"choice": [0.01, 0.1]}'):

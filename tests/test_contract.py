@@ -13,7 +13,9 @@ from xsweep.contract import (
 )
 
 REPORT = TrialReport(epoch=3, metrics={"val_accuracy": 0.5, "train_loss": 1.25}, planned_epochs=8,
-                     device="cpu", node_id="abc", checkpoint_fallback="checkpoint_000002: damaged")
+                     device="cpu", node_id="abc", checkpoint_fallback="checkpoint_000002: damaged",
+                     system=[[1764547200000, 12, {"system/process_cpu_utilization_percentage": 97.5}]],
+                     peak="CPU: measured fp32 1024x1024 GEMM peak 83.9 GFLOP/s with 1 thread(s)")
 
 
 def test_a_report_survives_tunes_result_dict():
@@ -25,7 +27,8 @@ def test_metrics_stay_top_level_and_nothing_else_does():
     # Tune's schedulers and searchers look the metric up by name at the top of the result.
     result = REPORT.to_result()
     assert {k for k in result if k != REPORT_KEY} == {"val_accuracy", "train_loss", "epoch"}
-    assert set(result[REPORT_KEY]) == {"diverged", "planned_epochs", "device", "node_id", "checkpoint_fallback"}
+    assert set(result[REPORT_KEY]) == {"diverged", "planned_epochs", "device", "node_id", "checkpoint_fallback",
+                                       "system", "peak"}
 
 
 def test_keys_tune_adds_are_not_metrics():

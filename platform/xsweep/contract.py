@@ -31,6 +31,10 @@ class TrialReport:
     node_id: str = ""  # Ray's id of its node; the driver maps it to the node's address
     # Set when the restore skipped a damaged checkpoint: what was skipped and where it resumed.
     checkpoint_fallback: str | None = None
+    # The system metrics sampled during the epoch: [milliseconds since the epoch, step, {name: value}]
+    # (training/system.py), logged by the driver with the epoch's metrics.
+    system: list = field(default_factory=list)
+    peak: str = ""  # the peak FLOP rate `mfu` is measured against, and its source (training/peak.py)
 
     def to_result(self) -> dict[str, Any]:
         """The dict for `tune.report`."""

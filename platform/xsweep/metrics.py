@@ -32,12 +32,16 @@ class Metric:
     compute: Callable[[Mapping[str, float]], float] | None = None  # derived only
     curve: bool = False  # drawn as a learning curve in the report
     count: bool = False  # a count (parameters), shown as 142.7k or 22.86M
+    size: bool = False  # bytes, shown as 812.4 MiB or 1.25 GiB
     min_classes: int = 0  # measured only for data with at least this many classes (top-5 accuracy)
 
     def show(self, value: float | None) -> str:
         """The value as the console and summaries print it: 97.12%, 0.1234 or 142.7k."""
         if value is None or not math.isfinite(value):
             return "-"
+        if self.size:
+            return next((f"{value / 2**p:.4g} {unit}" for p, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB"))
+                         if abs(value) >= 2**p), f"{value:.0f} B")
         if self.count:
             return next((f"{value / size:.4g}{suffix}" for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k"))
                          if abs(value) >= size), f"{value:.0f}")
@@ -66,6 +70,13 @@ METRICS.add(Metric("step_seconds", "train", "seconds per training step", mode="m
 METRICS.add(Metric("params", "model", "parameters", mode="min", count=True))
 # Forward FLOPs of one image at the trial's data.image_size (training/cost.py says what is counted).
 METRICS.add(Metric("gflops", "model", "forward GFLOPs per image", mode="min"))
+# What a trial costs (training/cost.py TrialCost): seconds it has held its devices, summed over them
+# (the parent run holds the sweep's total), its peak memory, and its model FLOP utilisation against
+# the device's peak (training/peak.py).
+COST = "device_seconds"
+METRICS.add(Metric(COST, "train", "device-seconds", reproducible=False))
+METRICS.add(Metric("peak_memory_bytes", "train", "peak device memory", reproducible=False, size=True))
+METRICS.add(Metric("mfu", "train", "model FLOP utilisation", reproducible=False, percent=True))
 
 # What the report compares trials by (final value) and the console's default column.
 ACCURACY = "val_accuracy"

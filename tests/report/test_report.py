@@ -98,6 +98,28 @@ def test_grid_pairs_share_every_other_value_and_the_seed():
     assert comparison["verdict"].startswith("residual on beats residual off by")
 
 
+def test_each_factor_level_shows_its_device_time_per_trial_beside_its_accuracy():
+    from xsweep.report.render import blocks, to_markdown
+
+    # Residual trials cost 30 s each, plain ones 20 s; a diverged trial's time counts in the sweep's
+    # total but not in its level's mean of completed trials.
+    trials = [trial(t.run_id.removeprefix("run"), res=t.searched["model.residual"], act=t.searched["model.activation"],
+                    lr=t.searched["train.lr"], seed=t.seed, acc=t.final("val_accuracy"),
+                    device_seconds=30.0 if t.searched["model.residual"] else 20.0) for t in grid()]
+    trials[0] = trial(0, res=True, act="none", lr=0.01, seed=0, acc=float("nan"), status="diverged", device_seconds=5.0)
+    summary = summarize(sweep(trials), workdir="/nowhere")
+    on, off = summary["factors"][0]["levels"]
+    assert (on["label"], on["device_seconds"], off["device_seconds"]) == ("residual on", 30.0, 20.0)
+    assert summary["sweep"]["device_seconds"] == 5 + 7 * 30 + 8 * 20
+    text = to_markdown(blocks(summary, {}))
+    assert "| level | mean (%) | 95% CI (%) | n | device time per trial |" in text
+    assert f"| residual on | {100 * on['mean']:.2f} |" in text and "| 7 | 30 s |" in text
+    assert "Cost: 6.2 min of device time over all trials" in text
+    # A sweep that recorded no cost (from before it was measured) says n/a, and no total.
+    old = to_markdown(blocks(summarize(sweep(grid()), workdir="/nowhere"), {}))
+    assert "| 8 | n/a |" in old and "Cost:" not in old
+
+
 def test_diverged_trials_are_listed_and_left_out_and_lose_their_partner():
     trials = grid()
     trials[0] = trial(0, res=True, act="none", lr=0.01, seed=0, acc=float("nan"), status="diverged")

@@ -20,12 +20,12 @@ JITTER = {(True, "none", 2): 0.004, (False, "relu", 3): -0.003, (False, "none", 
 
 
 def trial(residual: bool, activation: str, seed: int, *, phase: str = "confirm", status: str = "completed",
-          lr: float = 0.05) -> TrialRun:
+          lr: float = 0.05, device_seconds: float = 10.0) -> TrialRun:
     acc = BASE[(residual, activation)] + SEED_EFFECT.get(seed, 0.0) + JITTER.get((residual, activation, seed), 0.0)
     return TrialRun(run_id=f"{residual}-{activation}-{seed}-{phase}", name="t", status=status,
                     searched={"model.residual": residual, "model.activation": activation, "train.lr": lr},
                     config={"train": {"seed": seed}}, seed=seed, history={"val_accuracy": [(1, 0.1), (2, acc)]},
-                    phase=phase)
+                    phase=phase, latest={"device_seconds": device_seconds})
 
 
 def sweep(trials: list[TrialRun]) -> SweepData:
@@ -78,6 +78,9 @@ def test_a_failed_confirmation_trial_drops_its_pair_and_tuning_trials_never_coun
     assert rows["residual off, ReLU"]["n"] == 2
     assert rows["residual on, no activation"]["tune_trials"] == 1
     assert rows["residual on, no activation"]["tuned_text"] == "lr = 0.05"  # the confirmed value, not the tuning trial's
+    # A variant's cost is every trial of it, in both phases, the failed one included.
+    assert rows["residual on, no activation"]["device_seconds"] == 4 * 10.0
+    assert rows["residual off, ReLU"]["device_seconds"] == 3 * 10.0
 
 
 def test_one_seed_per_variant_leaves_every_verdict_undecided():

@@ -153,7 +153,9 @@ def test_piped_output_is_a_plain_line_per_event(tmp_path):
                   r"epoch 2/2  validation accuracy", r"completed after 2/2 epochs in \d+:\d\d"):
         found = [line for line in lines if re.match(rf"\[\d+:\d\d\] {RUN_NAME.pattern}: {event}", line)]
         assert len(found) == 4, (event, out)
-    assert re.search(r"^\[\d+:\d\d\] 4/4 trials done · 0 running · elapsed \d+:\d\d · best so far: ", out, re.MULTILINE)
+    # The sweep's device time so far (every trial's device-seconds) beside its wall-clock time.
+    assert re.search(r"^\[\d+:\d\d\] 4/4 trials done · 0 running · elapsed \d+:\d\d · device time \d+:\d\d · "
+                     r"best so far: ", out, re.MULTILINE)
     assert "sweep finished: 4 completed" in out and "best trial:" in out
     log = _log_named_in(out)
     assert log.parent.name == out.split()[1].rstrip(":")  # in the sweep's own folder
@@ -178,7 +180,7 @@ def _restored_trial(trial_id: str, lr: float, *, last: float, best: float):
     """A finished trial as Tune hands it back to `xsweep resume`."""
     from xsweep.contract import TrialReport
 
-    result = TrialReport(epoch=2, planned_epochs=2, metrics={"val_accuracy": last}).to_result()
+    result = TrialReport(epoch=2, planned_epochs=2, metrics={"val_accuracy": last, "device_seconds": 70.0}).to_result()
     config = {"train.lr": lr, "model.residual": True, "model.activation": "elu", "xsweep/repeat": 0}
     return SimpleNamespace(trial_id=trial_id, config=config, status="TERMINATED",
                            last_result={**result, "time_total_s": 75.0},
@@ -198,7 +200,7 @@ def test_a_resumed_sweep_shows_the_trials_that_had_finished():
     screen = console.export_text()
     assert re.search(r"^lr=0.047 res=on act=elu s0\s+completed\s+━+\s+2/2\s+80\.00%\s+97\.00%\s+1:15\s*$",
                      screen, re.MULTILINE), screen
-    assert "1/3 trials done · 0 running" in screen
+    assert "1/3 trials done · 0 running · elapsed 0:00 · device time 1:10\n" in screen
     assert "best so far: lr=0.047 res=on act=elu s0, validation accuracy 97.00%" in screen
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -75,7 +76,7 @@ def test_status_words_every_trial_as_mlflow_does(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     status = run_xsweep("status", "smoke", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    shown = {line.split()[0]: line.split()[-4] for line in status.stdout.splitlines()
+    shown = {line.split()[0]: line.split()[-5] for line in status.stdout.splitlines()
              if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"}
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = json.loads((_sweep_folder(tmp_path, "smoke") / "xsweep.json").read_text())["parent_run_id"]
@@ -112,7 +113,22 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         assert sorted(top5) == [1, 2] and all(top5[m.step] >= m.value for m in history)
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints/best")]
         assert "checkpoints/best/state.pt" in artifacts
+        # What the trial cost: each epoch's device-seconds (growing), peak memory and FLOP utilisation,
+        # and the trial process's system metrics, sampled in the trial, on the UI's System metrics tab.
+        spent = [m.value for m in sorted(client.get_metric_history(child.info.run_id, "device_seconds"),
+                                         key=lambda m: m.step)]
+        assert len(spent) == 2 and 0 < spent[0] < spent[1]
+        assert child.data.metrics["peak_memory_bytes"] > 50 * 2**20 and 0 < child.data.metrics["mfu"] < 1
+        assert child.data.tags["xsweep.peak_flops"].startswith("CPU: measured fp32")
+        cpu = client.get_metric_history(child.info.run_id, "system/process_cpu_utilization_percentage")
+        assert len(cpu) >= 2 and all(m.value > 0 for m in cpu)  # one sample at least per epoch
+        assert client.get_metric_history(child.info.run_id, "system/process_memory_rss_megabytes")
     assert best_value == pytest.approx(seen_best)
+    # The sweep's cost on its parent: every trial's device-seconds, summed, and in the summary.
+    total = sum(child.data.metrics["device_seconds"] for child in children)
+    assert parent.data.metrics["device_seconds"] == pytest.approx(total)
+    assert re.search(r"^cost: +[0-9.e-]+ device-hours \(\d+ device-seconds\) over 4 trials on cpu$", proc.stdout, re.M), \
+        proc.stdout[-2000:]
     version = client.get_model_version_by_alias("smoke", "best")
     assert version.tags["xsweep.trial_run_id"] in {c.info.run_id for c in children}
 
@@ -124,6 +140,7 @@ def test_status_lists_every_trial(smoke_sweep):
     assert status.returncode == 0, status.stderr
     lines = [line for line in status.stdout.splitlines() if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"]
     assert len(lines) == 4 and all("completed" in line and "2/2" in line for line in lines)
+    assert re.search(r"^cost: .* over 4 trials on cpu$", status.stdout, re.M), status.stdout
 
 
 def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):

@@ -17,7 +17,7 @@ from xsweep.training.fit import FitResult, build_model, evaluate, fit
 torch.set_num_threads(1)
 
 METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "images_per_second",
-           "step_seconds", "params", "gflops"}
+           "step_seconds", "params", "gflops", "device_seconds", "peak_memory_bytes", "mfu"}
 
 
 def config(dataset="synthetic", **train):

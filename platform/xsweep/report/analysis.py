@@ -102,6 +102,7 @@ def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
         ci = st.mean_ci([t.final(ACCURACY) for t in by_level[level_key(v)]])
         rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": st.finite_or_none(ci.estimate),
                      "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
+                     "device_seconds": st.mean_or_none([t.device_seconds for t in by_level[level_key(v)]]),
                      "run_ids": [t.run_id for t in by_level[level_key(v)]]})
     comparisons = []
     for a, b in itertools.combinations(level_values, 2):
@@ -280,7 +281,7 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
         "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
                   "algorithm": data.algorithm, "repeats": data.repeats, "epochs": data.epochs,
                   "metric": data.metric, "mode": data.mode, "tracking_uri": redact(data.uri),
-                  "space": data.space},
+                  "space": data.space, "device_seconds": st.sum_or_none([t.device_seconds for t in data.trials])},
         "outcome": f"final {ACCURACY} (the last epoch's)",
         "trials": {"total": len(data.trials), "finished": len(finished),
                    "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from xsweep.contract import COMPLETED
 from xsweep.errors import ReportError
-from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.metrics import ACCURACY, COST, curve_metrics, is_finite_number
 from xsweep.tracking.query import child_runs, find_experiment, latest_sweep
 from xsweep.tracking.store import open_store
 from xsweep.tracking.tags import (
@@ -40,6 +40,12 @@ class TrialRun:
     @property
     def finished(self) -> bool:
         return self.status == FINISHED and self.final(ACCURACY) is not None
+
+    @property
+    def device_seconds(self) -> float | None:
+        """What the trial cost: seconds it held its devices, summed over them (its latest count)."""
+        value = self.latest.get(COST)
+        return float(value) if is_finite_number(value) else None
 
     def final(self, metric: str) -> float | None:
         """The metric at the last epoch logged, if finite."""

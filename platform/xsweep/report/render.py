@@ -25,6 +25,15 @@ def ci_text(low: float | None, high: float | None, digits: int = 2) -> str:
     return "n/a" if low is None or high is None else f"[{pct(low, digits)}, {pct(high, digits)}]"
 
 
+def duration(seconds: float | None) -> str:
+    """Device time as a reader compares it: 42 s, 12.3 min, 1.52 h."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
 def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, type(None))) else str(value)
 
@@ -55,6 +64,9 @@ def _overview_section(summary: dict, figures: dict[str, str]) -> Blocks:
                      f"Only the {trials['finished']} completed trials enter the curves, means, intervals and "
                      "importance; diverged, failed, stopped or unfinished trials are counted here and "
                      "listed below, and excluded from every mean."))
+    if sweep.get("device_seconds") is not None:
+        out.append(("p", f"Cost: {duration(sweep['device_seconds'])} of device time over all trials "
+                         "(seconds each trial held its devices, summed over them)."))
     if trials["excluded"]:
         out.append(("p", f"Excluded ({len(trials['excluded'])}):"))
         out.append(("ul", [f"{e['name']} (run {e['run_id']}): {e['reason']}" for e in trials["excluded"]]))
@@ -88,9 +100,9 @@ def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
                            "a factor with more than two levels are per comparison, not adjusted for multiplicity.")]
     for factor in summary["factors"]:
         out.append(("h", 3, f"{factor['name']} ({factor['path']})"))
-        out.append(("table", ["level", "mean (%)", "95% CI (%)", "n"],
-                    [[lv["label"], pct(lv["mean"]), ci_text(lv["ci_low"], lv["ci_high"]), str(lv["n"])]
-                     for lv in factor["levels"]]))
+        out.append(("table", ["level", "mean (%)", "95% CI (%)", "n", "device time per trial"],
+                    [[lv["label"], pct(lv["mean"]), ci_text(lv["ci_low"], lv["ci_high"]), str(lv["n"]),
+                      duration(lv.get("device_seconds"))] for lv in factor["levels"]]))
         if factor["comparisons"]:
             rows = []
             for c in factor["comparisons"]:
@@ -183,9 +195,11 @@ def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
                         [[r["at"], str(r["n"]), pp_text(r["difference"]),
                           ci_text(r["ci_low"], r["ci_high"], 1), r["verdict"]] for r in c["within"]]))
     out.append(("h", 3, "Each variant at its own tuned settings"))
-    out.append(("table", ["variant", "tuned", "phase-1 trials (completed)", "seeds", "final val accuracy (%)", "95% CI"],
+    out.append(("table", ["variant", "tuned", "phase-1 trials (completed)", "seeds", "final val accuracy (%)", "95% CI",
+                          "device time (both phases)"],
                 [[v["label"], v["tuned_text"], f"{v['tune_trials']} ({v['tune_completed']})", str(v["n"]),
-                  pct(v["mean"]), ci_text(v["ci_low"], v["ci_high"])] for v in verdict["variants"]]))
+                  pct(v["mean"]), ci_text(v["ci_low"], v["ci_high"]), duration(v.get("device_seconds"))]
+                 for v in verdict["variants"]]))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -95,6 +96,18 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
 def finite_or_none(value: float | None) -> float | None:
     """A number for JSON: NaN (no interval) becomes None."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def mean_or_none(values) -> float | None:
+    """The mean of the values that are not None; None when there is none."""
+    known = [v for v in values if v is not None]
+    return statistics.fmean(known) if known else None
+
+
+def sum_or_none(values) -> float | None:
+    """The sum of the values that are not None; None when there is none."""
+    known = [v for v in values if v is not None]
+    return float(sum(known)) if known else None
 
 
 def pp(fraction: float) -> str:

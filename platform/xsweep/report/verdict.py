@@ -112,10 +112,12 @@ def _paper(path: str, level: Any, ref: Any, diff: st.Interval) -> dict | None:
 
 def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant) -> list[dict]:
     """Each variant: its tuned values, phase-1 trials, and confirmed accuracy over seeds."""
-    tuning = defaultdict(list)
+    tuning, every = defaultdict(list), defaultdict(list)
     for trial in data.trials:
+        variant = tuple(level_key(trial.searched.get(p)) for p in factors)
+        every[variant].append(trial)
         if trial.phase == "tune":
-            tuning[tuple(level_key(trial.searched.get(p)) for p in factors)].append(trial)
+            tuning[variant].append(trial)
     rows = []
     for combination in itertools.product(*[_levels(data, p) for p in factors]):
         variant = tuple(level_key(v) for v in combination)
@@ -129,6 +131,8 @@ def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant)
             "tuned_text": ", ".join(f"{p.split('.')[-1]} = {format_value(values[p])}" for p in tuned if p in values)
             or "not confirmed",
             "tune_trials": len(tried), "tune_completed": sum(t.finished for t in tried),
+            # What the variant cost in both phases: every trial of it, whatever its status.
+            "device_seconds": st.sum_or_none([t.device_seconds for t in every.get(variant, [])]),
             "n": ci.n, "mean": st.finite_or_none(ci.estimate), "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
         })
     return rows

@@ -40,7 +40,7 @@ from xsweep.contract import (
     ended_status,
     status_of,
 )
-from xsweep.metrics import METRICS, best_scored, better, is_finite_number
+from xsweep.metrics import COST, METRICS, best_scored, better, is_finite_number
 from xsweep.spec.trial import trial_name
 
 STATUS_STYLES = {PENDING: "dim", RUNNING: "yellow", COMPLETED: "green", STOPPED: "cyan", DIVERGED: "magenta",
@@ -68,6 +68,7 @@ class TrialRow:
     epoch: int = 0  # finished epochs
     value: float | None = None  # the metric at the last epoch
     best: float | None = None  # the trial's best value of the metric so far
+    device_seconds: float | None = None  # its cost so far (xsweep.metrics COST)
     started: float | None = None  # time.monotonic() when this driver started it
     ended: float | None = None
     last_report: float | None = None
@@ -126,6 +127,7 @@ class Board:
     def _record(self, row: TrialRow, report: TrialReport, *, seconds: float | None) -> None:
         row.epoch, row.planned_epochs = report.epoch, report.planned_epochs or row.planned_epochs
         row.value = report.value(self.metric_name)
+        row.device_seconds = report.value(COST)
         if self.better(row.value, row.best):
             row.best = row.value
         if seconds is not None:
@@ -184,6 +186,9 @@ class Board:
         left = self.time_left()
         if left:
             parts.append(f"about {clock(left)} left")
+        spent = [row.device_seconds for row in self.rows.values() if row.device_seconds is not None]
+        if spent:  # as of each trial's last epoch
+            parts.append(f"device time {clock(sum(spent))}")
         return " · ".join(parts)
 
     def best_so_far(self) -> str:

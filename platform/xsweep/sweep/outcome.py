@@ -28,6 +28,7 @@ class SweepOutcome:
     totals: dict[str, int] = field(default_factory=dict)  # counts over every version
     phases: dict[str, dict] | None = None  # an ablation's counts per phase: {"tune": {...}, "confirm": {...}}
     verdicts: list[str] = field(default_factory=list)  # an ablation's verdicts, one line per comparison
+    cost: dict | None = None  # {"device_seconds", "trials", "devices"}: finish.sweep_cost
 
     @property
     def exit_code(self) -> int:
@@ -41,6 +42,14 @@ def best_of_history(frame, *, metric: str, mode: str) -> float | None:
     if frame is None or metric not in frame:
         return None
     return best_value(frame[metric].tolist(), mode=mode)
+
+
+def cost_line(cost: dict) -> str:
+    """"cost:       1.52 GPU-hours (5470 device-seconds) over 12 trials on cuda:NVIDIA H200"."""
+    seconds = cost["device_seconds"]
+    gpu = all(d.startswith("cuda") for d in cost["devices"])
+    hours = f"{seconds / 3600:.3g} {'GPU' if gpu else 'device'}-hours ({seconds:.0f} device-seconds)"
+    return f"cost:       {hours} over {cost['trials']} trials on {', '.join(cost['devices'])}"
 
 
 def print_summary(outcome) -> None:
@@ -68,6 +77,8 @@ def print_summary(outcome) -> None:
         print("\n".join(front_lines(outcome.front, outcome.objectives)))
     for line in outcome.verdicts:
         print(line)
+    if outcome.cost:
+        print(cost_line(outcome.cost))
     print(f"results:    {outcome.sweep_path}")
     print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (make ui)")
     if outcome.best:

@@ -21,7 +21,9 @@ from xsweep.metrics import ACCURACY, better, is_finite_number
 from xsweep.spec.trial import RUN_ID_KEY
 from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.runs import SweepRuns, set_tags
-from xsweep.tracking.tags import TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_STATUS
+from xsweep.tracking.tags import (
+    TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS,
+)
 
 
 def _node_address(node_id: str | None) -> str | None:
@@ -34,6 +36,19 @@ def _node_address(node_id: str | None) -> str | None:
         if node.get("NodeID") == node_id:
             return node.get("NodeManagerAddress")
     return None
+
+
+# MLflow's limit on the metrics of one log_batch call.
+MAX_METRICS_PER_BATCH = 1000
+
+
+def _system_metrics(samples) -> list[MlflowMetric]:
+    """A report's system samples (training/system.py) as MLflow metrics; none when they did not
+    survive the way back (a re-sync from Tune's CSV file holds them as text)."""
+    if not isinstance(samples, list):
+        return []
+    return [MlflowMetric(name, float(value), int(ms), int(step))
+            for ms, step, values in samples for name, value in values.items() if is_finite_number(value)]
 
 
 class TrackingCallback(tune.Callback):
@@ -66,16 +81,20 @@ class TrackingCallback(tune.Callback):
         report = TrialReport.from_result(result)
         epoch, metrics = report.epoch, report.metrics  # every metric of xsweep.metrics, nothing else
         timestamp = int(float(result.get("timestamp", 0)) * 1000) or None
+        system = _system_metrics(report.system)
         self.delivery.submit(f"metrics of epoch {epoch} for run {run_id}",
-                             lambda: self._write_epoch(run_id, epoch, metrics, timestamp))
+                             lambda: self._write_epoch(run_id, epoch, metrics, timestamp, system))
 
-    def _write_epoch(self, run_id: str, epoch: int, metrics: dict, timestamp: int | None) -> None:
+    def _write_epoch(self, run_id: str, epoch: int, metrics: dict, timestamp: int | None,
+                     system: list[MlflowMetric]) -> None:
         logged = self._steps_of(run_id)
         if epoch in logged:
             return  # already in MLflow (a retried or re-synced epoch): never log a step twice
         ts = timestamp or int(time.time() * 1000)
         batch = [MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()]
-        self.runs.client.log_batch(run_id, metrics=batch)
+        # One batch with the epoch's system samples: they are in MLflow exactly when the epoch is.
+        for start in range(0, len(batch) + len(system), MAX_METRICS_PER_BATCH):
+            self.runs.client.log_batch(run_id, metrics=(batch + system)[start:start + MAX_METRICS_PER_BATCH])
         logged.add(epoch)
 
     def _steps_of(self, run_id: str) -> set[int]:
@@ -104,6 +123,7 @@ class TrackingCallback(tune.Callback):
                 TAG_NODE_IP: _node_address(report.node_id) or result.get("node_ip", ""),
                 TAG_HOSTNAME: result.get("hostname", ""),
                 TAG_DEVICE: report.device,
+                TAG_PEAK_FLOPS: report.peak,
             }
             self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
         fallback = report.checkpoint_fallback

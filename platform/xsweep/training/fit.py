@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
-from xsweep.training.cost import forward_gflops_per_image, parameter_count
+from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 
@@ -30,6 +30,8 @@ class EpochReport:
     metrics: dict  # train_loss, val_accuracy, ..., step_seconds, params, gflops (see xsweep/metrics.py)
     diverged: bool
     _state: Callable[[], dict] = field(repr=False)
+    system: list = field(default_factory=list)  # the system metrics sampled during the epoch (system.py)
+    peak: str = ""  # what the epoch's `mfu` is measured against (training/peak.py)
 
     def state(self) -> dict:
         """The checkpoint state after this epoch. Built on demand (it costs a state_dict copy
@@ -162,6 +164,7 @@ def fit(config, *, on_epoch=None, resume=None):
     resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
     at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
     """
+    started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
     tc = config["train"]
     seed_everything(tc["seed"])
     torch.set_num_threads(tc["threads"])
@@ -199,44 +202,49 @@ def fit(config, *, on_epoch=None, resume=None):
     # checkpoints keep the plain module's state_dict keys (no "_orig_mod." prefix).
     step_model = torch.compile(model) if tc["compile"] else model
     run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+    cost = TrialCost(device, amp=tc["amp"], started=started, history=history)
 
     status = "completed"
-    for epoch in range(start, tc["epochs"] + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        t0 = time.perf_counter()
-        train_loss, train_acc, images, steps, diverged = train_epoch(step_model, train_loader, optimizer, **run)
-        train_seconds = time.perf_counter() - t0
-        if diverged:
-            # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
-            evaluated = {"val_loss": float("nan"), "val_accuracy": 0.0}
-            if datasets.num_classes >= TOP5_MIN_CLASSES:
-                evaluated["val_top5_accuracy"] = 0.0
-        else:
-            evaluated = evaluate(step_model, val_loader, **run)
-            scheduler.step()
-        metrics = with_derived({  # measured here; derived ones (xsweep.metrics) computed from these
-            "train_loss": train_loss, "train_accuracy": train_acc, **evaluated, "lr": lr,
-            "epoch_seconds": time.perf_counter() - t0,
-            "images_per_second": images / max(train_seconds, 1e-9),
-            "step_seconds": train_seconds / max(steps, 1),
-            **model_cost,
-        })
-        history.append({"epoch": epoch, **metrics})
-        if on_epoch is not None:
-            rng = rng_state(train_loader.generator)  # now, before anything draws again
-            snapshot = list(history)
+    with cost:  # samples the system metrics in the background while the epochs run
+        for epoch in range(start, tc["epochs"] + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            train_loss, train_acc, images, steps, diverged = train_epoch(step_model, train_loader, optimizer, **run)
+            train_seconds = time.perf_counter() - t0
+            if diverged:
+                # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
+                evaluated = {"val_loss": float("nan"), "val_accuracy": 0.0}
+                if datasets.num_classes >= TOP5_MIN_CLASSES:
+                    evaluated["val_top5_accuracy"] = 0.0
+            else:
+                evaluated = evaluate(step_model, val_loader, **run)
+                scheduler.step()
+            images_per_second = images / max(train_seconds, 1e-9)
+            metrics = with_derived({  # measured here; derived ones (xsweep.metrics) computed from these
+                "train_loss": train_loss, "train_accuracy": train_acc, **evaluated, "lr": lr,
+                "epoch_seconds": time.perf_counter() - t0,
+                "images_per_second": images_per_second,
+                "step_seconds": train_seconds / max(steps, 1),
+                **model_cost,
+                **cost.epoch_metrics(images_per_second=images_per_second, gflops=model_cost["gflops"]),
+            })
+            history.append({"epoch": epoch, **metrics})
+            if on_epoch is not None:
+                rng = rng_state(train_loader.generator)  # now, before anything draws again
+                snapshot = list(history)
 
-            def state(epoch=epoch, rng=rng, snapshot=snapshot):
-                return {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch,
-                    "config": config, "history": [dict(h) for h in snapshot],
-                }
+                def state(epoch=epoch, rng=rng, snapshot=snapshot):
+                    return {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch,
+                        "config": config, "history": [dict(h) for h in snapshot],
+                    }
 
-            on_epoch(EpochReport(epoch=epoch, metrics=dict(metrics), diverged=diverged, _state=state))
-        if diverged:
-            status = "diverged"
-            break
+                on_epoch(EpochReport(epoch=epoch, metrics=dict(metrics), diverged=diverged, _state=state,
+                                     system=cost.system_samples(), peak=cost.peak.source))
+            if diverged:
+                status = "diverged"
+                break
 
     best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
     return FitResult(status=status, history=history, best=best)

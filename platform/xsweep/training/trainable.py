@@ -90,7 +90,7 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
     def on_epoch(epoch) -> None:
         report = TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
                              planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
-                             checkpoint_fallback=fallback)
+                             checkpoint_fallback=fallback, system=epoch.system, peak=epoch.peak)
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
             state = epoch.state()
             state["mlflow_run_id"] = run_id  # the trial's run travels with its checkpoints
