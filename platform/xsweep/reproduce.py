@@ -280,7 +280,8 @@ def check_checkpoint(path: Path, config: dict) -> tuple[int, dict[str, float], l
     model.to(device)
     if tc["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    evaluated = evaluate(model, val_loader, device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+    evaluated = evaluate(model, val_loader, device=device, amp=tc["amp"], channels_last=tc["channels_last"],
+                         normalise=datasets.normalise)
     return int(state["epoch"]), evaluated, notes
 
 

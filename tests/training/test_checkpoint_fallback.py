@@ -61,12 +61,13 @@ def _results(trial_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _recorded_checkpoints(sweep: Path) -> dict[str, str]:
-    """trial id -> the checkpoint Tune's saved experiment state will restore that trial from."""
+def _recorded_checkpoints(sweep: Path, *, epochs: int) -> dict[str, str]:
+    """trial id -> the checkpoint Tune's saved experiment state will restore that trial from, for
+    the trials with epochs left (one that finished before the interrupt is not restored)."""
     state = json.loads(max(sweep.glob("experiment_state-*.json")).read_text())
     trials = [json.loads(runtime) for _, runtime in state["trial_data"]]
     return {t["last_result"]["trial_id"]: t["last_result"]["checkpoint_dir_name"]
-            for t in trials if t.get("last_result")}
+            for t in trials if t.get("last_result") and t["last_result"]["epoch"] < epochs}
 
 
 @pytest.mark.slow
@@ -92,7 +93,7 @@ def test_resumed_sweep_skips_a_damaged_checkpoint(tmp_path):
     # Damage the checkpoint Tune will hand back on resume, for a trial that has an older one.
     (sweep,) = tmp_path.glob("results/smoke-*")
     victim, damaged = next((sweep / f"trial_{trial_id}", name)
-                           for trial_id, name in sorted(_recorded_checkpoints(sweep).items())
+                           for trial_id, name in sorted(_recorded_checkpoints(sweep, epochs=epochs).items())
                            if min(p.name for p in (sweep / f"trial_{trial_id}").glob("checkpoint_*")) < name)
     _truncate(victim / damaged / CHECKPOINT_FILE)
 

@@ -253,16 +253,23 @@ def test_the_papers_recipe_is_the_image_folder_default_and_the_old_one_keeps_its
     write_images(tmp_path / "train", ["cat", "dog"], per_class=4, size=(80, 48))
     write_images(tmp_path / "val", ["cat", "dog"], per_class=2, size=(80, 48))
     inception = build_datasets(data_config("imagefolder", root=str(tmp_path), recipe="inception"), seed=0)
-    # Evaluation: the short side resized to 32 / 0.875 = 37, then the centre 32 x 32.
+    # Evaluation: the short side resized to 32 / 0.875 = 37, then the centre 32 x 32, as uint8 (loader
+    # processes send bytes; the batch is normalised on the device, with ImageNet's statistics).
     image = Image.open(tmp_path / "val" / "cat" / "0.png").convert("RGB")
-    expected = TF.normalize(TF.to_tensor(TF.center_crop(TF.resize(image, 37), 32)), IMAGENET_MEAN, IMAGENET_STD)
-    assert torch.allclose(inception.val[0][0], expected)
+    pil_view = TF.pil_to_tensor(TF.center_crop(TF.resize(image, 37), 32))
+    view = inception.val[0][0]
+    assert view.dtype == torch.uint8 and view.shape == (3, 32, 32)
+    # torch's uint8 resize, not PIL's: the same filter, a few grey levels apart at most.
+    assert (view.int() - pil_view.int()).abs().max() <= 3
+    normalised = inception.normalise(view[None])[0]
+    assert torch.allclose(normalised, TF.normalize(view.float() / 255, IMAGENET_MEAN, IMAGENET_STD))
     # Training: random crops of a random area, so two draws of one image differ; both 32 x 32.
     torch.manual_seed(0)
     a, b = inception.train[0][0], inception.train[0][0]
     assert a.shape == b.shape == (3, 32, 32) and not torch.equal(a, b)
     old = build_datasets(data_config("imagefolder", root=str(tmp_path), recipe="resize-crop", augment=False), seed=0)
     assert torch.equal(old.train[0][0], old.val[0][0])  # no augmentation: training sees the evaluation view
+    assert torch.equal(old.val[0][0], TF.pil_to_tensor(TF.center_crop(TF.resize(image, 32), 32)))  # PIL's, as before
     # A config recorded before recipes (no data.recipe) ran the resize-and-crop recipe.
     before = build_datasets(data_config("imagefolder", root=str(tmp_path), augment=False), seed=0)
     assert torch.equal(before.val[0][0], old.val[0][0])

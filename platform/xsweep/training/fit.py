@@ -99,15 +99,17 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def to_device(x, y, device, channels_last):
+def to_device(x, y, device, channels_last, normalise=None):
     x = x.to(device, non_blocking=True)
+    if normalise is not None:  # an image folder's uint8 batch (loaders.Datasets.normalise)
+        x = normalise(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device, amp=False, channels_last=False) -> dict[str, float]:
+def evaluate(model, loader, *, device, amp=False, channels_last=False, normalise=None) -> dict[str, float]:
     """val_loss (mean cross-entropy), val_accuracy in [0, 1] and, with TOP5_MIN_CLASSES classes or
     more, val_top5_accuracy (the label among the 5 highest logits, the paper's ImageNet figure) of
     `model` over `loader`, in eval mode."""
@@ -118,7 +120,7 @@ def evaluate(model, loader, *, device, amp=False, channels_last=False) -> dict[s
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     n = classes = 0
     for x, y in loader:
-        x, y = to_device(x, y, device, channels_last)
+        x, y = to_device(x, y, device, channels_last, normalise)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
@@ -134,14 +136,14 @@ def evaluate(model, loader, *, device, amp=False, channels_last=False) -> dict[s
     return out
 
 
-def train_epoch(model, loader, optimizer, *, device, amp, channels_last):
+def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normalise=None):
     """One pass over `loader`; returns (mean loss, accuracy, images, steps, diverged)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = step = 0
     for step, (x, y) in enumerate(loader, 1):
-        x, y = to_device(x, y, device, channels_last)
+        x, y = to_device(x, y, device, channels_last, normalise)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -175,6 +177,7 @@ def fit(config, *, on_epoch=None, resume=None):
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
     datasets = build_datasets(config["data"], seed=tc["seed"])
+    datasets.on_device(device)  # in-memory data on a GPU, where it fits
     train_loader, val_loader = make_loaders(
         datasets, batch_size=tc["batch_size"], seed=tc["seed"],
         num_workers=loader_workers(datasets, threads=tc["threads"]), pin_memory=device.type == "cuda",
@@ -201,7 +204,7 @@ def fit(config, *, on_epoch=None, resume=None):
     # Compile after loading weights: the compiled wrapper shares the parameters, while
     # checkpoints keep the plain module's state_dict keys (no "_orig_mod." prefix).
     step_model = torch.compile(model) if tc["compile"] else model
-    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"])
+    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise)
     cost = TrialCost(device, amp=tc["amp"], started=started, history=history)
 
     status = "completed"

@@ -4,6 +4,7 @@ Everything small enough is held in memory as uint8 tensors and augmented a whole
 time: sweeps run many short epochs on CPU, where per-image PIL work would dominate.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,14 @@ from torch.utils.data import Dataset as TorchDataset
 
 from xsweep.errors import DataError
 from xsweep.training.datasets import dataset_of
-from xsweep.training.recipes import BEFORE_RECIPES, RECIPES
+from xsweep.training.recipes import BEFORE_RECIPES, RECIPES, Normalise
 from xsweep.training.sources import check_image_folder, read_cifar
 
 # Pad by 1/8 of the side before a random crop: 4 px at 32 px, the usual CIFAR recipe.
 PAD_FRACTION = 1 / 8
+# In-memory data goes onto a GPU when its uint8 images take at most this part of the free memory,
+# which leaves the rest to the model, its activations and the trials that may share the GPU.
+DEVICE_DATA_FRACTION = 0.25
 
 
 @dataclass
@@ -27,6 +31,22 @@ class Datasets:
     val: TorchDataset
     num_classes: int
     in_channels: int
+    # Image folders' batches arrive as uint8; this normalises them once they are on the device
+    # (recipes.Normalise). In-memory batches come normalised, by the device that holds them.
+    normalise: Callable | None = None
+
+    def on_device(self, device: torch.device) -> bool:
+        """Moves in-memory data onto `device` (a GPU) once, if it fits in a fraction of the memory
+        free there, so that batches are cut and augmented where they are trained on; whether it moved."""
+        if device.type != "cuda" or not isinstance(self.train, InMemoryImages):
+            return False
+        size = sum(d.images.numel() + 8 * d.labels.numel() for d in (self.train, self.val))
+        free, _ = torch.cuda.mem_get_info(device)
+        if size > DEVICE_DATA_FRACTION * free:
+            return False
+        self.train.to(device)
+        self.val.to(device)
+        return True
 
 
 class InMemoryImages(TorchDataset):
@@ -48,12 +68,18 @@ class InMemoryImages(TorchDataset):
     def __len__(self):
         return len(self.labels)
 
+    def to(self, device):
+        """Holds the images on `device` (a GPU): batches are then cut, augmented and normalised there."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
     def __getitem__(self, index):
         x, y = self.__getitems__([index])
         return x[0], y[0]
 
     def __getitems__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.long)
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
         x = self.images[index]
         if self.augment:
             x = random_crop(x, pad=max(1, round(x.shape[-1] * PAD_FRACTION)))
@@ -63,21 +89,23 @@ class InMemoryImages(TorchDataset):
         return x, self.labels[index]
 
 
+# The random draws of both augmentations come from torch's CPU generator wherever the images are:
+# fit seeds and checkpoints that one, and a GPU-resident run crops and flips as a CPU run does.
 def random_crop(x, *, pad):
     """Zero-pad a uint8 batch by `pad` and crop each image back to size at a random offset."""
     n, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1))
-    dx = torch.randint(0, 2 * pad + 1, (n, 1))
-    rows = (dy + torch.arange(h))[:, :, None]  # n x h x 1
-    cols = (dx + torch.arange(w))[:, None, :]  # n x 1 x w
+    dy = torch.randint(0, 2 * pad + 1, (n, 1)).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1)).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # n x h x 1
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # n x 1 x w
     # Advanced indexing around the channel slice yields n x h x w x c.
-    return padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
+    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x):
     """Mirror a random half of the batch left-right."""
-    flip = torch.rand(x.shape[0]) < 0.5
+    flip = (torch.rand(x.shape[0]) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -170,11 +198,11 @@ def load_image_folder(data, *, seed, download):
     out = {}
     for split, tf in (("train", train_tf), ("val", val_tf)):
         try:
-            out[split] = datasets.ImageFolder(str(root / split), transform=tf)
+            out[split] = datasets.ImageFolder(str(root / split), transform=tf, loader=recipe.decode)
         except FileNotFoundError as e:  # a class folder without any image file
             reason = str(e).splitlines()[0]
             raise DataError(f"data.root: {root / split}: {reason} (put .png/.jpg images in every class folder)") from None
-    return Datasets(out["train"], out["val"], num_classes=len(classes), in_channels=3)
+    return Datasets(out["train"], out["val"], num_classes=len(classes), in_channels=3, normalise=Normalise())
 
 
 def build_datasets(data, *, seed, download=True):
@@ -198,6 +226,7 @@ def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=N
     """
     in_memory = isinstance(datasets.train, InMemoryImages)
     collate = collate_batch if in_memory else None
+    pin_memory = pin_memory and not (in_memory and datasets.train.images.is_cuda)  # already there
     # Drop the last partial batch: at 32 px Xception's exit flow is 1x1, so a batch of one would
     # make BatchNorm fail in training mode. Kept when the split is smaller than a single batch.
     drop_last = len(datasets.train) > batch_size
