@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # `make setup` with nothing changed does no pip work at all (well under 5 s).
 STAMP  := $(VENV)/.setup-stamp
 
-.PHONY: setup system-deps sweep test test-fast ui bench clean
+.PHONY: setup system-deps sweep test test-fast ui bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ test-fast: setup
 ui: setup
 	$(VENV)/bin/xsweep ui
 
+# The GPU path on one CUDA GPU: writes benchmarks/results/gpu_check.md. Needs only torch (timm for
+# the model comparison), so it runs where nothing else of the project is installed: the repository's
+# .venv if there is one, else the machine's python3.
+GPU_PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+gpu-check:
+	$(GPU_PY) benchmarks/gpu_check.py
+
 # Speed measurements (not tests): each script writes its table to benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/model_throughput.py
@@ -44,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/platform_overhead.py
 	$(PY) benchmarks/search_efficiency.py
 	$(PY) benchmarks/scale_simulation.py
+	$(PY) benchmarks/input_pipeline.py
 
 clean:
 	rm -rf results mlruns mlartifacts mlflow.db reports

@@ -273,6 +273,11 @@ def test_the_papers_recipe_is_the_image_folder_default_and_the_old_one_keeps_its
     # A config recorded before recipes (no data.recipe) ran the resize-and-crop recipe.
     before = build_datasets(data_config("imagefolder", root=str(tmp_path), augment=False), seed=0)
     assert torch.equal(before.val[0][0], old.val[0][0])
+    # A trial without a GPU normalises in its loader processes, bit for bit as ToTensor and Normalize did.
+    old.normalise_in_workers()
+    assert old.normalise is None
+    assert torch.equal(old.val[0][0], TF.normalize(TF.to_tensor(TF.center_crop(TF.resize(image, 32), 32)),
+                                                   IMAGENET_MEAN, IMAGENET_STD))
     # Image folders decode in one process per CPU of the trial; in-memory data needs none.
     assert loader_workers(inception, threads=3) == 3
     assert loader_workers(build_datasets(data_config("digits"), seed=0), threads=3) == 0

@@ -35,6 +35,17 @@ class Datasets:
     # (recipes.Normalise). In-memory batches come normalised, by the device that holds them.
     normalise: Callable | None = None
 
+    def normalise_in_workers(self) -> None:
+        """For a trial without a GPU: the loader processes normalise, in parallel, rather than the
+        training process (bit for bit what ToTensor and Normalize gave)."""
+        from torchvision.transforms import Compose
+
+        if self.normalise is None:
+            return
+        for split in (self.train, self.val):
+            split.transform = Compose([split.transform, self.normalise])
+        self.normalise = None
+
     def on_device(self, device: torch.device) -> bool:
         """Moves in-memory data onto `device` (a GPU) once, if it fits in a fraction of the memory
         free there, so that batches are cut and augmented where they are trained on; whether it moved."""

@@ -47,7 +47,8 @@ def open_rgb(path: str):
 
 
 class Normalise:
-    """(x / 255 - mean) / std of a uint8 batch, on whatever device the batch is."""
+    """(x / 255 - mean) / std of a uint8 image or batch, on whatever device it is: ToTensor and
+    Normalize's arithmetic, in their order."""
 
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.mean, self.std = mean, std
@@ -57,7 +58,7 @@ class Normalise:
         import torch
 
         if x.device not in self._on:
-            shape = (1, -1, 1, 1)
+            shape = (-1, 1, 1)  # C x 1 x 1: broadcasts over one image and over a batch
             self._on[x.device] = (torch.tensor(self.mean, device=x.device).view(shape),
                                   torch.tensor(self.std, device=x.device).view(shape))
         mean, std = self._on[x.device]

@@ -1,0 +1,38 @@
+"""benchmarks/gpu_check.py at toy sizes on this CPU: the GPU check must still run end to end the
+day a session has a GPU, so every part of it runs here (`--device cpu --quick`)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # its last part starts a Ray of its own
+
+
+def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_says_what_it_measured(tmp_path):
+    out = tmp_path / "gpu_check.md"
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    text = out.read_text() if out.exists() else ""
+    assert proc.returncode == 0, text + proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "0 part(s) failed" in text and "FAILED" not in text
+    assert "- GPU: none (CPU run)" in text
+    # Ours against timm, both layouts, with our FLOP utilisation against this CPU's measured peak.
+    assert "Peak: CPU: measured fp32 1024x1024 GEMM peak" in text
+    rows = re.findall(r"^\| 32 \| 8 \| (NCHW|channels_last) \| (\d+) \| (\d+) \| [\d.]+x \| ([\d.]+)% \|$", text, re.M)
+    assert [r[0] for r in rows] == ["NCHW", "channels_last"] and all(int(r[1]) > 0 and int(r[2]) > 0 for r in rows)
+    assert re.search(r"^- fit, synthetic data: completed after 2 epochs in [\d.]+ s; last epoch [\d.]+ training "
+                     r"img/s, peak memory [\d.]+ [MG]iB, FLOP utilisation [\d.]+%", text, re.M), text
+    assert "- fit, JPEG folder (decoded in loader processes): completed after 2 epochs" in text
+    assert re.search(r"^- PIL \(one CPU thread\): \d+ img/s$", text, re.M)
+    assert re.search(r"^- torchvision.io.decode_jpeg, CPU: \d+ img/s$", text, re.M)
+    assert re.search(r"^- gloo, world size 1: one step \(loss [\d.]+, all-reduced [\d.]+\)", text, re.M)
+    # Ray is installed here: two trials at 0.5 GPU each ran at the same time.
+    side_by_side = re.search(r"they trained side by side for ([\d.]+) s", text)
+    assert side_by_side and float(side_by_side.group(1)) > 0, text
