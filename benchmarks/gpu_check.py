@@ -77,7 +77,7 @@ def model_throughput(device: str, quick: bool, folder: Path) -> list[str]:
              "| size | batch | layout | ours (img/s) | timm (img/s) | ours / timm | our FLOP utilisation |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
-        results, _ = run_row(timm, row, seed=0, compile=False)
+        results = run_row(timm, row, seed=0)
         for r in results:
             mfu = r.ours_flop_rate / peak.flops
             lines.append(f"| {row.size} | {row.batch} | {r.layout} | {r.ours:.0f} | {r.timm:.0f} | {r.ratio:.2f}x | "

@@ -2,9 +2,11 @@
 
 One training step = forward, cross-entropy loss, backward, SGD (momentum 0.9) step. Both models
 get the same input shape, seed, thread count, batch, class count (10) and dropout (0.5, the
-paper's). Warm-up steps are not timed. The timed steps of the two models in both layouts are
-interleaved round by round (in a rotating order) so that load from other processes on a shared
-machine hits all of them alike; the median step time gives images/s.
+paper's). Warm-up steps are not timed. Each row runs in a fresh process of its own, and ours under
+torch.compile in another, so that nothing measured before (a compiled graph, inductor's compile
+workers, another row's allocations) shares its process or thread pool. Within a row the timed steps
+of the two models in both layouts are interleaved round by round (in a rotating order) so that load
+from other processes on a shared machine hits all of them alike; the median step time gives images/s.
 
 Rows: fp32 on CPU at 32x32 batch 64 and 299x299 batch 8, each in NCHW and channels_last; with a
 CUDA device, also bf16 autocast at 299x299 batch 64 and 32x32 batch 256. Each row also times our
@@ -23,11 +25,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import datetime as _dt
+import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -182,31 +187,19 @@ class Stepper:
         return seconds
 
 
-def run_row(timm, row: Row, seed: int, *, compile: bool) -> tuple[list[Result], Compiled | None]:
-    """Both models in both layouts (and ours compiled), their timed steps interleaved round by round.
+def run_row(timm, row: Row, seed: int) -> list[Result]:
+    """Both models in both layouts, their timed steps interleaved round by round.
 
     Each round runs the (model, layout) steps in a rotated order, so slow phases of a shared
     machine hit all of them alike and no step always follows the same other one.
     """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(row.batch, 3, row.size, row.size, generator=g)
-    y = torch.randint(0, NUM_CLASSES, (row.batch,), generator=g)
-    x, y = x.to(row.device), y.to(row.device)
+    x, y = _batch(row, seed)
     steppers: dict[tuple[str, str], Stepper] = {}
     for layout in ("NCHW", "channels_last"):
         cl = layout == "channels_last"
         xi = x.contiguous(memory_format=torch.channels_last) if cl else x
         for which in ("ours", "timm"):
             steppers[(which, layout)] = Stepper(build_model(timm, which, seed, row.device, cl), xi, y, row.dtype)
-    first_compiled_step = 0.0
-    if compile:
-        # A cold start for each row: its compile time is all its own.
-        torch._dynamo.reset()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=INDUCTOR_CACHE)
-        xi = x.contiguous(memory_format=torch.channels_last)
-        model = build_model(timm, "ours+compile", seed, row.device, True)
-        compiled = steppers[("ours+compile", "channels_last")] = Stepper(model, xi, y, row.dtype, compile=True)
-        first_compiled_step = compiled.step(False)  # compiles forward and backward graphs
     order = list(steppers.values())
     for _ in range(row.warmup):
         for s in order:
@@ -220,13 +213,58 @@ def run_row(timm, row: Row, seed: int, *, compile: bool) -> tuple[list[Result], 
     for layout in ("NCHW", "channels_last"):
         a, b = steppers[("ours", layout)], steppers[("timm", layout)]
         results.append(Result(row, layout, a.times, b.times, a.cpu_times, b.cpu_times, flops))
-    done = None
-    if compile:
-        done = Compiled(row, first_compiled_step, steppers[("ours+compile", "channels_last")].times)
-    del steppers, order
+    return results
+
+
+def run_compiled(timm, row: Row, seed: int) -> Compiled:
+    """Ours under torch.compile in channels_last, from an empty inductor cache: its compile time is
+    all its own."""
+    x, y = _batch(row, seed)
+    torch._dynamo.reset()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=INDUCTOR_CACHE)
+    xi = x.contiguous(memory_format=torch.channels_last)
+    stepper = Stepper(build_model(timm, "ours+compile", seed, row.device, True), xi, y, row.dtype, compile=True)
+    first_step = stepper.step(False)  # compiles forward and backward graphs
+    for _ in range(row.warmup):
+        stepper.step(False)
+    for _ in range(row.iters):
+        stepper.step(True)
+    return Compiled(row, first_step, stepper.times)
+
+
+def _batch(row: Row, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(row.batch, 3, row.size, row.size, generator=g)
+    y = torch.randint(0, NUM_CLASSES, (row.batch,), generator=g)
+    return x.to(row.device), y.to(row.device)
+
+
+def in_own_process(row: Row, part: str, args) -> list[Result] | Compiled:
+    """One row's eager comparison, or its compiled run, in a fresh Python process of its own: nothing
+    else measured here (an earlier row, a compiled graph and inductor's compile workers, the
+    allocator's state) shares its process or its thread pool."""
+    command = [sys.executable, __file__, "--child-row", json.dumps(dataclasses.asdict(row)), "--child-part", part,
+               "--seed", str(args.seed)] + (["--threads", str(args.threads)] if args.threads else [])
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"model_throughput: the {part} run of {row} failed:\n{proc.stderr[-3000:]}")
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    if part == "compiled":
+        return Compiled(row=row, first_step=payload["first_step"], times=payload["times"])
+    return [Result(row=row, **{k: v for k, v in item.items() if k != "row"}) for item in payload]
+
+
+def child(args, timm) -> int:
+    """The child's side of in_own_process: one part of one row, its numbers as one JSON line."""
+    row = Row(**json.loads(args.child_row))
     if row.device == "cuda":
-        torch.cuda.empty_cache()
-    return results, done
+        torch.backends.cudnn.benchmark = True
+    if args.child_part == "compiled":
+        done = run_compiled(timm, row, args.seed)
+        print(json.dumps({"first_step": done.first_step, "times": done.times}))
+    else:
+        print(json.dumps([dataclasses.asdict(r) for r in run_row(timm, row, args.seed)]))
+    return 0
 
 
 def load_average() -> str:
@@ -239,7 +277,8 @@ def load_average() -> str:
 def machine_lines(threads: int, load_before: str) -> list[str]:
     lines = [
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores visible",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores visible; torch's CPU kernels: "
+        f"{torch.backends.cpu.get_cpu_capability()} (the vector unit decides much of timm's depthwise speed)",
         f"- torch {torch.__version__}, {threads} intra-op thread(s), Python {platform.python_version()}",
         f"- load average (1/5/15 min) before / after the run: {load_before} / {load_average()} "
         "(other jobs share these cores: compare ratios, not absolute numbers)",
@@ -342,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU fp32 rows")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (each compiles for minutes on a small CPU)")
     p.add_argument("--out", type=Path, default=None, help=f"markdown results file (default {DEFAULT_OUT.relative_to(ROOT)}; not written with --quick)")
+    # Internal: one part of one row, run by in_own_process in a process of its own.
+    p.add_argument("--child-row", help=argparse.SUPPRESS)
+    p.add_argument("--child-part", choices=("eager", "compiled"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.iters is not None and args.iters < 1:
@@ -353,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             p.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.child_row:
+        return child(args, timm)
     threads = torch.get_num_threads()
     load_before = load_average()
 
@@ -377,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     compiled: list[Compiled] = []
     for row in rows:
-        row_results, row_compiled = run_row(timm, row, args.seed, compile=not args.no_compile)
+        row_results = in_own_process(row, "eager", args)
+        row_compiled = None if args.no_compile else in_own_process(row, "compiled", args)
         if row_compiled is not None:
             compiled.append(row_compiled)
             print(
@@ -401,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Written by `benchmarks/model_throughput.py`. One step = forward + cross-entropy + backward + "
         f"SGD (momentum 0.9); {NUM_CLASSES} classes, dropout {DROPOUT} in both models, same seed and input; "
-        "warm-up steps excluded; timed steps of both models in both layouts interleaved; images/s from the median step "
+        "warm-up steps excluded; each row in a fresh process of its own (and ours compiled in another), within it the "
+        "timed steps of both models in both layouts interleaved; images/s from the median step "
         "(the last column compares median CPU seconds per step instead: with one intra-op thread that is the "
         "compute itself, far less disturbed than wall time when other jobs share the cores; with more threads "
         "it also counts threads spinning while they wait for each other).",
