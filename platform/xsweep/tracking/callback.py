@@ -91,10 +91,13 @@ class TrackingCallback(tune.Callback):
         if epoch in logged:
             return  # already in MLflow (a retried or re-synced epoch): never log a step twice
         ts = timestamp or int(time.time() * 1000)
-        batch = [MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()]
-        # One batch with the epoch's system samples: they are in MLflow exactly when the epoch is.
-        for start in range(0, len(batch) + len(system), MAX_METRICS_PER_BATCH):
-            self.runs.client.log_batch(run_id, metrics=(batch + system)[start:start + MAX_METRICS_PER_BATCH])
+        # The epoch's system samples first, its metrics last, so that the epoch counts as logged
+        # (its val_accuracy is there) only once all of it is. A retry after a partial write sends
+        # identical samples again, which MLflow's log_batch skips.
+        for start in range(0, len(system), MAX_METRICS_PER_BATCH):
+            self.runs.client.log_batch(run_id, metrics=system[start:start + MAX_METRICS_PER_BATCH])
+        self.runs.client.log_batch(run_id, metrics=[MlflowMetric(key, value, ts, epoch)
+                                                    for key, value in metrics.items()])
         logged.add(epoch)
 
     def _steps_of(self, run_id: str) -> set[int]:
