@@ -63,11 +63,25 @@ def _results(trial_dir: Path) -> list[dict]:
 
 def _recorded_checkpoints(sweep: Path, *, epochs: int) -> dict[str, str]:
     """trial id -> the checkpoint Tune's saved experiment state will restore that trial from, for
-    the trials with epochs left (one that finished before the interrupt is not restored)."""
+    the trials with epochs left (one that finished before the interrupt is not restored).
+
+    That is the latest checkpoint of the trial's checkpoint manager (what `Trial.checkpoint` hands
+    back), not the one named by its last result: a result the interrupt caught mid-way is recorded
+    while its checkpoint is not (seen in CI: the last result named checkpoint_000001, the resume
+    restored checkpoint_000000)."""
+    from ray import cloudpickle
+
     state = json.loads(max(sweep.glob("experiment_state-*.json")).read_text())
     trials = [json.loads(runtime) for _, runtime in state["trial_data"]]
-    return {t["last_result"]["trial_id"]: t["last_result"]["checkpoint_dir_name"]
-            for t in trials if t.get("last_result") and t["last_result"]["epoch"] < epochs}
+    recorded = {}
+    for t in trials:
+        if not t.get("last_result") or t["last_result"]["epoch"] >= epochs:
+            continue
+        manager = cloudpickle.loads(bytes.fromhex(t["checkpoint_manager"]["value"]))
+        latest = manager.latest_checkpoint_result
+        if latest is not None:
+            recorded[t["last_result"]["trial_id"]] = Path(latest.checkpoint.path).name
+    return recorded
 
 
 @pytest.mark.slow
@@ -100,8 +114,11 @@ def test_resumed_sweep_skips_a_damaged_checkpoint(tmp_path):
     resumed = run_xsweep("resume", "smoke", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
-    (warning,) = {line.partition("xsweep: warning:")[2] for line in log.splitlines()
-                  if "xsweep: warning: trial" in line and damaged in line}
+    warnings = {line.partition("xsweep: warning:")[2] for line in log.splitlines()
+                if "xsweep: warning: trial" in line and damaged in line}
+    assert len(warnings) == 1, (victim.name, damaged, sorted(p.name for p in victim.glob("checkpoint_*")),
+                                [r["epoch"] for r in _results(victim)], log[-4000:])
+    (warning,) = warnings
     assert "damaged" in warning
     fallback_epoch = int(re.search(r"resumed from checkpoint_\d+ \(epoch (\d+)\)", warning).group(1))
 
