@@ -28,7 +28,8 @@ def offline(monkeypatch):
 
 def denormalise(x, ds):
     """Back from a normalised batch to the uint8 pixels it came from."""
-    return (((x * ds.std) + ds.mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (ds.normalise.mean, ds.normalise.std))
+    return (((x * std) + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 def shifted_versions(img, pad):

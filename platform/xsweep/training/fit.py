@@ -177,9 +177,9 @@ def fit(config, *, on_epoch=None, resume=None):
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
     datasets = build_datasets(config["data"], seed=tc["seed"])
-    if not datasets.on_device(device):  # in-memory data on a GPU, where it fits
-        if device.type == "cpu":
-            datasets.normalise_in_workers()  # no GPU to normalise image-folder batches on
+    datasets.on_device(device)  # in-memory data on a GPU, where it fits
+    if device.type == "cpu":
+        datasets.normalise_in_workers()  # no GPU to normalise image-folder batches on
     train_loader, val_loader = make_loaders(
         datasets, batch_size=tc["batch_size"], seed=tc["seed"],
         num_workers=loader_workers(datasets, threads=tc["threads"]), pin_memory=device.type == "cuda",

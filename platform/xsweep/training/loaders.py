@@ -71,8 +71,7 @@ class InMemoryImages(TorchDataset):
     def __init__(self, images, labels, *, mean, std, augment=False, flip=False):
         self.images = images
         self.labels = labels
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.normalise = Normalise(mean, std)  # by the data set's own statistics, on the images' device
         self.augment = augment
         self.flip = flip
 
@@ -82,7 +81,6 @@ class InMemoryImages(TorchDataset):
     def to(self, device):
         """Holds the images on `device` (a GPU): batches are then cut, augmented and normalised there."""
         self.images, self.labels = self.images.to(device), self.labels.to(device)
-        self.mean, self.std = self.mean.to(device), self.std.to(device)
         return self
 
     def __getitem__(self, index):
@@ -96,8 +94,7 @@ class InMemoryImages(TorchDataset):
             x = random_crop(x, pad=max(1, round(x.shape[-1] * PAD_FRACTION)))
             if self.flip:
                 x = random_flip(x)
-        x = (x.float() / 255 - self.mean) / self.std
-        return x, self.labels[index]
+        return self.normalise(x), self.labels[index]
 
 
 # The random draws of both augmentations come from torch's CPU generator wherever the images are:
