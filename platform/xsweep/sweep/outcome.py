@@ -28,7 +28,7 @@ class SweepOutcome:
     totals: dict[str, int] = field(default_factory=dict)  # counts over every version
     phases: dict[str, dict] | None = None  # an ablation's counts per phase: {"tune": {...}, "confirm": {...}}
     verdicts: list[str] = field(default_factory=list)  # an ablation's verdicts, one line per comparison
-    cost: dict | None = None  # {"device_seconds", "trials", "devices"}: finish.sweep_cost
+    cost: dict | None = None  # {"device_seconds", "trials", "devices"}: sweep_cost
 
     @property
     def exit_code(self) -> int:
@@ -42,6 +42,16 @@ def best_of_history(frame, *, metric: str, mode: str) -> float | None:
     if frame is None or metric not in frame:
         return None
     return best_value(frame[metric].tolist(), mode=mode)
+
+
+def sweep_cost(trials) -> dict | None:
+    """The cost of a sweep from (device-seconds, device) per trial: {"device_seconds" (summed),
+    "trials", "devices"}; trials that reported no cost are left out; None when none did."""
+    spent = [(seconds, device or "?") for seconds, device in trials if seconds is not None]
+    if not spent:
+        return None
+    return {"device_seconds": sum(s for s, _ in spent), "trials": len(spent),
+            "devices": sorted({device for _, device in spent})}
 
 
 def cost_line(cost: dict) -> str:

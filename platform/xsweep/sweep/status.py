@@ -15,7 +15,7 @@ from xsweep.metrics import COST, METRICS
 from xsweep.spec.trial import RUN_ID_KEY, trial_name
 from xsweep.sweep.ablation import CONFIRM, TUNE
 from xsweep.sweep.console import clock
-from xsweep.sweep.outcome import best_of_history, cost_line
+from xsweep.sweep.outcome import best_of_history, cost_line, sweep_cost
 from xsweep.sweep.phases import ablation_state, confirm_location
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
@@ -35,7 +35,7 @@ def print_status(storage: Storage, sweep: str) -> None:
                   f"best {metric.name}", "device time", "MLflow run", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False)
     count = planned_total = 0
-    cost = {"device_seconds": 0.0, "trials": 0, "devices": set()}
+    spent = []  # (device-seconds, device) of each trial, as of its last epoch
     for version in versions(record):
         planned_total += _planned(record, version)
         for phase, folder in _experiments(storage, sweep, record, version["version"], ablation=ablation):
@@ -50,18 +50,17 @@ def print_status(storage: Storage, sweep: str) -> None:
                               f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
                               clock(report.value(COST) if report else None), trial.config.get(RUN_ID_KEY) or "-")
                 count += 1
-                if report and report.value(COST) is not None:
-                    cost["device_seconds"] += report.value(COST)
-                    cost["trials"] += 1
-                    cost["devices"].add(report.device or "?")
+                if report:
+                    spent.append((report.value(COST), report.device))
     # Plain text when piped (no colour codes in a file), a terminal's width otherwise.
     console = Console(highlight=False, width=None if os.isatty(1) else 200)
     console.print(f"sweep {sweep} ({storage.root}/{sweep}): {count} of {planned_total} trials"
                   + (f", {len(versions(record))} versions" if len(versions(record)) > 1 else ""))
     console.print(f"MLflow: experiment '{spec.experiment}', parent run {record['parent_run_id']} at {redact(uri)}")
     console.print(table)
-    if cost["trials"]:
-        console.print(cost_line({**cost, "devices": sorted(cost["devices"])}))
+    cost = sweep_cost(spent)
+    if cost:
+        console.print(cost_line(cost))
 
 
 def _experiments(storage: Storage, sweep: str, record: dict, version: int, *, ablation: bool):
