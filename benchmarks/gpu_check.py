@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 import torch  # noqa: E402
 
 from host import machine, write_results  # noqa: E402
+from xsweep.cluster.connect import LOOPBACK  # noqa: E402  (nothing but loopback, as everywhere in xsweep)
 from xsweep.metrics import METRICS  # noqa: E402
 from xsweep.training.peak import device_peak  # noqa: E402
 
@@ -154,7 +155,7 @@ def decode_rates(device: str, quick: bool, folder: Path) -> list[str]:
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
 
@@ -168,7 +169,7 @@ def data_parallel_step(device: str, quick: bool, folder: Path) -> list[str]:
     from xception import Xception
 
     backend = "nccl" if device == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group(backend, init_method=f"tcp://{LOOPBACK}:{_free_port()}", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
         model = Xception(num_classes=10, width=0.125 if quick else 1.0, middle_blocks=1 if quick else 8).to(device)
@@ -214,7 +215,7 @@ def shared_gpu_trials(device: str, quick: bool, folder: Path) -> list[str]:
         result = fit(config)
         return started, time.time(), ray.get_gpu_ids(), result.history[-1]["images_per_second"]
 
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2,
+    ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False, num_cpus=2,
              num_gpus=None if device == "cuda" else 1, logging_level="ERROR",
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path[:2])}})
     try:
