@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from mlflow.exceptions import MlflowException, RestException
@@ -33,9 +32,10 @@ def test_sqlite_file():
 
 
 CREATE_AT = """
-import sys, time
+import sys
 from xsweep.tracking.store import prepare_store
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts at the same instant
+print("ready", flush=True)
+sys.stdin.readline()  # every process starts at the same instant: once all three are ready
 prepare_store(sys.argv[1])
 """
 
@@ -43,10 +43,18 @@ prepare_store(sys.argv[1])
 def test_several_processes_create_one_new_store_at_once(tmp_path):
     # Without the lock, MLflow's migrations of a new sqlite file fail in all but one of them
     # ("table ... already exists", "duplicate column name", alembic's "expected to match one row").
-    uri, start = default_uri(tmp_path), time.time() + 8
-    procs = [subprocess.Popen([sys.executable, "-c", CREATE_AT, uri, str(start)], stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    uri = default_uri(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", CREATE_AT, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    ready = [proc.stdout.readline() for proc in procs]  # each has imported what it needs
+    for proc in procs:
+        try:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        except BrokenPipeError:  # it died before it was ready: its stderr says why, below
+            pass
     errors = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert ready == ["ready\n"] * 3, errors
     assert [proc.returncode for proc in procs] == [0, 0, 0], errors
     assert list(tmp_path.iterdir()) == [tmp_path / "mlflow.db"]  # and nothing else beside it
 
