@@ -215,9 +215,49 @@ def test_token_problems_are_one_line(ray_cluster, tmp_path):
         assert "not-the-token" not in proc.stderr
 
 
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _node_ids(cluster: RayCluster) -> dict[str, str]:
+    """node IP -> node id of the cluster's live nodes, from the head's state API."""
+    import requests
+
+    response = requests.get(f"{cluster.address}/api/v0/nodes", timeout=5,
+                            headers={"Authorization": f"Bearer {cluster.token}"})
+    rows = response.json()["data"]["result"]["result"]
+    return {n["node_ip"]: n["node_id"] for n in rows if n["state"] == "ALIVE"}
+
+
+def _wait_until_the_cluster_is_idle(cluster: RayCluster, seconds: float) -> None:
+    """A stopped job holds CPUs for a while after it ended: its trials' placement groups (a CPU
+    bundle each) and actors go after their owner. A sweep submitted before they are gone waits for
+    CPUs, or puts both trials on the head."""
+    import requests
+
+    def listed(kind: str, state: str) -> list[dict]:
+        response = requests.get(
+            f"{cluster.address}/api/v0/{kind}", timeout=10,
+            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": state, "limit": 1000},
+            headers={"Authorization": f"Bearer {cluster.token}"})
+        return response.json()["data"]["result"]["result"]
+
+    deadline = time.monotonic() + seconds
+    while True:
+        busy = [g["placement_group_id"] for state in ("CREATED", "PENDING", "RESCHEDULING")
+                for g in listed("placement_groups", state)]
+        busy += [a["class_name"] for a in listed("actors", "ALIVE") if a["class_name"] == "ImplicitFunc"]
+        if not busy:
+            return
+        assert time.monotonic() < deadline, f"the cluster is still busy after {seconds:.0f} s: {busy}"
+        time.sleep(1)
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_stop_ends_a_running_submission_with_exit_1(submitted, ray_cluster, mlflow_server, tmp_path):
+def test_stop_ends_a_running_submission_with_exit_1_and_frees_the_cluster(
+        submitted, ray_cluster, mlflow_server, tmp_path):
     # After the sweep above (one CPU per node); its own experiment, so `reproduce` above is unaffected.
     proc = subprocess.Popen(
         [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
@@ -232,6 +272,13 @@ def test_stop_ends_a_running_submission_with_exit_1(submitted, ray_cluster, mlfl
             if JOB_ID.search(line):
                 break
         job_id = JOB_ID.search("".join(lines)).group(1)
+        # Stop a sweep that is training, as a user does: both trials have reported an epoch. (Stopped
+        # while Tune was still creating the trials' placement groups, Ray once kept two of them, and a
+        # trial actor, for minutes after the job had ended.)
+        deadline = time.monotonic() + 300
+        while len([t for t in tmp_path.glob("smoke-*/trial_*") if _results(t)]) < 2:
+            assert time.monotonic() < deadline, "the stopped sweep's two trials never both reported an epoch"
+            time.sleep(0.5)
         stop = run_xsweep("stop", job_id, "--address", ray_cluster.address, cwd=tmp_path,
                           env=ray_cluster.client_env, timeout=180)
         assert stop.returncode == 0, stop.stdout + stop.stderr
@@ -243,45 +290,8 @@ def test_stop_ends_a_running_submission_with_exit_1(submitted, ray_cluster, mlfl
             proc.wait()
     assert proc.returncode == 1, rest[-3000:]
     assert f"job {job_id}: STOPPED" in rest
-
-
-def _node_ids(cluster: RayCluster) -> dict[str, str]:
-    """node IP -> node id of the cluster's live nodes, from the head's state API."""
-    import requests
-
-    response = requests.get(f"{cluster.address}/api/v0/nodes", timeout=5,
-                            headers={"Authorization": f"Bearer {cluster.token}"})
-    rows = response.json()["data"]["result"]["result"]
-    return {n["node_ip"]: n["node_id"] for n in rows if n["state"] == "ALIVE"}
-
-
-def _wait_until_the_cluster_is_idle(cluster: RayCluster, worker_id: str, seconds: float = 180) -> None:
-    """The stopped job above may hold CPUs for a while after it ended: its trials' placement groups
-    (a CPU bundle each) and actors go after their owner. A sweep submitted before they are gone
-    waits for CPUs, or puts both trials on the head."""
-    import requests
-
-    def listed(kind: str, state: str) -> list[dict]:
-        response = requests.get(
-            f"{cluster.address}/api/v0/{kind}", timeout=10,
-            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": state, "limit": 1000},
-            headers={"Authorization": f"Bearer {cluster.token}"})
-        return response.json()["data"]["result"]["result"]
-
-    deadline = time.monotonic() + seconds
-    while True:
-        busy = [g["placement_group_id"] for state in ("CREATED", "PENDING", "RESCHEDULING")
-                for g in listed("placement_groups", state)]
-        busy += [a["class_name"] for a in listed("actors", "ALIVE") if a["node_id"] == worker_id]
-        if not busy:
-            return
-        assert time.monotonic() < deadline, f"the cluster is still busy after {seconds:.0f} s: {busy}"
-        time.sleep(1)
-
-
-def _results(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    # A stopped sweep holds no CPU of the cluster: its trials and their placement groups are gone.
+    _wait_until_the_cluster_is_idle(ray_cluster, seconds=120)
 
 
 @pytest.mark.slow
@@ -292,7 +302,7 @@ def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, m
     nodes = _node_ids(ray_cluster)
     worker_id, head_id = nodes[ray_cluster.worker_ip], nodes[ray_cluster.head_ip]
     epochs = 8
-    _wait_until_the_cluster_is_idle(ray_cluster, worker_id)
+    _wait_until_the_cluster_is_idle(ray_cluster, seconds=60)
     proc = subprocess.Popen(
         [str(XSWEEP), "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
          "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=lost-node",
