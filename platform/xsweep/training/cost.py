@@ -49,26 +49,31 @@ class TrialCost:
     last epoch's count; the time between that epoch and the interruption is lost with the process.
     """
 
-    def __init__(self, device: torch.device, *, amp: bool, started: float, history: list, workers: int = 1):
+    def __init__(self, device: torch.device, *, amp: bool, started: float, history: list, workers: int = 1,
+                 sample_system: bool = True):
         self.device, self.started, self.workers = device, started, workers
         self.held_before = history[-1].get("device_seconds", 0.0) if history else 0.0
         self.peak = device_peak(device, amp=amp)
-        self.sampler = SystemSampler(device, seconds_before=self.held_before)
+        # A data-parallel trial samples its first worker only: the UI's System metrics tab shows one run.
+        self.sampler = SystemSampler(device, seconds_before=self.held_before) if sample_system else None
 
     def __enter__(self) -> TrialCost:
-        self.sampler.__enter__()
+        if self.sampler is not None:
+            self.sampler.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.sampler.__exit__(*exc)
+        if self.sampler is not None:
+            self.sampler.__exit__(*exc)
 
     def epoch_metrics(self, *, images_per_second: float, gflops: float) -> dict[str, float]:
+        """images_per_second: the whole trial's, over all its workers (and devices)."""
         return {
             "device_seconds": self.held_before + self.workers * (time.perf_counter() - self.started),
             "peak_memory_bytes": float(peak_memory_bytes(self.device)),
             # A training step costs 3x the forward FLOPs (benchmarks/flops.py says why).
-            "mfu": 3 * gflops * 1e9 * images_per_second / self.peak.flops,
+            "mfu": 3 * gflops * 1e9 * images_per_second / (self.workers * self.peak.flops),
         }
 
     def system_samples(self) -> list:
-        return self.sampler.drain()
+        return self.sampler.drain() if self.sampler is not None else []

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
+from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 
@@ -109,10 +110,12 @@ def to_device(x, y, device, channels_last, normalise=None):
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device, amp=False, channels_last=False, normalise=None) -> dict[str, float]:
+def evaluate(model, loader, *, device, amp=False, channels_last=False, normalise=None,
+             shard: Shard = Shard()) -> dict[str, float]:
     """val_loss (mean cross-entropy), val_accuracy in [0, 1] and, with TOP5_MIN_CLASSES classes or
     more, val_top5_accuracy (the label among the 5 highest logits, the paper's ImageNet figure) of
-    `model` over `loader`, in eval mode."""
+    `model` over `loader`, in eval mode; over the whole validation set when each data-parallel
+    worker (`shard`) evaluates its share."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -130,14 +133,17 @@ def evaluate(model, loader, *, device, amp=False, channels_last=False, normalise
             correct5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
         n += len(y)
     model.train(was_training)
-    out = {"val_loss": loss_sum.item() / max(n, 1), "val_accuracy": correct.item() / max(n, 1)}
+    loss_sum, correct, correct5, n, classes = shard.sum(loss_sum, correct, correct5, n, classes)
+    classes //= shard.world  # every worker has the same model
+    out = {"val_loss": loss_sum / max(n, 1), "val_accuracy": correct / max(n, 1)}
     if classes >= TOP5_MIN_CLASSES:
-        out["val_top5_accuracy"] = correct5.item() / max(n, 1)
+        out["val_top5_accuracy"] = correct5 / max(n, 1)
     return out
 
 
-def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normalise=None):
-    """One pass over `loader`; returns (mean loss, accuracy, images, steps, diverged)."""
+def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normalise=None, shard: Shard = Shard()):
+    """One pass over `loader`; returns (mean loss, accuracy, images, steps, diverged), over all the
+    data-parallel workers (`shard`)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -154,17 +160,20 @@ def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normali
         correct += (logits.detach().argmax(1) == y).sum()
         n += len(y)
         # Losses are >= 0, so once one is NaN/inf the running sum stays non-finite.
-        if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not shard.all_finite(loss_sum):
             break
-    mean_loss = loss_sum.item() / max(n, 1)
-    return mean_loss, correct.item() / max(n, 1), n, step, not math.isfinite(mean_loss)
+    loss_sum, correct, n = shard.sum(loss_sum, correct, n)
+    mean_loss = loss_sum / max(n, 1)
+    return mean_loss, correct / max(n, 1), int(n), step, not math.isfinite(mean_loss)
 
 
-def fit(config, *, on_epoch=None, resume=None):
+def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
     """Train the trial `config`; call on_epoch(EpochReport) after every epoch.
 
     resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
     at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
+    shard: which of the trial's data-parallel workers this process is (distributed.py); each calls
+    on_epoch with the same metrics, summed over all of them, and rank 0's state is the checkpoint.
     """
     started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
     tc = config["train"]
@@ -183,12 +192,15 @@ def fit(config, *, on_epoch=None, resume=None):
     train_loader, val_loader = make_loaders(
         datasets, batch_size=tc["batch_size"], seed=tc["seed"],
         num_workers=loader_workers(datasets, threads=tc["threads"]), pin_memory=device.type == "cuda",
+        shard=shard,
     )
     model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
     # The model's own cost, the same every epoch (counted on the CPU copy, before it moves).
     model_cost = {"params": parameter_count(model),
                   "gflops": forward_gflops_per_image(model, in_channels=datasets.in_channels,
                                                      image_size=config["data"]["image_size"])}
+    if shard.parallel and tc.get("sync_bn"):  # before the optimizer takes the parameters
+        with_global_batch_norm(model, device)
     model.to(device)
     if tc["channels_last"]:
         model.to(memory_format=torch.channels_last)
@@ -205,9 +217,15 @@ def fit(config, *, on_epoch=None, resume=None):
         start = resume["epoch"] + 1
     # Compile after loading weights: the compiled wrapper shares the parameters, while
     # checkpoints keep the plain module's state_dict keys (no "_orig_mod." prefix).
-    step_model = torch.compile(model) if tc["compile"] else model
-    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise)
-    cost = TrialCost(device, amp=tc["amp"], started=started, history=history)
+    step_model = data_parallel(model, shard=shard, device=device)
+    step_model = torch.compile(step_model) if tc["compile"] else step_model
+    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise,
+               shard=shard)
+    # Each worker evaluates its own share with the plain module: DDP's forward would wait on the
+    # others, whose shares may hold one batch more or less.
+    eval_model = model if shard.parallel else step_model
+    cost = TrialCost(device, amp=tc["amp"], started=started, history=history, workers=shard.world,
+                     sample_system=shard.is_main)
 
     status = "completed"
     with cost:  # samples the system metrics in the background while the epochs run
@@ -222,7 +240,7 @@ def fit(config, *, on_epoch=None, resume=None):
                 if datasets.num_classes >= TOP5_MIN_CLASSES:
                     evaluated["val_top5_accuracy"] = 0.0
             else:
-                evaluated = evaluate(step_model, val_loader, **run)
+                evaluated = evaluate(eval_model, val_loader, **run)
                 scheduler.step()
             images_per_second = images / max(train_seconds, 1e-9)
             metrics = with_derived({  # measured here; derived ones (xsweep.metrics) computed from these
@@ -233,6 +251,7 @@ def fit(config, *, on_epoch=None, resume=None):
                 **model_cost,
                 **cost.epoch_metrics(images_per_second=images_per_second, gflops=model_cost["gflops"]),
             })
+            metrics["peak_memory_bytes"] = shard.max(metrics["peak_memory_bytes"])  # the fullest device's
             history.append({"epoch": epoch, **metrics})
             if on_epoch is not None:
                 rng = rng_state(train_loader.generator)  # now, before anything draws again

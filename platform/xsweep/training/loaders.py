@@ -15,6 +15,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from xsweep.errors import DataError
 from xsweep.training.datasets import dataset_of
+from xsweep.training.distributed import GlobalBatchSampler, Shard, validation_share
 from xsweep.training.recipes import BEFORE_RECIPES, RECIPES, Normalise
 from xsweep.training.sources import check_image_folder, read_cifar
 
@@ -226,27 +227,39 @@ def collate_batch(batch):
     return batch
 
 
-def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=None, pin_memory=False):
+def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=None, pin_memory=False,
+                 shard: Shard = Shard()):
     """(train_loader, val_loader). Training order comes from a torch.Generator seeded by `seed`;
     fit checkpoints that generator (train_loader.generator) so a resumed run sees the same order.
     `num_workers` decode and augment in processes of their own (image folders: loader_workers);
     `pin_memory` stages batches in page-locked memory, so that the copy to a GPU does not block.
+    `batch_size` is the global batch: a data-parallel worker (`shard`) loads its slice of each one
+    and its share of the validation set (distributed.py).
     """
     in_memory = isinstance(datasets.train, InMemoryImages)
     collate = collate_batch if in_memory else None
     pin_memory = pin_memory and not (in_memory and datasets.train.images.is_cuda)  # already there
+    generator = torch.Generator().manual_seed(seed)
+    loading = dict(num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0,
+                   pin_memory=pin_memory)
+    eval_batch_size = eval_batch_size or 2 * batch_size // shard.world
+    if shard.parallel:
+        if len(datasets.train) < batch_size:
+            raise DataError(f"train.batch_size: {batch_size} is more than the {len(datasets.train)} training "
+                            f"images, so its {shard.world} workers would have no whole batch to share "
+                            f"(lower it, or use more data)")
+        train = DataLoader(datasets.train, generator=generator, **loading,
+                           batch_sampler=GlobalBatchSampler(datasets.train, batch_size=batch_size, shard=shard,
+                                                            generator=generator))
+        share = torch.utils.data.Subset(datasets.val, validation_share(len(datasets.val), shard))
+        val = DataLoader(share, batch_size=eval_batch_size, shuffle=False, **loading)
+        return train, val
     # Drop the last partial batch: at 32 px Xception's exit flow is 1x1, so a batch of one would
     # make BatchNorm fail in training mode. Kept when the split is smaller than a single batch.
     drop_last = len(datasets.train) > batch_size
-    generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(
-        datasets.train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=generator,
-        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0, pin_memory=pin_memory,
-    )
-    val = DataLoader(
-        datasets.val, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0, pin_memory=pin_memory,
-    )
+    train = DataLoader(datasets.train, batch_size=batch_size, shuffle=True, drop_last=drop_last,
+                       generator=generator, **loading)
+    val = DataLoader(datasets.val, batch_size=eval_batch_size, shuffle=False, **loading)
     return train, val
 
 
