@@ -56,6 +56,24 @@ def run_xsweep(*args: str, cwd: Path, env: dict | None = None, timeout: float = 
                           timeout=timeout)
 
 
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """`xsweep run search_spaces/smoke.yaml` with nothing set, run once per session for every test
+    that looks at what that very command prints and leaves behind (tests/sweep/test_sweep_e2e.py,
+    tests/sweep/test_console.py): (its working folder, the finished process, the text of the log
+    it named as the run left it).
+
+    Only test_sweep_e2e.py's `extend` tests add to it, and they run last there; the other tests
+    read the captured output, the log text above, or the folder before those add to it."""
+    import re
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), cwd=workdir)
+    named = re.search(r"^log: (\S+)", proc.stdout, re.MULTILINE)
+    log_text = Path(named.group(1)).read_text() if named and Path(named.group(1)).is_file() else ""
+    return workdir, proc, log_text
+
+
 def sweep_runs(workdir: Path, experiment: str):
     """(client, parent run, child runs) of the one sweep of `experiment` in workdir's ./mlflow.db."""
     from mlflow.tracking import MlflowClient

@@ -32,13 +32,8 @@ def _sweep_folder(workdir: Path, name: str) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
-    """One real smoke sweep, shared by the tests that only read what it left behind."""
-    workdir = tmp_path_factory.mktemp("smoke")
-    started = time.monotonic()
-    proc = run_xsweep("run", str(SPECS / "smoke.yaml"), cwd=workdir)
-    return workdir, proc, time.monotonic() - started
+# smoke_sweep (tests/conftest.py): one real smoke sweep, shared by the tests that only read what it
+# left behind, and by the extend tests at the end of this module, which add to it.
 
 
 def test_smoke_sweep_runs_every_trial_and_prints_the_best(smoke_sweep):
