@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -122,9 +123,13 @@ def test_every_command_refused_by_the_server_says_so_in_one_line(secret_sweep, a
         "reproduce": ["reproduce", "--experiment", "secrets", "--tracking-uri", bare],
     }
     wrong_password = {"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": "wrong"}
-    for name, args, env in [*((name, args, {}) for name, args in commands.items()),
-                            ("run, wrong password", commands["run"], wrong_password)]:
-        refused = run_xsweep(*args, cwd=tmp_path if name.startswith("run") else workdir, env=env, timeout=300)
+    cases = [*((name, args, {}) for name, args in commands.items()),
+             ("run, wrong password", commands["run"], wrong_password)]
+    # Side by side: each is a fresh Python that spends most of its time importing, then is refused.
+    with ThreadPoolExecutor(len(cases)) as pool:
+        results = list(pool.map(lambda case: run_xsweep(*case[1], cwd=tmp_path if case[0].startswith("run") else workdir,
+                                                        env=case[2], timeout=300), cases))
+    for (name, _, _), refused in zip(cases, results):
         assert refused.returncode == 2, (name, refused.stderr[-3000:])
         assert refused.stderr.strip().splitlines() == [CREDENTIALS_LINE], (name, refused.stderr[-3000:])
     assert list(tmp_path.iterdir()) == []  # nothing written: no mlflow.db, no results
