@@ -28,7 +28,7 @@ def test_metrics_stay_top_level_and_nothing_else_does():
     result = REPORT.to_result()
     assert {k for k in result if k != REPORT_KEY} == {"val_accuracy", "train_loss", "epoch"}
     assert set(result[REPORT_KEY]) == {"diverged", "planned_epochs", "device", "node_id", "checkpoint_fallback",
-                                       "system", "peak"}
+                                       "system", "peak", "workers"}
 
 
 def test_keys_tune_adds_are_not_metrics():

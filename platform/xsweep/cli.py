@@ -71,7 +71,8 @@ def cmd_reproduce(args) -> int:
     from xsweep.reproduce import reproduce
 
     return reproduce(experiment=args.experiment, run_id=args.run, pick=args.pick, from_checkpoint=args.from_checkpoint,
-                     tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd())
+                     tracking_uri=args.tracking_uri, tolerance=args.tolerance, workdir=os.getcwd(),
+                     workers=args.workers)
 
 
 def cmd_report(args) -> int:
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PP",
                    help="allowed difference of the final metric: percentage points for accuracies (default 0.5)")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="re-train a data-parallel trial on K local processes (default: as many as it had)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="the ablation report of a sweep (curves, statistics, importance, best trial)")

@@ -35,6 +35,8 @@ class TrialReport:
     # (training/system.py), logged by the driver with the epoch's metrics.
     system: list = field(default_factory=list)
     peak: str = ""  # the peak FLOP rate `mfu` is measured against, and its source (training/peak.py)
+    # A data-parallel trial's workers, by rank: [node id, device] each (training/data_parallel.py).
+    workers: list = field(default_factory=list)
 
     def to_result(self) -> dict[str, Any]:
         """The dict for `tune.report`."""

@@ -222,15 +222,26 @@ def run_config(trial: Trial) -> dict:
 
 
 def retrain(config: dict, *, epochs: int, on_epoch=None) -> dict[int, dict[str, float]]:
-    """Re-run `fit` in-process for the first `epochs` epochs; epoch -> metrics."""
+    """Re-run `fit` for the first `epochs` epochs, in-process, or on local worker processes for a
+    data-parallel trial (resources.workers_per_trial); epoch -> metrics."""
     from xsweep.training.fit import fit
 
     history: dict[int, dict[str, float]] = {}
 
-    def report(r) -> None:
-        history[r.epoch] = dict(r.metrics)
+    def keep(epoch: int, metrics: dict) -> None:
+        history[epoch] = dict(metrics)
         if on_epoch is not None:
-            on_epoch(r.epoch, r.metrics)
+            on_epoch(epoch, metrics)
+
+    workers = config.get("resources", {}).get("workers_per_trial", 1)
+    if workers > 1:
+        from xsweep.training.local_workers import fit_on_local_workers
+
+        fit_on_local_workers(config, workers=workers, epochs=epochs, on_epoch=keep)
+        return history
+
+    def report(r) -> None:
+        keep(r.epoch, r.metrics)
         # Stop here rather than lower train.epochs: the cosine schedule's length depends on it.
         if r.epoch >= epochs:
             raise _EnoughEpochs
@@ -240,6 +251,24 @@ def retrain(config: dict, *, epochs: int, on_epoch=None) -> dict[int, dict[str, 
     except _EnoughEpochs:
         pass
     return history
+
+
+def with_workers(config: dict, workers: int | None) -> tuple[dict, str]:
+    """`config` re-trained on `workers` processes (None: as many as the sweep's trial had), and a
+    note when that differs from the sweep: the sums then run in another order, so only the
+    tolerance can judge the result."""
+    ran = config.get("resources", {}).get("workers_per_trial", 1)
+    if workers is None or workers == ran:
+        return config, ""
+    batch = config["train"]["batch_size"]
+    if batch % workers:
+        raise ReproduceError(f"--workers: train.batch_size {batch} (the global batch) does not split evenly over "
+                             f"{workers} workers (use a divisor of {batch})")
+    config = {**config, "resources": {**config.get("resources", {}), "workers_per_trial": workers}}
+    note = (f"the sweep trained it on {ran} worker(s) and this re-trains it on {workers}: sums over a "
+            f"different split of each batch round differently, so no bit-for-bit match is expected and "
+            f"the verdict rests on the tolerance")
+    return config, note
 
 
 def download_checkpoint(client: MlflowClient, trial: Trial, *, dst: str) -> Path:
@@ -378,10 +407,16 @@ class ReproductionRun:
 # ---- the command -----------------------------------------------------------------------------
 def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = None,
               from_checkpoint: bool = False, tracking_uri: str | None = None,
-              tolerance: float = DEFAULT_TOLERANCE_PP, workdir: str | os.PathLike = ".") -> int:
+              tolerance: float = DEFAULT_TOLERANCE_PP, workdir: str | os.PathLike = ".",
+              workers: int | None = None) -> int:
     """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail)."""
     if not (tolerance >= 0):  # also rejects NaN
         raise ReproduceError(f"--tolerance: must be >= 0 (got {tolerance:g})")
+    if workers is not None and workers < 1:
+        raise ReproduceError(f"--workers: must be 1 or more (got {workers})")
+    if workers is not None and from_checkpoint:
+        raise ReproduceError("--workers: only a re-train runs workers; --from-checkpoint evaluates in-process "
+                             "(drop one of the two)")
     if pick is not None and pick < 1:
         raise ReproduceError(f"--pick: must be 1 or more (got {pick}; 1 is the front's best on the first objective)")
     uri = resolve_uri(tracking_uri, workdir=workdir)
@@ -396,7 +431,7 @@ def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = 
         print(line)
     if from_checkpoint:
         return _from_checkpoint(client, trial, config, tolerance=tolerance)
-    return _retrain(client, trial, config, tolerance=tolerance)
+    return _retrain(client, trial, config, tolerance=tolerance, workers=workers)
 
 
 def provenance_notes(client: MlflowClient, trial: Trial, config: dict) -> list[str]:
@@ -500,15 +535,21 @@ def seed_band(client: MlflowClient, trial: Trial) -> SeedBand | None:
     return SeedBand(variant, trial.metric, values) if len(values) >= 2 else None
 
 
-def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float) -> int:
+def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: float, workers: int | None = None) -> int:
     epochs = max(trial.logged)
     planned = config["train"]["epochs"]
-    print(f"re-training {epochs} epoch(s) in-process: {_where(trial, config)}")
-    note = ""
+    config, workers_note = with_workers(config, workers)
+    count = config.get("resources", {}).get("workers_per_trial", 1)
+    where = "in-process" if count == 1 else f"on {count} local worker processes"
+    print(f"re-training {epochs} epoch(s) {where}: {_where(trial, config)}")
+    notes = [workers_note] if workers_note else []
     if epochs < planned:
-        note = f"the trial ran {epochs} of {planned} epochs (stopped early): only those are re-trained and compared"
-        print(f"note: {note}")
-    params = {"epochs": epochs, "tolerance": tolerance, "device": config["train"]["device"]}
+        notes.append(f"the trial ran {epochs} of {planned} epochs (stopped early): only those are re-trained "
+                     f"and compared")
+    for line in notes:
+        print(f"note: {line}")
+    note = "; ".join(notes)
+    params = {"epochs": epochs, "tolerance": tolerance, "device": config["train"]["device"], "workers": count}
     with ReproductionRun(client, trial, mode="retrain", params=params) as repro:
         reproduced = retrain(config, epochs=epochs, on_epoch=repro.log)
         c = compare(trial.logged, reproduced, metric=trial.metric, epoch=epochs, tolerance=tolerance)

@@ -296,6 +296,28 @@ def test_stop_ends_a_running_submission_with_exit_1_and_frees_the_cluster(
 
 @pytest.mark.slow
 @pytest.mark.cluster
+def test_a_two_worker_trial_trains_across_both_nodes(submitted, ray_cluster, mlflow_server, tmp_path):
+    """resources.workers_per_trial: 2 with one CPU per node: Ray places one data-parallel worker on
+    each node (training/data_parallel.py), and their gloo group trains the trial across the two."""
+    _wait_until_the_cluster_is_idle(ray_cluster, seconds=60)
+    proc = run_xsweep(
+        "submit", str(SPECS / "smoke.yaml"), "--address", ray_cluster.address,
+        "--set", f"tracking.uri={mlflow_server.uri}", "--set", "tracking.experiment=two-nodes",
+        "--set", f"storage.path={tmp_path}", "--set", "train.epochs=2", "--set", "search.num_samples=1",
+        "--set", "resources.workers_per_trial=2", "--set", "resources.cpus_per_trial=2",
+        cwd=tmp_path, env=ray_cluster.client_env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    experiment = client.get_experiment_by_name("two-nodes").experiment_id
+    (run,) = client.search_runs([experiment], filter_string="tags.`xsweep.kind` != 'sweep'")
+    assert run.data.tags["xsweep.status"] == "completed"
+    assert {run.data.tags[f"xsweep.worker.{rank}.node_ip"] for rank in (0, 1)} == {"127.0.0.2", "127.0.0.3"}
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+    assert steps == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_lost_node_its_trial_resumes_on_the_other_node(submitted, ray_cluster, mlflow_server, tmp_path):
     """The worker node's raylet is SIGKILLed while a trial trains there: the trial goes on on the
     head, from its last checkpoint in the shared storage. Last in this module: the node stays dead."""

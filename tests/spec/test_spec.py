@@ -270,6 +270,18 @@ BROKEN = [
     bad("search: {space: {train.batch_size: {loguniform: [16, 256]}}}",
         "spec.yaml: search.space.train.batch_size: train.batch_size takes whole numbers, so loguniform "
         "cannot search it (use int: [low, high] or choice: [...])", id="int-field-float-kind"),
+    # -- data-parallel trials: the global batch splits evenly over the workers
+    bad("resources: {workers_per_trial: 3}",
+        "spec.yaml: train.batch_size: 64 does not split evenly over resources.workers_per_trial (3) workers "
+        "(use a multiple of 3: it is the global batch)", id="workers-uneven-batch"),
+    bad("resources: {workers_per_trial: 2}\nsearch: {space: {train.batch_size: {choice: [32, 48, 51]}}}",
+        "spec.yaml: search.space.train.batch_size: 51 does not split evenly over resources.workers_per_trial (2) "
+        "workers (use a multiple of 2: it is the global batch)", id="workers-uneven-batch-choice"),
+    bad("resources: {workers_per_trial: 2}\nsearch: {space: {train.batch_size: {int: [16, 64]}}}",
+        "spec.yaml: search.space.train.batch_size: a range cannot be split over resources.workers_per_trial (2) "
+        "workers: search a choice of multiples of 2", id="workers-batch-range"),
+    bad("resources: {workers_per_trial: 0}",
+        "spec.yaml: resources.workers_per_trial: must be between 1 and 1024 (got 0)", id="workers-zero"),
     bad("search: {space: [train.lr]}",
         "spec.yaml: search.space: expected a mapping of field path to {kind: ...} (got ['train.lr'])",
         id="space-not-mapping"),
@@ -578,7 +590,8 @@ def test_resolved_fills_every_default():
     assert resolved["train"] == {
         "epochs": 10, "batch_size": 64, "lr": 0.045, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-5,
         "lr_schedule": "paper", "seed": 0, "device": "auto", "amp": False, "channels_last": True,
-        "threads": 1, "compile": False}
+        "threads": 1, "compile": False, "sync_bn": False}
+    assert resolved["resources"] == {"cpus_per_trial": 1, "gpus_per_trial": 0, "workers_per_trial": 1}
     assert resolved["tracking"] == {"uri": None, "experiment": "t"}
     assert resolved["search"]["num_samples"] == 8 and resolved["search"]["space"] == {}
     assert set(resolved) == {"name", "data", "model", "train", "search", "scheduler", "resources",
@@ -599,19 +612,29 @@ def test_asha_grace_period_defaults_to_a_third_of_the_epochs(written, expected):
     assert spec.resolved()["scheduler"]["grace_period"] == expected
 
 
-@pytest.mark.parametrize(("cpus", "threads", "expected"), [(1, None, 1), (3.5, None, 3), (0.5, None, 1), (4, 2, 2)])
-def test_threads_resolve_from_cpus(cpus, threads, expected):
-    spec = parse_spec({"name": "t", "resources": {"cpus_per_trial": cpus}, "train": {"threads": threads}},
-                      source="s")
+@pytest.mark.parametrize(("cpus", "workers", "threads", "expected"), [
+    (1, 1, None, 1), (3.5, 1, None, 3), (0.5, 1, None, 1), (4, 1, 2, 2),
+    (8, 2, None, 4), (2, 4, None, 1), (8, 2, 3, 3),  # a data-parallel trial: threads per worker
+])
+def test_threads_resolve_from_cpus(cpus, workers, threads, expected):
+    spec = parse_spec({"name": "t", "resources": {"cpus_per_trial": cpus, "workers_per_trial": workers},
+                       "train": {"threads": threads}}, source="s")
     assert spec.resolved()["train"]["threads"] == expected
     assert spec.base_trial_config()["train"]["threads"] == expected
     assert spec.train.threads == threads  # the model keeps what was written
 
 
+@pytest.mark.parametrize(("workers", "written", "expected"), [(1, None, False), (2, None, True), (2, False, False)])
+def test_sync_bn_is_on_by_default_only_for_data_parallel_trials(workers, written, expected):
+    spec = parse_spec({"name": "t", "resources": {"workers_per_trial": workers}, "train": {"sync_bn": written}},
+                      source="s")
+    assert spec.resolved()["train"]["sync_bn"] is expected
+
+
 def test_base_trial_config_and_set_dotted():
     spec = parse_spec({"name": "t", "model": {"width": 0.5}}, source="s")
     config = spec.base_trial_config()
-    assert set(config) == {"data", "model", "train"} and config["model"]["width"] == 0.5
+    assert set(config) == {"data", "model", "train", "resources"} and config["model"]["width"] == 0.5
     set_dotted(config, "train.lr", 0.2)
     set_dotted(config, "model.residual", False)
     assert config["train"]["lr"] == 0.2 and config["model"]["residual"] is False

@@ -83,20 +83,22 @@ def check_resources(spec, *, storage) -> None:
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    gpus = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
-    cpus = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
-    want_gpus = spec.resources.gpus_per_trial
-    want_cpus = spec.resources.cpus_per_trial
-    if want_gpus > gpus:
-        raise ClusterError(
-            f"resources.gpus_per_trial: {want_gpus:g} per trial but the largest node has {gpus:g} GPUs "
-            f"(lower it, or add GPU nodes to the cluster)"
-        )
-    if want_cpus > cpus:
-        raise ClusterError(
-            f"resources.cpus_per_trial: {want_cpus:g} per trial but the largest node has {cpus:g} CPUs "
-            f"(lower it)"
-        )
+    workers = spec.resources.workers_per_trial
+    for kind, field in (("GPU", "gpus_per_trial"), ("CPU", "cpus_per_trial")):
+        # More nodes help a data-parallel trial, and GPU nodes a cluster short of GPUs; a 1-worker
+        # trial's CPUs must all be on one node.
+        fix = "lower it" if kind == "CPU" and workers == 1 else f"lower it, or add {kind} nodes to the cluster"
+        want = getattr(spec.resources, field)
+        largest = max((n["Resources"].get(kind, 0) for n in nodes), default=0)
+        everywhere = sum(n["Resources"].get(kind, 0) for n in nodes)
+        if workers == 1 and want > largest:
+            raise ClusterError(f"resources.{field}: {want:g} per trial but the largest node has {largest:g} "
+                               f"{kind}s ({fix})")
+        if workers > 1 and (want / workers > largest or want > everywhere):
+            raise ClusterError(
+                f"resources.{field}: {want:g} per trial, {want / workers:g} for each of its {workers} workers, "
+                f"but the largest node has {largest:g} {kind}s and the cluster {everywhere:g} "
+                f"({fix})")
     if len(nodes) > 1 and storage.is_local:
         print(
             f"warning: storage.path: {storage.root} is a local folder but the cluster has {len(nodes)} "

@@ -173,6 +173,7 @@ class _Checked:
         if self.value("resources.gpus_per_trial") == 0 and "cuda" in self.possible("train.device"):
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
+        self._check_workers()
         self._check_search()
         self._check_classes_needed()
         if self.ablation_raw is not None:
@@ -192,6 +193,23 @@ class _Checked:
         if endpoint not in (None, INVALID) and path is not INVALID and not path.startswith("s3://"):
             self.problems.append(("storage.endpoint_url", "only used with an s3:// storage.path "
                                                           f"(storage.path is {show(path)})"))
+
+    def _check_workers(self) -> None:
+        """A data-parallel trial splits train.batch_size evenly over its workers."""
+        workers = self.value("resources.workers_per_trial")
+        if workers in (None, INVALID) or workers == 1:
+            return
+        sizes = self.possible("train.batch_size")
+        if "train.batch_size" in self.space and self.space["train.batch_size"].kind != "choice":
+            sizes = []  # a searched range: refused below, as every value in it would have to divide
+            self.problems.append(("search.space.train.batch_size", f"a range cannot be split over "
+                                  f"resources.workers_per_trial ({workers}) workers: search a choice of "
+                                  f"multiples of {workers}"))
+        uneven = [size for size in sizes if isinstance(size, int) and size % workers]
+        if uneven:
+            self.problems.append((self.where("train.batch_size"),
+                                  f"{uneven[0]} does not split evenly over resources.workers_per_trial "
+                                  f"({workers}) workers (use a multiple of {workers}: it is the global batch)"))
 
     def objective_metrics(self) -> list[str]:
         """The metrics searched on, the first being the one that picks "the best trial"."""

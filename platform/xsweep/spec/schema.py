@@ -97,8 +97,11 @@ class TrainSpec(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # on CPU this is bf16 autocast, so it is allowed there too
     channels_last: bool = True
-    threads: int | None = Field(None, ge=1)  # null: int(resources.cpus_per_trial), at least 1
+    threads: int | None = Field(None, ge=1)  # per worker; null: its share of resources.cpus_per_trial, >= 1
     compile: bool = False  # torch.compile
+    # BatchNorm statistics over the global batch, not each worker's share; null: on when the trial
+    # has more than one worker (resources.workers_per_trial), where it is what the 1-worker run does.
+    sync_bn: bool | None = None
 
 
 class SpaceEntry(_Section):
@@ -176,8 +179,11 @@ class SchedulerSpec(_Section):
 
 
 class ResourcesSpec(_Section):
-    cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0)  # fractions below 1 share a GPU
+    cpus_per_trial: float = Field(1, gt=0)  # split evenly over the trial's workers
+    gpus_per_trial: float = Field(0, ge=0)  # fractions below 1 share a GPU; split over the workers too
+    # Data-parallel workers of one trial (DistributedDataParallel under Ray Train), placed by Ray
+    # on one node or several; train.batch_size stays the global batch.
+    workers_per_trial: int = Field(1, ge=1, le=1024)
 
 
 class FailureSpec(_Section):
@@ -239,10 +245,14 @@ class Spec(BaseModel):
 
     @property
     def threads(self) -> int:
-        """train.threads, or one thread per reserved CPU (at least one)."""
+        """train.threads, or one thread per CPU reserved for each of the trial's workers (at least one)."""
         if self.train.threads is not None:
             return self.train.threads
-        return max(1, int(self.resources.cpus_per_trial))
+        return max(1, int(self.resources.cpus_per_trial / self.resources.workers_per_trial))
+
+    @property
+    def sync_bn(self) -> bool:
+        return self.resources.workers_per_trial > 1 if self.train.sync_bn is None else self.train.sync_bn
 
     def resolved(self) -> dict[str, Any]:
         """Every field with its default filled in, as plain YAML/JSON types.
@@ -252,6 +262,7 @@ class Spec(BaseModel):
         """
         out = self.model_dump(mode="json", exclude=set(META_FIELDS))
         out["train"]["threads"] = self.threads
+        out["train"]["sync_bn"] = self.sync_bn
         out["tracking"]["experiment"] = self.experiment
         out["search"]["space"] = {path: entry.as_yaml() for path, entry in self.search.space.items()}
         # One way to write the objectives, so that parse_spec(resolved()) reads the same spec.
@@ -269,9 +280,10 @@ class Spec(BaseModel):
         return out
 
     def base_trial_config(self) -> dict[str, Any]:
-        """{"data": ..., "model": ..., "train": ...} before the searched values are applied."""
+        """{"data": ..., "model": ..., "train": ..., "resources": ...} before the searched values are applied."""
         resolved = self.resolved()
-        return {section: resolved[section] for section in TRIAL_SECTIONS}
+        # The resources travel too: a trial needs its worker count, and MLflow logs it as a param.
+        return {section: resolved[section] for section in (*TRIAL_SECTIONS, "resources")}
 
     def sha256(self) -> str:
         """Hash of resolved() as canonical JSON: the same sweep gives the same hash whatever

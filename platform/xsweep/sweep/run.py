@@ -255,10 +255,14 @@ def _trainable(spec: Spec):
 
     from xsweep.training.trainable import train_trial
 
-    return tune.with_resources(
-        tune.with_parameters(train_trial, base_config=spec.base_trial_config()),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-    )
+    resources = spec.resources
+    if resources.workers_per_trial > 1:
+        # The trial's process only waits for its workers, which Ray Train places with the trial's
+        # CPUs and GPUs (training/data_parallel.py); Tune wants a bundle that is not empty.
+        held = {"cpu": 0, "memory": 1}
+    else:
+        held = {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(train_trial, base_config=spec.base_trial_config()), held)
 
 
 def objectives_line(spec: Spec) -> str:

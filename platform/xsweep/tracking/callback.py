@@ -22,7 +22,7 @@ from xsweep.spec.trial import RUN_ID_KEY
 from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.runs import SweepRuns, set_tags
 from xsweep.tracking.tags import (
-    TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS,
+    TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS, TAG_WORKER_PREFIX,
 )
 
 
@@ -128,6 +128,9 @@ class TrackingCallback(tune.Callback):
                 TAG_DEVICE: report.device,
                 TAG_PEAK_FLOPS: report.peak,
             }
+            for rank, (node_id, device) in enumerate(report.workers):  # a data-parallel trial's
+                tags[f"{TAG_WORKER_PREFIX}{rank}.node_ip"] = _node_address(node_id) or ""
+                tags[f"{TAG_WORKER_PREFIX}{rank}.device"] = device
             self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
         fallback = report.checkpoint_fallback
         if fallback and (run_id, fallback) not in self._tagged:

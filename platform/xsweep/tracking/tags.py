@@ -27,6 +27,7 @@ TAG_SEARCHED = "xsweep.searched"  # the searched values, as JSON
 TAG_NODE_IP = "xsweep.node_ip"
 TAG_HOSTNAME = "xsweep.hostname"
 TAG_DEVICE = "xsweep.device"
+TAG_WORKER_PREFIX = "xsweep.worker."  # + "<rank>.node_ip" / "<rank>.device": a data-parallel trial's workers
 TAG_PEAK_FLOPS = "xsweep.peak_flops"  # what the run's `mfu` is measured against, and its source
 TAG_CHECKPOINT_FALLBACK = "xsweep.checkpoint_fallback"
 TAG_PARETO = "xsweep.pareto"  # "true" | "false": on the Pareto front of a multi-objective sweep

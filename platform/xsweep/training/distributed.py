@@ -150,4 +150,7 @@ def data_parallel(model: nn.Module, *, shard: Shard, device: torch.device) -> nn
     (which starts every worker from rank 0's weights). Checkpoints keep `model`'s own state_dict."""
     if not shard.parallel:
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    # Gradients written straight into DDP's buckets: no copy, and no stride mismatch with a
+    # channels_last model's 1x1 kernels (a warning on every step otherwise).
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                               gradient_as_bucket_view=True)

@@ -26,7 +26,7 @@ from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
 CHECKPOINT_FILE = "state.pt"
 
 
-def _device_name(config: dict) -> str:
+def device_name(config: dict) -> str:
     import torch
 
     from xsweep.training.fit import pick_device
@@ -76,12 +76,19 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
 
     config = resolve_trial_config(base_config, tune_config)
     run_id = tune_config.get(RUN_ID_KEY)
-    device = _device_name(config)
 
     resume, fallback = restore(tune.get_checkpoint())
     if fallback:
         print(f"xsweep: warning: trial {tune.get_context().get_trial_name()}: {fallback}",
               file=sys.stderr, flush=True)
+
+    if config.get("resources", {}).get("workers_per_trial", 1) > 1:  # this process only waits for its workers
+        from xsweep.training.data_parallel import train_workers
+
+        train_workers(config, resume=resume, fallback=fallback, run_id=run_id)
+        return
+
+    device = device_name(config)
 
     # Tune's own "node_ip" is the host's routable address, not the Ray node's (on a loopback
     # cluster they differ); the driver maps this id to the node's address as Ray knows it.
