@@ -43,7 +43,10 @@ def _trial_config(*, device: str, data: dict, epochs: int, batch: int, width: fl
                   "dropout": 0.5},
         "train": {"epochs": epochs, "batch_size": batch, "lr": 0.045, "optimizer": "sgd", "momentum": 0.9,
                   "weight_decay": 1e-5, "lr_schedule": "constant", "seed": 0, "device": device,
-                  "amp": device == "cuda", "channels_last": True, "threads": threads, "compile": False},
+                  "amp": device == "cuda", "channels_last": True, "threads": threads, "compile": False,
+                  "sync_bn": False},
+        "resources": {"cpus_per_trial": threads, "gpus_per_trial": 1 if device == "cuda" else 0,
+                      "workers_per_trial": 1},
     }
 
 
@@ -187,10 +190,34 @@ def data_parallel_step(device: str, quick: bool, folder: Path) -> list[str]:
         seconds = time.perf_counter() - started
         total = torch.tensor([loss.item()], device=device)
         dist.all_reduce(total)
-        return [f"- {backend}, world size 1: one step (loss {loss.item():.3f}, all-reduced {total.item():.3f}) "
-                f"in {seconds:.2f} s, the first step included."]
+        lines = [f"- {backend}, world size 1: one step (loss {loss.item():.3f}, all-reduced {total.item():.3f}) "
+                 f"in {seconds:.2f} s, the first step included."]
     finally:
         dist.destroy_process_group()
+    return lines + _local_workers_fit(device, quick)
+
+
+def _local_workers_fit(device: str, quick: bool) -> list[str]:
+    """A data-parallel trial's epoch on local worker processes (training/local_workers.py, what
+    `xsweep reproduce` runs): one worker per GPU over NCCL, or two over gloo on a CPU."""
+    from xsweep.training.local_workers import fit_on_local_workers
+
+    workers = torch.cuda.device_count() if device == "cuda" else 2
+    data = {"dataset": "synthetic", "image_size": 32, "synthetic_size": 128 if quick else 8192,
+            "synthetic_classes": 10}
+    config = _trial_config(device=device, data=data, epochs=1, batch=16 if quick else 256 * workers,
+                           width=0.125 if quick else 1.0, threads=1 if quick else 4)
+    config["train"]["sync_bn"] = workers > 1
+    config["resources"].update(workers_per_trial=workers, cpus_per_trial=workers * config["train"]["threads"],
+                               gpus_per_trial=workers if device == "cuda" else 0)
+    reports = []
+    started = time.perf_counter()
+    fit_on_local_workers(config, workers=workers, epochs=1, on_epoch=lambda epoch, metrics: reports.append(metrics))
+    (last,) = reports
+    return [f"- `fit` on {workers} local worker process(es) ({'NCCL' if device == 'cuda' else 'gloo'}, "
+            f"sync_bn {'on' if workers > 1 else 'off'}): 1 epoch in {time.perf_counter() - started:.1f} s, "
+            f"{METRICS.get('images_per_second').show(last['images_per_second'])} training img/s over all workers, "
+            f"validation accuracy {METRICS.get('val_accuracy').show(last['val_accuracy'])}."]
 
 
 def shared_gpu_trials(device: str, quick: bool, folder: Path) -> list[str]:

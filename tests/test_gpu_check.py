@@ -33,6 +33,9 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_says_what_it_measured(tmp
     assert re.search(r"^- PIL \(one CPU thread\): \d+ img/s$", text, re.M)
     assert re.search(r"^- torchvision.io.decode_jpeg, CPU: \d+ img/s$", text, re.M)
     assert re.search(r"^- gloo, world size 1: one step \(loss [\d.]+, all-reduced [\d.]+\)", text, re.M)
+    # A data-parallel trial's code path: two gloo workers here (one per GPU over NCCL on a GPU machine).
+    assert re.search(r"^- `fit` on 2 local worker process\(es\) \(gloo, sync_bn on\): 1 epoch in [\d.]+ s, "
+                     r"[\d.]+ training img/s over all workers", text, re.M), text
     # Ray is installed here: two trials at 0.5 GPU each ran at the same time.
     side_by_side = re.search(r"they trained side by side for ([\d.]+) s", text)
     assert side_by_side and float(side_by_side.group(1)) > 0, text

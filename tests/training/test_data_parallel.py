@@ -134,3 +134,35 @@ def test_a_two_worker_fit_reports_the_one_worker_run_on_every_worker(tmp_path):
     assert round(first["val_accuracy"] * n) == pytest.approx(first["val_accuracy"] * n, abs=1e-6)
     assert abs(first["val_accuracy"] - alone["val_accuracy"]) <= 1 / n + 1e-9
     assert first["images_per_second"] > 0 and first["device_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_imagenet_specs_cpu_smoke_line_trains_on_two_local_workers(tmp_path):
+    """The smoke line in search_spaces/imagenet.yaml's comment, against a tiny JPEG folder: the
+    paper's recipe through loader processes, split over 2 workers (as `xsweep reproduce` runs them)."""
+    import re
+
+    from PIL import Image
+
+    from conftest import ROOT
+    from xsweep.training.local_workers import fit_on_local_workers
+
+    rng = torch.Generator().manual_seed(0)
+    for split, per_class in (("train", 4), ("val", 2)):
+        for label in ("cat", "dog", "owl"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = torch.randint(0, 256, (60, 80, 3), generator=rng, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(tmp_path / split / label / f"{i}.jpg", quality=90)
+    path = ROOT / "search_spaces" / "imagenet.yaml"
+    comments = "\n".join(line for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+    overrides = [item.replace("PATH", str(tmp_path)) for item in re.findall(r"--set (\S+)", comments)]
+    spec = load_spec(path, overrides=overrides)
+    assert spec.resources.workers_per_trial == 2 and spec.sync_bn and spec.data.recipe == "inception"
+    config = spec.base_trial_config()
+    config["model"]["activation"] = "none"  # the one value the smoke line leaves in the space
+    reports = []
+    fit_on_local_workers(config, workers=2, epochs=1, on_epoch=lambda epoch, metrics: reports.append(metrics))
+    (metrics,) = reports
+    assert metrics["train_loss"] > 0 and metrics["images_per_second"] > 0
+    assert round(metrics["val_accuracy"] * 6, 6) == round(metrics["val_accuracy"] * 6)  # over all 6 images
