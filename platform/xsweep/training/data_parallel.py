@@ -25,8 +25,7 @@ from collections.abc import Callable
 import ray
 from ray import train, tune
 
-from xsweep.contract import TrialReport
-from xsweep.training.trainable import CHECKPOINT_FILE, device_name
+from xsweep.training.trainable import device_name, epoch_report, save_epoch_state
 
 # A trial waits for its workers' resources while other trials hold them (search.max_concurrent may
 # start more trials than the cluster fits at once); Train's own default gives up after 60 s.
@@ -58,7 +57,6 @@ class ForwardToTrial(train.UserCallback):
 def _worker(loop: dict) -> None:
     """One worker of the trial: `fit` as its Shard of the group Train has set up."""
     from xsweep.defaults import apply_process_defaults
-    from xsweep.training.checkpoint import save_checkpoint
     from xsweep.training.distributed import Shard
     from xsweep.training.fit import fit
 
@@ -71,17 +69,13 @@ def _worker(loop: dict) -> None:
     resume = ray.get(loop["resume"]) if loop["resume"] is not None else None
 
     def on_epoch(epoch) -> None:
-        report = TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
-                             planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
-                             checkpoint_fallback=loop["fallback"], system=epoch.system, peak=epoch.peak,
-                             workers=[[node_id, device]])
+        report = epoch_report(epoch, config, device=device, node_id=node_id, fallback=loop["fallback"],
+                              workers=[[node_id, device]])  # ForwardToTrial gathers every worker's
         if not shard.is_main:
             train.report(report.to_result())
             return
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
-            state = epoch.state()
-            state["mlflow_run_id"] = loop["run_id"]  # the trial's run travels with its checkpoints
-            save_checkpoint(state, os.path.join(folder, CHECKPOINT_FILE))
+            save_epoch_state(epoch, run_id=loop["run_id"], folder=folder)
             train.report(report.to_result(), checkpoint=train.Checkpoint.from_directory(folder))
 
     fit(config, on_epoch=on_epoch, resume=resume, shard=shard)

@@ -69,9 +69,25 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
     return None, f"{'; '.join(problems)}; no intact checkpoint left, restarted from epoch 0"
 
 
+def epoch_report(epoch, config: dict, *, device: str, node_id: str, fallback: str | None,
+                 workers: list | None = None) -> TrialReport:
+    """What a trial tells the driver after `epoch` (fit's EpochReport), here and in data_parallel.py."""
+    return TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
+                       planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
+                       checkpoint_fallback=fallback, system=epoch.system, peak=epoch.peak, workers=workers or [])
+
+
+def save_epoch_state(epoch, *, run_id: str | None, folder: str) -> None:
+    """The checkpoint after `epoch`, into `folder`; the trial's MLflow run travels with it."""
+    from xsweep.training.checkpoint import save_checkpoint
+
+    state = epoch.state()
+    state["mlflow_run_id"] = run_id
+    save_checkpoint(state, os.path.join(folder, CHECKPOINT_FILE))
+
+
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
     apply_process_defaults()  # this is where a trial's process starts its work
-    from xsweep.training.checkpoint import save_checkpoint
     from xsweep.training.fit import fit
 
     config = resolve_trial_config(base_config, tune_config)
@@ -95,13 +111,9 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
     node_id = ray.get_runtime_context().get_node_id()
 
     def on_epoch(epoch) -> None:
-        report = TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
-                             planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
-                             checkpoint_fallback=fallback, system=epoch.system, peak=epoch.peak)
+        report = epoch_report(epoch, config, device=device, node_id=node_id, fallback=fallback)
         with tempfile.TemporaryDirectory(prefix="xsweep-ckpt-") as folder:
-            state = epoch.state()
-            state["mlflow_run_id"] = run_id  # the trial's run travels with its checkpoints
-            save_checkpoint(state, os.path.join(folder, CHECKPOINT_FILE))
+            save_epoch_state(epoch, run_id=run_id, folder=folder)
             tune.report(report.to_result(), checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(config, on_epoch=on_epoch, resume=resume)
