@@ -344,8 +344,10 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, v
             # On one machine a trial's process outlives it and serves the next one: no new
             # Python process, torch import and data load per trial (seconds each, on short CPU
             # trials). On a cluster, reuse would keep handing trials to the node that finished
-            # first instead of spreading them over the nodes.
-            reuse_actors=cluster.is_single_node(),
+            # first instead of spreading them over the nodes. Never for a data-parallel trial: its
+            # process only waits for its workers, and only its end ends them (a reused process
+            # whose trial ASHA stopped would go on training it).
+            reuse_actors=cluster.is_single_node() and spec.resources.workers_per_trial == 1,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
