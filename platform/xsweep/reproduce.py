@@ -271,6 +271,18 @@ def with_workers(config: dict, workers: int | None) -> tuple[dict, str]:
     return config, note
 
 
+def _check_gpus_for(config: dict, workers: int) -> None:
+    """Local GPU workers take a GPU each (local_workers.py)."""
+    import torch
+
+    from xsweep.training.fit import pick_device
+
+    gpus = torch.cuda.device_count()
+    if workers > 1 and pick_device(config["train"]["device"]).type == "cuda" and gpus < workers:
+        raise ReproduceError(f"--workers: the re-train needs a GPU for each of its {workers} workers and this "
+                             f"machine has {gpus} (use --workers {max(gpus, 1)}, which the tolerance then judges)")
+
+
 def download_checkpoint(client: MlflowClient, trial: Trial, *, dst: str) -> Path:
     """checkpoints/best/ of the trial's run into `dst`; the path of state.pt in it."""
     names = {Path(a.path).name for a in client.list_artifacts(trial.run_id, "checkpoints/best")}
@@ -540,6 +552,7 @@ def _retrain(client: MlflowClient, trial: Trial, config: dict, *, tolerance: flo
     planned = config["train"]["epochs"]
     config, workers_note = with_workers(config, workers)
     count = config.get("resources", {}).get("workers_per_trial", 1)
+    _check_gpus_for(config, count)
     where = "in-process" if count == 1 else f"on {count} local worker processes"
     print(f"re-training {epochs} epoch(s) {where}: {_where(trial, config)}")
     notes = [workers_note] if workers_note else []

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import ray
 from ray import train, tune
 
-from xsweep.training.trainable import device_name, epoch_report, save_epoch_state
+from xsweep.training.epoch_report import device_name, epoch_report, save_epoch_state
 
 # A trial waits for its workers' resources while other trials hold them (search.max_concurrent may
 # start more trials than the cluster fits at once); Train's own default gives up after 60 s.
@@ -54,7 +54,7 @@ class ForwardToTrial(train.UserCallback):
         self.queue.put((result, checkpoint))
 
 
-def _worker(loop: dict) -> None:
+def _train_worker(loop: dict) -> None:
     """One worker of the trial: `fit` as its Shard of the group Train has set up."""
     from xsweep.defaults import apply_process_defaults
     from xsweep.training.distributed import Shard
@@ -96,7 +96,7 @@ def train_workers(config: dict, *, resume: dict | None, fallback: str | None, ru
     queue = Queue(actor_options={"num_cpus": 0})
     trainer_name = f"workers-{time.time_ns()}"
     trainer = TorchTrainer(
-        _worker,
+        _train_worker,
         train_loop_config={"config": config, "run_id": run_id, "fallback": fallback,
                            # once into the object store, fetched by each worker on its own node
                            "resume": ray.put(resume) if resume is not None else None},

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch.multiprocessing as mp
 
 
-class _EnoughEpochs(Exception):
+class _EpochsDone(Exception):
     """Raised in every worker after the epochs asked for (all at the same epoch, so none waits)."""
 
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, config: dict, epochs: int, reports) -> None:
+def _local_worker(rank: int, world: int, port: int, config: dict, epochs: int, reports) -> None:
     import torch
     import torch.distributed as dist
 
@@ -45,11 +45,11 @@ def _worker(rank: int, world: int, port: int, config: dict, epochs: int, reports
         if rank == 0:
             reports.put(("epoch", epoch.epoch, dict(epoch.metrics)))
         if epoch.epoch >= epochs:
-            raise _EnoughEpochs
+            raise _EpochsDone
 
     try:
         fit(config, on_epoch=on_epoch, shard=Shard(rank, world))
-    except _EnoughEpochs:
+    except _EpochsDone:
         pass
     except BaseException:
         reports.put(("error", rank, traceback.format_exc()))
@@ -67,7 +67,7 @@ def fit_on_local_workers(config: dict, *, workers: int, epochs: int,
     reports = context.Queue()
     port = _free_port()
     # Not daemons: a worker has loader processes of its own. The finally below ends them on an error.
-    processes = [context.Process(target=_worker, args=(rank, workers, port, config, epochs, reports))
+    processes = [context.Process(target=_local_worker, args=(rank, workers, port, config, epochs, reports))
                  for rank in range(workers)]
     for process in processes:
         process.start()

@@ -19,23 +19,9 @@ import pyarrow.fs
 import ray
 from ray import tune
 
-from xsweep.contract import TrialReport
 from xsweep.defaults import apply_process_defaults
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
-
-CHECKPOINT_FILE = "state.pt"
-
-
-def device_name(config: dict) -> str:
-    import torch
-
-    from xsweep.training.fit import pick_device
-
-    device = pick_device(config["train"]["device"])
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
-
+from xsweep.training.epoch_report import CHECKPOINT_FILE, device_name, epoch_report, save_epoch_state
 
 def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The trial's other checkpoints older than `checkpoint`, newest first (Tune numbers them)."""
@@ -67,23 +53,6 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
             return state, None
         return state, f"{'; '.join(problems)}; resumed from {name} (epoch {state['epoch']})"
     return None, f"{'; '.join(problems)}; no intact checkpoint left, restarted from epoch 0"
-
-
-def epoch_report(epoch, config: dict, *, device: str, node_id: str, fallback: str | None,
-                 workers: list | None = None) -> TrialReport:
-    """What a trial tells the driver after `epoch` (fit's EpochReport), here and in data_parallel.py."""
-    return TrialReport(epoch=epoch.epoch, metrics=epoch.metrics, diverged=epoch.diverged,
-                       planned_epochs=config["train"]["epochs"], device=device, node_id=node_id,
-                       checkpoint_fallback=fallback, system=epoch.system, peak=epoch.peak, workers=workers or [])
-
-
-def save_epoch_state(epoch, *, run_id: str | None, folder: str) -> None:
-    """The checkpoint after `epoch`, into `folder`; the trial's MLflow run travels with it."""
-    from xsweep.training.checkpoint import save_checkpoint
-
-    state = epoch.state()
-    state["mlflow_run_id"] = run_id
-    save_checkpoint(state, os.path.join(folder, CHECKPOINT_FILE))
 
 
 def train_trial(tune_config: dict, *, base_config: dict) -> None:
