@@ -23,6 +23,7 @@ from xsweep.defaults import apply_process_defaults
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config
 from xsweep.training.epoch_report import CHECKPOINT_FILE, device_name, epoch_report, save_epoch_state
 
+
 def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The trial's other checkpoints older than `checkpoint`, newest first (Tune numbers them)."""
     trial_dir, _, name = checkpoint.path.rstrip("/").rpartition("/")
