@@ -9,8 +9,6 @@ every worker, over the whole validation set.
 from __future__ import annotations
 
 import json
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -18,6 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from conftest import SPECS
+from services import free_port
 from xsweep.spec import load_spec
 from xsweep.training.distributed import Shard, data_parallel, validation_share, with_global_batch_norm
 from xsweep.training.fit import build_model, fit
@@ -39,15 +38,9 @@ def _config(*extra: str) -> dict:
     return load_spec(SPECS / "smoke.yaml", overrides=[*OVERRIDES, *extra]).base_trial_config()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(target, *args) -> None:
     """`target(rank, world, port, *args)` in 2 fresh processes joined in one gloo group on loopback."""
-    mp.spawn(target, args=(2, _free_port(), *args), nprocs=2, join=True)
+    mp.spawn(target, args=(2, free_port(), *args), nprocs=2, join=True)
 
 
 def _join(rank: int, world: int, port: int) -> None:
