@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -93,15 +94,24 @@ def test_resumed_sweep_skips_a_damaged_checkpoint(tmp_path):
          "--set", "search.num_samples=2"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    # Interrupt once both trials have two checkpoints or more, with epochs still to run.
+    # Interrupt once the driver has taken in epoch 3 of both trials, with epochs still to run: each
+    # then has a recorded checkpoint with an older one beside it. The clock is the console's epoch
+    # lines, printed as the driver takes in each result; counting checkpoint folders on disk was
+    # ahead of the driver's record, and a rare interrupt left no trial with an older checkpoint.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        trials = list(tmp_path.glob("results/smoke-*/trial_*"))
-        if len(trials) == 2 and all(len(list(t.glob("checkpoint_*"))) >= 2 for t in trials):
+    while time.monotonic() < deadline and proc.poll() is None:
+        trained = {m.group(1) for line in list(lines) if (m := re.search(rf"\] (.+): epoch (\d+)/{epochs} ", line))
+                   and 3 <= int(m.group(2)) < epochs}
+        if len(trained) == 2:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    reader.join(timeout=60)
+    out = "".join(lines)
     assert "resume:" in out, out[-3000:]
 
     # Damage the checkpoint Tune will hand back on resume, for a trial that has an older one.
