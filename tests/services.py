@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,24 @@ from pathlib import Path
 import requests
 
 VENV_BIN = Path(sys.executable).parent
+
+
+class OutputLines:
+    """A running command's output, line by line as it prints it, read on a thread so that a test can
+    watch the console (xsweep prints each epoch as the driver takes it in) while the command runs."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._lines.extend(proc.stdout), daemon=True)
+        self._reader.start()
+
+    def so_far(self) -> list[str]:
+        return list(self._lines)
+
+    def text(self, timeout: float = 60) -> str:
+        """All of it, once the command has ended and closed its output."""
+        self._reader.join(timeout=timeout)
+        return "".join(self._lines)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,14 +13,13 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import SPECS, XSWEEP, run_xsweep, sweep_runs
-from services import descendants
+from services import OutputLines, descendants
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -55,25 +54,22 @@ def swept(tmp_path_factory):
     for item in SETTINGS:
         command += ["--set", item]
     proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    output = OutputLines(proc)
     try:
         deadline, killed_after = time.monotonic() + 400, None
         while killed_after is None and time.monotonic() < deadline and proc.poll() is None:
-            reported = [int(m.group(1)) for line in list(lines) if (m := EPOCH_LINE.search(line))]
+            reported = [int(m.group(1)) for line in output.so_far() if (m := EPOCH_LINE.search(line))]
             workers = _train_workers(proc.pid)
             if reported and reported[-1] < EPOCHS and len(workers) == 2:
                 os.kill(workers[-1], signal.SIGKILL)
                 killed_after = reported[-1]
             time.sleep(0.1)
         proc.wait(timeout=600)
-        reader.join(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    out = "".join(lines)
+    out = output.text()
     assert killed_after is not None, f"no worker was ever seen training: {out[-3000:]}"
     return workdir, proc, out, killed_after
 

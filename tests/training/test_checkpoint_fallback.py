@@ -7,7 +7,6 @@ import json
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from conftest import SPECS, XSWEEP, run_xsweep
+from services import OutputLines
 from xsweep.training.checkpoint import save_checkpoint
 from xsweep.training.trainable import CHECKPOINT_FILE, restore
 
@@ -98,20 +98,17 @@ def test_resumed_sweep_skips_a_damaged_checkpoint(tmp_path):
     # then has a recorded checkpoint with an older one beside it. The clock is the console's epoch
     # lines, printed as the driver takes in each result; counting checkpoint folders on disk was
     # ahead of the driver's record, and a rare interrupt left no trial with an older checkpoint.
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    output = OutputLines(proc)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        trained = {m.group(1) for line in list(lines) if (m := re.search(rf"\] (.+): epoch (\d+)/{epochs} ", line))
+        trained = {m.group(1) for line in output.so_far() if (m := re.search(rf"\] (.+): epoch (\d+)/{epochs} ", line))
                    and 3 <= int(m.group(2)) < epochs}
         if len(trained) == 2:
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
-    reader.join(timeout=60)
-    out = "".join(lines)
+    out = output.text()
     assert "resume:" in out, out[-3000:]
 
     # Damage the checkpoint Tune will hand back on resume, for a trial that has an older one.
