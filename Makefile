@@ -26,10 +26,10 @@ system-deps:
 sweep: setup
 	$(VENV)/bin/xsweep run search_spaces/xception_ablation.yaml
 
-# Two test files at a time, each file whole on one worker (its module fixtures are its own): the
-# suite mostly waits on Ray, servers and subprocesses, and one file at a time left a core idle.
+# Two test files at a time, each file whole on one worker (its module fixtures are its own): one
+# file at a time left a core idle. Files go out slowest first (tests/conftest.py orders them).
 test: setup system-deps
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Unit tests only: no Ray, MLflow server or PostgreSQL.
 test-fast: setup
