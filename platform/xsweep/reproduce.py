@@ -26,7 +26,7 @@ from xsweep.contract import COMPLETED, STOPPED
 from xsweep.errors import ReproduceError
 from xsweep.metrics import ACCURACY, METRICS, reproducible
 from xsweep.tracking.query import best_at_any_epoch, child_runs, find_experiment, latest_sweep, search_all
-from xsweep.tracking.runs import git_commit, log_params, set_tags
+from xsweep.tracking.runs import git_commit
 from xsweep.tracking.provenance import (
     PACKAGES_ARTIFACT, SHOWN_DIFFERENCES, installed_packages, package_differences, parse_packages, recorded_digest,
 )
@@ -36,6 +36,7 @@ from xsweep.tracking.tags import (
     TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_PHASE, TAG_REPRODUCES, TAG_SEED_BAND, TAG_STATUS, TAG_SWEEP_VERSION,
     TAG_TRIAL_ID, TAG_VARIANT, TAG_VERDICT, TAG_VERSION_PREFIX,
 )
+from xsweep.tracking.writes import log_params, set_tags
 
 FINISHED_STATUSES = (COMPLETED, STOPPED)  # trial statuses that left a full, usable history
 DEFAULT_TOLERANCE_PP = 0.5

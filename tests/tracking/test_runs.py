@@ -16,9 +16,8 @@ from xsweep.spec import load_spec
 from xsweep.spec.trial import REPEAT_KEY
 from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.query import child_runs
-from xsweep.tracking.runs import (
-    MLFLOW_BATCH_LIMIT, RUNS_AHEAD, flatten, fluent_tracking_to, log_params, release_reserved_runs, start_sweep,
-)
+from xsweep.tracking.runs import RUNS_AHEAD, fluent_tracking_to, release_reserved_runs, start_sweep
+from xsweep.tracking.writes import MLFLOW_BATCH_LIMIT, flatten, log_params
 
 
 def _sweep(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xsweep.errors import ReportError
 from xsweep.report import analysis, data, figures, render
-from xsweep.tracking.runs import set_tags
+from xsweep.tracking.writes import set_tags
 from xsweep.tracking.store import resolve_uri
 from xsweep.tracking.tags import TAG_REPORT
 

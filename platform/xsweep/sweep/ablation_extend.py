@@ -15,7 +15,7 @@ from xsweep.errors import SpecError
 from xsweep.spec import Spec
 from xsweep.spec.ablation import same_level
 from xsweep.sweep.ablation import all_variants
-from xsweep.tracking.runs import flatten
+from xsweep.tracking.writes import flatten
 
 # What an extended ablation may change: the factors' levels (added, never removed) and the seeds.
 CHANGEABLE = ("ablation.confirm_seeds", "search.num_samples")  # num_samples follows from the levels

@@ -100,7 +100,7 @@ def _run_version(spec: Spec, record: dict, *, storage, sweep: str, overrides: li
     from xsweep.sweep.console import ConsoleCallback, first_lines
     from xsweep.sweep.output import keep_log, log_path
     from xsweep.tracking.callback import TrackingCallback
-    from xsweep.tracking.runs import set_tags
+    from xsweep.tracking.writes import set_tags
 
     version, evidence, trials = runs.version, searcher.evidence, new_configurations * spec.search.repeats
     sweep_path = f"{storage.root}/{sweep}"
@@ -139,7 +139,7 @@ def _extend_ablation(old: Spec, spec: Spec, record: dict, *, storage, sweep: str
     from xsweep.sweep.phases import ablation_state, every_picked
     from xsweep.sweep.searcher import build_searcher
     from xsweep.tracking.callback import TrackingCallback
-    from xsweep.tracking.runs import set_tags
+    from xsweep.tracking.writes import set_tags
 
     added, first_new_seed = check_extension(old, spec)
     version, trials = runs.version, len(added) * spec.ablation.budget
@@ -212,7 +212,7 @@ def _record_version(client, parent_run_id: str, spec: Spec, *, version: int) -> 
     params stay version 1's (MLflow params cannot change)."""
     import yaml
 
-    from xsweep.tracking.runs import set_tags
+    from xsweep.tracking.writes import set_tags
 
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "spec.yaml").write_text(spec.text)

@@ -15,7 +15,7 @@ from xsweep.sweep.best_model import register_best_model
 from xsweep.sweep.front import record_pareto_front
 from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary, sweep_cost
 from xsweep.tracking.query import child_runs
-from xsweep.tracking.runs import set_tags
+from xsweep.tracking.writes import set_tags
 from xsweep.tracking.tags import (
     TAG_BEST_RUN_ID, TAG_BEST_TRIAL_ID, TAG_BEST_TRIAL_NAME, TAG_DEVICE, TAG_STATUS, TAG_TRIAL_COUNT_PREFIX,
 )

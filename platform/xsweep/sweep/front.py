@@ -13,7 +13,7 @@ from xsweep.contract import COMPLETED
 from xsweep.metrics import METRICS
 from xsweep.pareto import ARTIFACT, pareto_front
 from xsweep.tracking.query import child_runs
-from xsweep.tracking.runs import set_tags
+from xsweep.tracking.writes import set_tags
 from xsweep.tracking.tags import TAG_PARETO, TAG_PARETO_RANK, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION
 
 

@@ -64,7 +64,7 @@ def record_verdict(spec: Spec, *, runs) -> list[str]:
     from xsweep.report.data import load_sweep
     from xsweep.report.verdict import ablation_verdict
     from xsweep.spec.trial import format_value
-    from xsweep.tracking.runs import set_tags
+    from xsweep.tracking.writes import set_tags
     from xsweep.tracking.tags import TAG_ABLATION_VERDICT_PREFIX
 
     _, data = load_sweep(runs.uri, experiment=spec.experiment, sweep=runs.parent_run_id)

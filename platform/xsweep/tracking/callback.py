@@ -1,26 +1,26 @@
 """The Tune callback that turns a sweep's events into MLflow writes on its trials' child runs.
 
-It runs in the driver: trials only report to Tune (see runs.py for why), and every write
-goes through the driver's one background delivery queue, so tracking stays off the training path.
+It runs in the driver: trials only report to Tune (see runs.py for why). It only decides what to
+write: every write goes, in order, to the driver's tracking writer (writer.py), a process of its
+own, so tracking stays off the training path and off the driver's CPU.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
-import threading
 import time
+from functools import partial
 from pathlib import Path
 
-from mlflow.entities import Metric as MlflowMetric
 from ray import tune
 
 from xsweep.contract import EPOCH_KEY, FAILED, RUNNING, TrialReport, ended_status
-from xsweep.metrics import ACCURACY, better, is_finite_number
+from xsweep.metrics import better, is_finite_number
 from xsweep.spec.trial import RUN_ID_KEY
 from xsweep.tracking.delivery import shared_delivery
-from xsweep.tracking.runs import SweepRuns, set_tags
+from xsweep.tracking.runs import SweepRuns
+from xsweep.tracking.writes import end_run, upload_best_checkpoint, write_epoch, write_tags
 from xsweep.tracking.tags import (
     TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS, TAG_WORKER_PREFIX,
 )
@@ -38,16 +38,12 @@ def _node_address(node_id: str | None) -> str | None:
     return None
 
 
-# MLflow's limit on the metrics of one log_batch call.
-MAX_METRICS_PER_BATCH = 1000
-
-
-def _system_metrics(samples) -> list[MlflowMetric]:
-    """A report's system samples (training/system.py) as MLflow metrics; none when they did not
-    survive the way back (a re-sync from Tune's CSV file holds them as text)."""
+def _system_metrics(samples) -> list[tuple[str, float, int, int]]:
+    """A report's system samples (training/system.py) as MLflow metrics (name, value, ms, step);
+    none when they did not survive the way back (a re-sync from Tune's CSV file holds them as text)."""
     if not isinstance(samples, list):
         return []
-    return [MlflowMetric(name, float(value), int(ms), int(step))
+    return [(name, float(value), int(ms), int(step))
             for ms, step, values in samples for name, value in values.items() if is_finite_number(value)]
 
 
@@ -62,10 +58,8 @@ class TrackingCallback(tune.Callback):
 
     def _init_transient(self) -> None:
         self.delivery = shared_delivery()
-        self._logged_steps: dict[str, set[int]] = {}  # run id -> epochs already in MLflow
         self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
         self._tagged: set = set()  # run ids (and (run id, fallback) pairs) already tagged
-        self._steps_lock = threading.Lock()
         self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)
         self.results_seen = 0
 
@@ -83,29 +77,7 @@ class TrackingCallback(tune.Callback):
         timestamp = int(float(result.get("timestamp", 0)) * 1000) or None
         system = _system_metrics(report.system)
         self.delivery.submit(f"metrics of epoch {epoch} for run {run_id}",
-                             lambda: self._write_epoch(run_id, epoch, metrics, timestamp, system))
-
-    def _write_epoch(self, run_id: str, epoch: int, metrics: dict, timestamp: int | None,
-                     system: list[MlflowMetric]) -> None:
-        logged = self._steps_of(run_id)
-        if epoch in logged:
-            return  # already in MLflow (a retried or re-synced epoch): never log a step twice
-        ts = timestamp or int(time.time() * 1000)
-        # The epoch's system samples first, its metrics last, so that the epoch counts as logged
-        # (its val_accuracy is there) only once all of it is. A retry after a partial write sends
-        # identical samples again, which MLflow's log_batch skips.
-        for start in range(0, len(system), MAX_METRICS_PER_BATCH):
-            self.runs.client.log_batch(run_id, metrics=system[start:start + MAX_METRICS_PER_BATCH])
-        self.runs.client.log_batch(run_id, metrics=[MlflowMetric(key, value, ts, epoch)
-                                                    for key, value in metrics.items()])
-        logged.add(epoch)
-
-    def _steps_of(self, run_id: str) -> set[int]:
-        with self._steps_lock:
-            if run_id not in self._logged_steps:
-                history = self.runs.client.get_metric_history(run_id, ACCURACY)  # logged every epoch
-                self._logged_steps[run_id] = {m.step for m in history}
-            return self._logged_steps[run_id]
+                             partial(write_epoch, self.runs.uri, run_id, epoch, metrics, timestamp, system))
 
     # ---- Tune events -------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -131,13 +103,13 @@ class TrackingCallback(tune.Callback):
             for rank, (node_id, device) in enumerate(report.workers):  # a data-parallel trial's
                 tags[f"{TAG_WORKER_PREFIX}{rank}.node_ip"] = _node_address(node_id) or ""
                 tags[f"{TAG_WORKER_PREFIX}{rank}.device"] = device
-            self.delivery.submit(f"tags of run {run_id}", lambda: set_tags(self.runs.client, run_id, tags))
+            self.delivery.submit(f"tags of run {run_id}", partial(write_tags, self.runs.uri, run_id, tags))
         fallback = report.checkpoint_fallback
         if fallback and (run_id, fallback) not in self._tagged:
             # A damaged checkpoint was skipped on restore (trainable.restore): say so on the run.
             self._tagged.add((run_id, fallback))
             self.delivery.submit(f"checkpoint fallback tag of run {run_id}",
-                                 lambda: set_tags(self.runs.client, run_id, {TAG_CHECKPOINT_FALLBACK: fallback}))
+                                 partial(write_tags, self.runs.uri, run_id, {TAG_CHECKPOINT_FALLBACK: fallback}))
         self.log_epoch(run_id, result)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
@@ -160,11 +132,8 @@ class TrackingCallback(tune.Callback):
         Path(staged, "best.json").write_text(json.dumps(
             {"epoch": report.epoch, "metric": self.metric, "value": value, "trial_id": trial.trial_id}
         ))
-        self.delivery.submit(f"best checkpoint of run {run_id}", lambda: self._upload(run_id, staged))
-
-    def _upload(self, run_id: str, staged: str) -> None:
-        self.runs.client.log_artifacts(run_id, staged, artifact_path="checkpoints/best")
-        shutil.rmtree(staged, ignore_errors=True)
+        self.delivery.submit(f"best checkpoint of run {run_id}",
+                             partial(upload_best_checkpoint, self.runs.uri, run_id, staged))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end_trial(trial, errored=False)
@@ -178,12 +147,7 @@ class TrackingCallback(tune.Callback):
             return
         status = ended_status(trial.last_result, errored=errored)
         mlflow_status = "FAILED" if status == FAILED else "FINISHED"
-
-        def write() -> None:
-            set_tags(self.runs.client, run_id, {TAG_STATUS: status})
-            self.runs.client.set_terminated(run_id, status=mlflow_status)
-
-        self.delivery.submit(f"status of run {run_id}", write)
+        self.delivery.submit(f"status of run {run_id}", partial(end_run, self.runs.uri, run_id, status, mlflow_status))
 
     # ---- consistency with Tune's own records ------------------------------------------------
     def sync_results(self, result_grid) -> None:

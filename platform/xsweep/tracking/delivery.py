@@ -24,7 +24,8 @@ MAX_BACKOFF_S = 30.0
 
 
 class Delivery:
-    def __init__(self) -> None:
+    def __init__(self, *, on_delivered: Callable[[], None] | None = None) -> None:
+        self._on_delivered = on_delivered  # called after each write goes through (writer.py)
         self._queue: queue.Queue[tuple[str, Callable[[], None]] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
@@ -72,6 +73,8 @@ class Delivery:
             with self._lock:
                 self._pending -= 1
                 self._lock.notify_all()
+            if self._on_delivered is not None:
+                self._on_delivered()
 
 
 def _short(exc: BaseException) -> str:
@@ -99,11 +102,13 @@ _shared: Delivery | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_delivery() -> Delivery:
-    """The driver's one delivery queue: every tracking write of a process goes through it in
-    order, so flushing it at the end of a sweep covers callbacks Tune restored from its pickles."""
+def shared_delivery():
+    """The driver's one tracking writer (writer.py): every tracking write of a process goes through
+    it in order, so flushing it at the end of a sweep covers callbacks Tune restored from its pickles."""
+    from xsweep.tracking.writer import TrackingWriter
+
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Delivery()
+            _shared = TrackingWriter()
         return _shared

@@ -1,72 +1,41 @@
 """MLflow for a sweep: the sweep is a parent run and every trial a child run under it.
 
-All MLflow writes happen in the driver, never in the trial processes: trials report to Tune,
-and the driver's Tune callback turns each report into one batched MLflow request per epoch,
-delivered in the background (delivery.py; the callback is callback.py). That keeps tracking off
-the training path, lets a trial on any node be tracked even to a local sqlite store, and means a
+All MLflow writes are the driver's, never the trial processes': trials report to Tune, and the
+driver's Tune callback turns each report into one batched MLflow request per epoch, delivered in
+the background by the driver's tracking writer, a process of its own (writer.py; the writes are
+writes.py, the callback is callback.py). That keeps tracking off the training path and off the
+driver's CPU, lets a trial on any node be tracked even to a local sqlite store, and means a
 single place retries when the server is away. Tune's results on storage stay the source of truth: `sync_results`
 delivers whatever MLflow is missing (after a driver crash, say), skipping epochs already there.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
-import queue
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable
 
-from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from xsweep.contract import PENDING
-from xsweep.spec.trial import PHASE_KEY, VARIANT_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.tracking.delivery import retry, shared_delivery
-from xsweep.tracking.provenance import (
-    MLFLOW_GIT_COMMIT, PACKAGES_ARTIFACT, dataset_input, installed_packages, packages_text,
-)
+from xsweep.tracking.provenance import MLFLOW_GIT_COMMIT, PACKAGES_ARTIFACT, installed_packages, packages_text
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
-    TAG_ABLATION, TAG_CONFIG, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_PHASE, TAG_RAY_ADDRESS, TAG_SEARCHED, TAG_SPEC_SHA256,
-    TAG_STATUS, TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VARIANT, TAG_VERSION_PREFIX,
+    TAG_ABLATION, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SPEC_SHA256, TAG_STATUS,
+    TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
 )
+from xsweep.tracking.writes import claim_run, create_reserved_run, delete_run, flatten, log_params
 
-MLFLOW_BATCH_LIMIT = 100  # params or tags per log_batch request (MLflow's limit)
 # How long opening a trial's run may wait for an absent server before the sweep gives up.
 OPEN_RUN_DEADLINE_S = 600.0
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}; lists and search-space entries become JSON."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not path.startswith("search.space."):
-            flat.update(flatten(value, path + "."))
-        else:
-            flat[path] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    return flat
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(k, "None" if v is None else str(v)) for k, v in params.items()]
-    for chunk in _chunks(items, MLFLOW_BATCH_LIMIT):
-        client.log_batch(run_id, params=chunk)
-
-
-def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
-    items = [RunTag(k, str(v)) for k, v in tags.items()]
-    for chunk in _chunks(items, MLFLOW_BATCH_LIMIT):
-        client.log_batch(run_id, tags=chunk)
 
 
 def git_commit() -> str | None:
@@ -112,64 +81,51 @@ def _versions() -> dict[str, str]:
 
 # Trial runs created ahead of need: enough for a burst of suggestions when a sweep starts.
 RUNS_AHEAD = 8
-TRIAL_KIND, RESERVED_KIND = "trial", "reserved"  # a reserved run is not a trial's until claimed
 
 
 class ReservedRuns:
-    """Child runs created ahead of need by a thread of their own, so that opening a trial's run
-    inside searcher.suggest, on Tune's event loop, takes one from a queue instead of waiting for
-    the tracking server (48-107 ms a trial before, docs/SCALING.md). A reserved run is tagged
-    xsweep.kind=reserved, which every query of trials leaves out, until a trial claims it."""
+    """Child runs created ahead of need by the tracking writer (writer.py), so that opening a
+    trial's run inside searcher.suggest, on Tune's event loop, takes one that is ready instead of
+    waiting for the tracking server (48-107 ms a trial before, docs/SCALING.md). A reserved run is
+    tagged xsweep.kind=reserved, which every query of trials leaves out, until a trial claims it."""
 
     def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = RUNS_AHEAD) -> None:
+        # `create()` makes a run and `delete(run_id)` deletes one: both picklable, they run in the writer.
         self._create, self._delete = create, delete
-        self._ready: queue.Queue[str] = queue.Queue(maxsize=ahead)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, name="xsweep-run-reserve", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._coming: collections.deque[Future] = collections.deque(self._reserve_one() for _ in range(ahead))
 
-    def _fill(self) -> None:
-        while not self._stop.is_set():
-            try:
-                run_id = retry("reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)
-            except Exception:  # noqa: BLE001 - take() creates runs in place from now on, and says why
-                return
-            while not self._stop.is_set():
-                try:
-                    self._ready.put(run_id, timeout=0.5)  # waits while the reserve is full
-                    break
-                except queue.Full:
-                    continue
-            else:
-                self._discard(run_id)  # reserved as the sweep ended: no trial will claim it
-        self._drain()  # a run put just as close() drained
+    def _reserve_one(self) -> Future:
+        return shared_delivery().call("reserving a trial run", partial(
+            retry, "reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S))
 
     def take(self) -> str | None:
-        """A reserved run, or None when none can come (the thread gave up)."""
-        while True:
-            try:
-                return self._ready.get(timeout=0.5)
-            except queue.Empty:
-                if not self._thread.is_alive():
-                    return None
+        """A reserved run, or None when none could be made (the caller then makes one, and says why)."""
+        with self._lock:
+            if self._closed:
+                return None
+            future = self._coming.popleft()
+            self._coming.append(self._reserve_one())
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - the writer gave up on the server, or has ended
+            return None
 
     def close(self) -> None:
         """Stop reserving, and delete the runs reserved and never claimed. The deletions go to the
-        delivery queue, which the end of a sweep flushes: a tracking server that is down right then
+        tracking writer, which the end of a sweep flushes: a tracking server that is down right then
         delays them (or leaves them, hidden as reserved), never the sweep's end."""
-        self._stop.set()
-        self._drain()
+        with self._lock:
+            self._closed = True
+            unclaimed, self._coming = list(self._coming), collections.deque()
+        for future in unclaimed:
+            future.add_done_callback(self._discard)  # now, or once the writer has made it
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                run_id = self._ready.get_nowait()
-            except queue.Empty:
-                return
-            self._discard(run_id)
-
-    def _discard(self, run_id: str) -> None:
-        shared_delivery().submit(f"deleting the unclaimed run {run_id}", lambda: self._delete(run_id))
+    def _discard(self, future: Future) -> None:
+        if future.exception() is None:
+            run_id = future.result()
+            shared_delivery().submit(f"deleting the unclaimed run {run_id}", partial(self._delete, run_id))
 
 
 _reserves: list[ReservedRuns] = []  # every reserve of this process (a resumed searcher has its own)
@@ -222,12 +178,14 @@ class SweepRuns:
         if trial_id in opened:
             return opened[trial_id]
         if getattr(self, "_reserve", None) is None:
-            self._reserve = ReservedRuns(self._create_reserved, lambda run_id: self.client.delete_run(run_id))
+            self._reserve = ReservedRuns(self._create_reserved, partial(delete_run, self.uri))
             _reserves.append(self._reserve)
         run_id = self._reserve.take() or retry("opening a trial run", self._create_reserved,
                                                deadline_s=OPEN_RUN_DEADLINE_S)
         opened[trial_id] = run_id
-        shared_delivery().submit(f"the run of trial {trial_id}", lambda: self._claim(run_id, trial_id, tune_config))
+        shared_delivery().submit(f"the run of trial {trial_id}", partial(
+            claim_run, self.uri, run_id, trial_id=trial_id, tune_config=tune_config, base_config=self.base_config,
+            git_commit=getattr(self, "git_commit", None)))
         return run_id
 
     def _find(self, trial_id: str) -> str | None:
@@ -239,39 +197,11 @@ class SweepRuns:
         )
         return found[0].info.run_id if found else None
 
-    def _create_reserved(self) -> str:
-        return self.client.create_run(self.experiment_id, tags={
-            "mlflow.parentRunId": self.parent_run_id, TAG_KIND: RESERVED_KIND, TAG_STATUS: PENDING,
-            TAG_SWEEP_VERSION: str(getattr(self, "version", 1)),
-        }).info.run_id
-
-    def _claim(self, run_id: str, trial_id: str, tune_config: dict) -> None:
-        from xsweep.errors import DataError
-        from xsweep.training.datasets import data_fingerprint
-
-        config = resolve_trial_config(self.base_config, tune_config)
-        self.client.update_run(run_id, name=trial_name(tune_config))
-        # The data it trains on, as MLflow's dataset input (provenance.py): reproduce compares it.
-        # Data that cannot be read now (moved mid-sweep) leaves the input out, not the run's tags.
-        try:
-            fingerprint = data_fingerprint(config["data"])
-        except (DataError, OSError):
-            fingerprint = None
-        if fingerprint is not None:
-            self.client.log_inputs(run_id, datasets=[dataset_input(fingerprint)])
-        set_tags(self.client, run_id, {
-            TAG_KIND: TRIAL_KIND,
-            TAG_TRIAL_ID: trial_id,
-            TAG_SEARCHED: json.dumps(sampled_params(tune_config), sort_keys=True),
-            # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
-            # re-runs a trial from MLflow alone.
-            TAG_CONFIG: json.dumps(config, sort_keys=True),
-            **({MLFLOW_GIT_COMMIT: self.git_commit} if getattr(self, "git_commit", None) else {}),
-            # An ablation's trials (sweep/ablation.py): which phase, which variant.
-            **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
-               if PHASE_KEY in tune_config else {}),
-        })
-        log_params(self.client, run_id, flatten(config))
+    @property
+    def _create_reserved(self) -> Callable[[], str]:
+        """Makes a reserved run of this sweep; picklable, without this object's trial record."""
+        return partial(create_reserved_run, self.uri, self.experiment_id, self.parent_run_id,
+                       getattr(self, "version", 1))
 
     def child_run_ids(self) -> list[str]:
         """The child runs of this version of the sweep (runs opened before versions existed: 1)."""
