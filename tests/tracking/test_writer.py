@@ -52,7 +52,6 @@ def test_writes_run_in_the_writer_process_in_the_order_they_were_queued(writer, 
     lines = [line.split() for line in Path(log).read_text().splitlines()]
     assert [what for what, _ in lines] == [str(i) for i in range(50)]
     assert {int(pid) for _, pid in lines} == {writer.pid} != {os.getpid()}  # not the driver's CPU
-    assert writer.cpu_seconds > 0  # the writer says how much CPU it has used
 
 
 def test_a_failed_write_is_retried_in_the_writer_and_the_driver_logs_why(writer, tmp_path, caplog):
@@ -69,6 +68,7 @@ def test_a_failed_write_is_retried_in_the_writer_and_the_driver_logs_why(writer,
 
 def test_a_call_returns_its_value_or_its_failure(writer):
     assert writer.call("the pid", os.getpid).result(timeout=60) == writer.pid
+    assert writer.call("its CPU time", time.process_time).result(timeout=60) > 0  # how benchmarks read it
     failed = writer.call("finding the experiment", raise_value_error)
     with pytest.raises(RuntimeError, match="finding the experiment: ValueError: no such experiment"):
         failed.result(timeout=60)

@@ -62,7 +62,6 @@ class TrackingWriter:
         self._gone = False
         self.failures = 0  # failed attempts so far in the writer (each later retried)
         self.busy_seconds = 0.0  # the writer's time in successful writes (benchmarks/sweep_overhead.py)
-        self.cpu_seconds = 0.0  # the writer process's CPU time so far (benchmarks/scale_simulation.py)
         threading.Thread(target=self._feed, name="xsweep-tracking-feed", daemon=True).start()
         threading.Thread(target=self._read, name="xsweep-tracking-read", daemon=True).start()
         atexit.register(self.close)
@@ -127,24 +126,10 @@ class TrackingWriter:
 
     def _read(self) -> None:
         while (message := _read_frame(self._process.stdout)) is not None:
-            kind, *rest = message
-            if kind == "done":
-                self.busy_seconds, self.failures, self.cpu_seconds = rest
-                self._settle()
-            elif kind == "log":
-                level, name, text = rest
-                logging.getLogger(name).log(level, "%s", text)
-            else:  # "result" or "error" of a call
-                call_id, value = rest
-                with self._lock:
-                    future = self._calls.pop(call_id)
-                # Its callbacks run here, and may queue writes (runs.py's deletion of a reserved
-                # run nobody claimed) before the call stops counting as pending.
-                if kind == "result":
-                    future.set_result(value)
-                else:
-                    future.set_exception(RuntimeError(value))
-                self._settle()
+            try:
+                self._take(message)
+            except Exception:  # a bug of ours: said, and this thread goes on answering the rest
+                log.exception("tracking: could not take the writer's message %r", message[:1])
         code = self._process.wait()
         with self._lock:
             self._gone = True
@@ -153,6 +138,26 @@ class TrackingWriter:
             self._lock.notify_all()
         if code != 0 or left:
             log.error("tracking: the writer process ended (exit code %s) with %d writes undelivered", code, left)
+
+    def _take(self, message: tuple) -> None:
+        kind, *rest = message
+        if kind == "done":
+            self.busy_seconds, self.failures = rest
+            self._settle()
+        elif kind == "log":
+            level, name, text = rest
+            logging.getLogger(name).log(level, "%s", text)
+        else:  # "result" or "error" of a call
+            call_id, value = rest
+            with self._lock:
+                future = self._calls.pop(call_id)
+            # Its callbacks run here, and may queue writes (runs.py's deletion of a reserved
+            # run nobody claimed) before the call stops counting as pending.
+            if kind == "result":
+                future.set_result(value)
+            else:
+                future.set_exception(RuntimeError(value))
+            self._settle()
 
     def _settle(self) -> None:
         with self._lock:
@@ -198,7 +203,7 @@ def main() -> None:
     logging.getLogger().setLevel(logging.WARNING)
 
     def delivered() -> None:
-        send(("done", delivery.busy_seconds, delivery.failures, time.process_time()))
+        send(("done", delivery.busy_seconds, delivery.failures))
 
     delivery = Delivery(on_delivered=delivered)
     calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xsweep-tracking-call")
