@@ -5,7 +5,7 @@
   simulated cluster: ray.cluster_utils.Cluster with several Ray nodes on this machine, all on
   127.0.0.1, each carrying a custom "fake_gpu" resource; one trial takes one fake_gpu;
 * Optuna TPE suggestion latency with 10 / 100 / 1000 / 3000 / 10000 finished trials in the same space;
-* MLflow: log_batch writes per second from one thread (what xsweep's delivery thread does once per
+* MLflow: log_batch writes per second from one thread (what xsweep's tracking writer does once per
   epoch) to a sqlite store directly and through an `mlflow server` on 127.0.0.1 backed by sqlite,
   and the latency of opening a trial's run (xsweep's SweepRuns, called inside searcher.suggest,
   i.e. on Tune's event loop) as the experiment grows;
@@ -369,7 +369,7 @@ def epoch_metrics() -> tuple[str, ...]:
 
 
 def log_batch_rate(uri: str, n: int) -> dict:
-    """One epoch's metrics per log_batch call, as xsweep's delivery thread writes them."""
+    """One epoch's metrics per log_batch call, as xsweep's tracking writer process writes them."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -703,9 +703,9 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         "## 3. MLflow write rates (one thread)",
         "",
         f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
-        f"delivery thread sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
-        "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs a thread "
-        "reserves ahead (its name, tags and params follow on the delivery thread), so once the reserve of 8 is "
+        f"tracking writer process sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
+        "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs the writer "
+        "reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of 8 is "
         "drained by opens this fast each waits for a creation; a sweep's suggestions, spaced by trial starts, "
         "find the reserve full (section 1's `suggest` times).",
         "",

@@ -44,7 +44,7 @@ def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
     tune_config = {"train.lr": 0.05, "model.residual": True, "model.activation": "relu", REPEAT_KEY: 1}
     run_id = runs("trial-1", tune_config)
     assert runs("trial-1", tune_config) == run_id  # asked again: the same run
-    assert shared_delivery().flush(timeout=60) == 0  # its name, tags and params go on the delivery thread
+    assert shared_delivery().flush(timeout=60) == 0  # its name, tags and params go to the tracking writer
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.run_name == "lr=0.05 res=on act=relu s1"
     assert json.loads(run.data.tags["xsweep.config"])["train"]["seed"] == 1  # train.seed 0 + repeat 1

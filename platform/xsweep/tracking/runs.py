@@ -165,8 +165,8 @@ class SweepRuns:
 
     def __call__(self, trial_id: str, tune_config: dict) -> str:
         """The child run of a trial (the same one if asked again); called by the searcher before the
-        trial starts. Takes a reserved run and queues the trial's name, tags and params on the
-        delivery thread (delivered before anything else of the trial, in order)."""
+        trial starts. Takes a reserved run and queues the trial's name, tags and params to the
+        tracking writer (delivered before anything else of the trial, in order)."""
         opened = getattr(self, "opened", None)
         if opened is None:  # state pickled before runs were reserved
             self.opened = opened = {}
