@@ -20,10 +20,10 @@ from xsweep.metrics import better, is_finite_number
 from xsweep.spec.trial import RUN_ID_KEY
 from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.runs import SweepRuns
-from xsweep.tracking.writes import end_run, upload_best_checkpoint, write_epoch, write_tags
 from xsweep.tracking.tags import (
     TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS, TAG_WORKER_PREFIX,
 )
+from xsweep.tracking.writes import end_run, upload_best_checkpoint, write_epoch, write_tags
 
 
 def _node_address(node_id: str | None) -> str | None:

@@ -3,6 +3,7 @@
 A tracking server that goes away during a sweep must not stop it, and nothing logged meanwhile may
 be lost: writes queue here and a single thread delivers them in order, retrying each with
 exponential backoff until the server is back. `flush` waits for the queue to drain at the end.
+A sweep's queue runs inside its tracking writer process (writer.py), not in the driver.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from typing import Callable
 
 from xsweep.tracking.store import auth_problem
+from xsweep.tracking.writer import TrackingWriter
 
 log = logging.getLogger("xsweep.tracking")
 
@@ -98,15 +100,14 @@ def retry(what: str, call: Callable[[], object], *, deadline_s: float) -> object
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
-_shared: Delivery | None = None
+_shared: TrackingWriter | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_delivery():
-    """The driver's one tracking writer (writer.py): every tracking write of a process goes through
-    it in order, so flushing it at the end of a sweep covers callbacks Tune restored from its pickles."""
-    from xsweep.tracking.writer import TrackingWriter
-
+def shared_delivery() -> TrackingWriter:
+    """The driver's one tracking writer (writer.py), started on first use: every tracking write of a
+    process goes through it in order, so flushing it at the end of a sweep covers callbacks Tune
+    restored from its pickles."""
     global _shared
     with _shared_lock:
         if _shared is None:
