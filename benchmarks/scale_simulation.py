@@ -223,7 +223,7 @@ def tune_once(args, work: Path, system: str) -> dict:
 
     from xsweep.spec import load_spec_text
     from xsweep.tracking.callback import TrackingCallback
-    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.writer import shared_writer
     from xsweep.tracking.runs import release_reserved_runs, start_sweep
 
     out: dict = {}
@@ -260,7 +260,7 @@ def tune_once(args, work: Path, system: str) -> dict:
     sampler.start()
     # xsweep's tracking writes run in a process of their own (tracking/writer.py): its CPU is
     # measured too, read from inside it, and reported beside the driver's.
-    writer_cpu = (lambda: shared_delivery().call("its CPU time", time.process_time).result()) \
+    writer_cpu = (lambda: shared_writer().call("its CPU time", time.process_time).result()) \
         if system == "xsweep" else None
     writer_cpu0 = writer_cpu() if writer_cpu else 0.0
     cpu0, wall0 = time.process_time(), time.time()
@@ -275,7 +275,7 @@ def tune_once(args, work: Path, system: str) -> dict:
         out["writer_cpu_s"] = writer_cpu() - writer_cpu0
         flush0 = time.time()
         release_reserved_runs()
-        out["tracking_left"] = shared_delivery().flush(timeout=600)
+        out["tracking_left"] = shared_writer().flush(timeout=600)
         out["tracking_flush_s"] = time.time() - flush0
         out["driver_cpu_with_flush_s"] = time.process_time() - cpu0
         out["writer_cpu_with_flush_s"] = writer_cpu() - writer_cpu0
@@ -410,11 +410,11 @@ def open_run_latency(uri: str, checkpoints: list[int], workdir: Path) -> list[tu
             window = times[-10:]
             rows.append((i, 1000 * statistics.median(window), 1000 * max(window)))
             print(f"  opening run #{i} on {uri.split(':')[0]}: median {rows[-1][1]:.0f} ms", flush=True)
-    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.writer import shared_writer
     from xsweep.tracking.runs import release_reserved_runs
 
     release_reserved_runs()
-    shared_delivery().flush(timeout=600)
+    shared_writer().flush(timeout=600)
     return rows
 
 

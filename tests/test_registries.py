@@ -97,7 +97,7 @@ def test_the_tracking_callback_logs_a_registered_metric(toy_metric, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from xsweep.tracking.callback import TrackingCallback
-    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.writer import shared_writer
     from xsweep.tracking.runs import SweepRuns
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -108,7 +108,7 @@ def test_the_tracking_callback_logs_a_registered_metric(toy_metric, tmp_path):
     callback = TrackingCallback(runs, metric="val_error", mode="min")
     result = TrialReport(epoch=1, metrics={"val_accuracy": 0.75, "val_error": 0.25}).to_result()
     callback.log_epoch(run_id, result | {"unlisted": 1.0})
-    assert shared_delivery().flush(timeout=60) == 0
+    assert shared_writer().flush(timeout=60) == 0
     logged = client.get_run(run_id).data.metrics
     assert logged == {"val_accuracy": 0.75, "val_error": 0.25}  # what is not in the table is not logged
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from conftest import SPECS
 from xsweep.spec import load_spec
 from xsweep.spec.trial import REPEAT_KEY
-from xsweep.tracking.delivery import shared_delivery
+from xsweep.tracking.writer import shared_writer
 from xsweep.tracking.query import child_runs
 from xsweep.tracking.runs import RUNS_AHEAD, fluent_tracking_to, release_reserved_runs, start_sweep
 from xsweep.tracking.writes import MLFLOW_BATCH_LIMIT, flatten, log_params
@@ -44,7 +44,7 @@ def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
     tune_config = {"train.lr": 0.05, "model.residual": True, "model.activation": "relu", REPEAT_KEY: 1}
     run_id = runs("trial-1", tune_config)
     assert runs("trial-1", tune_config) == run_id  # asked again: the same run
-    assert shared_delivery().flush(timeout=60) == 0  # its name, tags and params go to the tracking writer
+    assert shared_writer().flush(timeout=60) == 0  # its name, tags and params go to the tracking writer
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.run_name == "lr=0.05 res=on act=relu s1"
     assert json.loads(run.data.tags["xsweep.config"])["train"]["seed"] == 1  # train.seed 0 + repeat 1
@@ -70,10 +70,10 @@ def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end
     assert len(reserved) >= RUNS_AHEAD and first not in reserved  # ready for the next suggestions
     second = runs("trial-2", {"train.lr": 0.06})
     assert second in reserved  # taken from the reserve, not created while Tune waits
-    assert shared_delivery().flush(timeout=60) == 0
+    assert shared_writer().flush(timeout=60) == 0
     assert [run.info.run_name for run in child_runs(client, parent)] == ["lr=0.05 s0", "lr=0.06 s0"]
     release_reserved_runs()
-    assert shared_delivery().flush(timeout=60) == 0  # the deletions are queued, as the end of a sweep flushes
+    assert shared_writer().flush(timeout=60) == 0  # the deletions are queued, as the end of a sweep flushes
     left = [run for run in child_runs(client, parent, kind=None)]
     assert {run.info.run_id for run in left} == {first, second}  # every unclaimed run deleted
 
@@ -83,7 +83,7 @@ def test_runs_no_trial_owns_are_deleted_at_the_end(tmp_path):
     kept = runs("kept", {"train.lr": 0.05})
     orphan = runs("orphan", {"train.lr": 0.06})
     release_reserved_runs()
-    assert shared_delivery().flush(timeout=60) == 0  # as at the end of a sweep: every write delivered first
+    assert shared_writer().flush(timeout=60) == 0  # as at the end of a sweep: every write delivered first
     assert runs.delete_orphans({kept}) == [orphan]
     assert MlflowClient(uri).get_run(orphan).info.lifecycle_stage == "deleted"
 

@@ -418,7 +418,7 @@ def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, st
 
     from xsweep.sweep.finish import finish_sweep
     from xsweep.tracking.callback import TrackingCallback
-    from xsweep.tracking.delivery import shared_delivery
+    from xsweep.tracking.writer import shared_writer
     from xsweep.tracking.runs import release_reserved_runs
 
     # Ray is done with: its shutdown, mostly waiting for its processes to exit, overlaps the
@@ -429,7 +429,7 @@ def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, st
     # Tune's records are the truth: deliver to MLflow whatever epochs it is still missing.
     if results is not None:
         TrackingCallback(runs, metric=spec.search.metric, mode=spec.search.mode).sync_results(results)
-    delivery = shared_delivery()
+    delivery = shared_writer()
     left = delivery.flush(timeout=FLUSH_TIMEOUT_S)
     if callback is not None and os.environ.get("XSWEEP_PROFILE_TRACKING") == "1":
         Path(sweep_path, "tracking_profile.json").write_text(json.dumps({

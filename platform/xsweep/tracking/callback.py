@@ -18,11 +18,11 @@ from ray import tune
 from xsweep.contract import EPOCH_KEY, FAILED, RUNNING, TrialReport, ended_status
 from xsweep.metrics import better, is_finite_number
 from xsweep.spec.trial import RUN_ID_KEY
-from xsweep.tracking.delivery import shared_delivery
 from xsweep.tracking.runs import SweepRuns
 from xsweep.tracking.tags import (
     TAG_CHECKPOINT_FALLBACK, TAG_DEVICE, TAG_HOSTNAME, TAG_NODE_IP, TAG_PEAK_FLOPS, TAG_STATUS, TAG_WORKER_PREFIX,
 )
+from xsweep.tracking.writer import shared_writer
 from xsweep.tracking.writes import end_run, upload_best_checkpoint, write_epoch, write_tags
 
 
@@ -57,7 +57,7 @@ class TrackingCallback(tune.Callback):
         self._init_transient()
 
     def _init_transient(self) -> None:
-        self.delivery = shared_delivery()
+        self.delivery = shared_writer()
         self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
         self._tagged: set = set()  # run ids (and (run id, fallback) pairs) already tagged
         self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)

@@ -15,7 +15,6 @@ import time
 from typing import Callable
 
 from xsweep.tracking.store import auth_problem
-from xsweep.tracking.writer import TrackingWriter
 
 log = logging.getLogger("xsweep.tracking")
 
@@ -98,18 +97,3 @@ def retry(what: str, call: Callable[[], object], *, deadline_s: float) -> object
             log.warning("tracking: %s failed (%s); retrying in %.1f s", what, _short(exc), backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
-
-
-_shared: TrackingWriter | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_delivery() -> TrackingWriter:
-    """The driver's one tracking writer (writer.py), started on first use: every tracking write of a
-    process goes through it in order, so flushing it at the end of a sweep covers callbacks Tune
-    restored from its pickles."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = TrackingWriter()
-        return _shared

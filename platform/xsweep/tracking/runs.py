@@ -25,13 +25,14 @@ from typing import Callable
 
 from mlflow.tracking import MlflowClient
 
-from xsweep.tracking.delivery import retry, shared_delivery
+from xsweep.tracking.delivery import retry
 from xsweep.tracking.provenance import MLFLOW_GIT_COMMIT, PACKAGES_ARTIFACT, installed_packages, packages_text
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
     TAG_ABLATION, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SPEC_SHA256, TAG_STATUS,
     TAG_STORAGE_PATH, TAG_SWEEP_PATH, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VERSION_PREFIX,
 )
+from xsweep.tracking.writer import shared_writer
 from xsweep.tracking.writes import claim_run, create_reserved_run, delete_run, flatten, log_params
 
 # How long opening a trial's run may wait for an absent server before the sweep gives up.
@@ -97,7 +98,7 @@ class ReservedRuns:
         self._coming: collections.deque[Future] = collections.deque(self._reserve_one() for _ in range(ahead))
 
     def _reserve_one(self) -> Future:
-        return shared_delivery().call("reserving a trial run", partial(
+        return shared_writer().call("reserving a trial run", partial(
             retry, "reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S))
 
     def take(self) -> str | None:
@@ -125,7 +126,7 @@ class ReservedRuns:
     def _discard(self, future: Future) -> None:
         if future.exception() is None:
             run_id = future.result()
-            shared_delivery().submit(f"deleting the unclaimed run {run_id}", partial(self._delete, run_id))
+            shared_writer().submit(f"deleting the unclaimed run {run_id}", partial(self._delete, run_id))
 
 
 _reserves: list[ReservedRuns] = []  # every reserve of this process (a resumed searcher has its own)
@@ -183,7 +184,7 @@ class SweepRuns:
         run_id = self._reserve.take() or retry("opening a trial run", self._create_reserved,
                                                deadline_s=OPEN_RUN_DEADLINE_S)
         opened[trial_id] = run_id
-        shared_delivery().submit(f"the run of trial {trial_id}", partial(
+        shared_writer().submit(f"the run of trial {trial_id}", partial(
             claim_run, self.uri, run_id, trial_id=trial_id, tune_config=tune_config, base_config=self.base_config,
             git_commit=getattr(self, "git_commit", None)))
         return run_id

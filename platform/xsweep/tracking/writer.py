@@ -170,6 +170,21 @@ class TrackingWriter:
                 future.set_exception(RuntimeError("the tracking writer process has ended"))
 
 
+_shared: TrackingWriter | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_writer() -> TrackingWriter:
+    """The driver's one tracking writer, started on first use: every tracking write of a process
+    goes through it in order, so flushing it at the end of a sweep covers callbacks Tune restored
+    from its pickles."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = TrackingWriter()
+        return _shared
+
+
 # ---- the writer process ----------------------------------------------------------------------
 class _ForwardLogs(logging.Handler):
     """The writer's log lines go to the driver, which logs them where its own lines go."""
