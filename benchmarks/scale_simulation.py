@@ -599,6 +599,8 @@ def comparison(args, stock: dict, ours: dict) -> list[str]:
 
 def write_report(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open, server_rate,
                  server_open, server_note, ckpt) -> None:
+    from xsweep.tracking.runs import RUNS_AHEAD
+
     t = {**tune_out["cluster"], **tune_out["xsweep"]}
     suggest = t["suggest_ms"]
     n = t["trials_ok"]
@@ -705,7 +707,7 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
         f"tracking writer process sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
         "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs the writer "
-        "reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of 8 is "
+        f"reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of {RUNS_AHEAD} is "
         "drained by opens this fast each waits for a creation; a sweep's suggestions, spaced by trial starts, "
         "find the reserve full (section 1's `suggest` times).",
         "",
