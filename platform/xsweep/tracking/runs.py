@@ -80,10 +80,8 @@ def _versions() -> dict[str, str]:
     return {f"{TAG_VERSION_PREFIX}{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
 
 
-# Trial runs created ahead of need, so that `suggest` does not wait for the writer's round trip:
-# with 8, a simulated 16-slot sweep started trials at 0.41x stock Ray Tune; with 64, at 0.99x
-# (docs/SCALING.md section 0). The unclaimed ones are deleted at the end of the sweep.
-RUNS_AHEAD = 64
+# Trial runs created ahead of need: enough for a burst of suggestions when a sweep starts.
+RUNS_AHEAD = 8
 
 
 class ReservedRuns:
