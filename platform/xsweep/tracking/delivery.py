@@ -47,10 +47,8 @@ class Delivery:
 
     def flush(self, *, timeout: float) -> int:
         """Wait until every queued write is delivered or `timeout` passes; returns how many are left."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending and time.monotonic() < deadline:
-                self._lock.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            self._lock.wait_for(lambda: not self._pending, timeout=timeout)
             return self._pending
 
     def _loop(self) -> None:

@@ -23,7 +23,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
@@ -98,10 +97,8 @@ class TrackingWriter:
 
     def flush(self, *, timeout: float) -> int:
         """Wait until every queued write is delivered or `timeout` passes; returns how many are left."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending and not self._gone and time.monotonic() < deadline:
-                self._lock.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            self._lock.wait_for(lambda: not self._pending or self._gone, timeout=timeout)
             return self._pending
 
     def close(self, timeout: float = 5.0) -> None:
