@@ -3,6 +3,7 @@ pruned, diverged trials as failed (real Optuna, Ray's OptunaSearch; no Ray runti
 
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 
 import optuna
@@ -120,3 +121,19 @@ def test_a_trial_that_ran_its_own_searched_epochs_is_complete_not_pruned():
     ran = [t for t in _study(searcher).trials if "duplicate_of" not in t.user_attrs]
     assert [t.state for t in ran] == [optuna.trial.TrialState.COMPLETE] * 2
     assert sorted(t.params["train.epochs"] for t in ran) == [2, 6]
+
+
+def test_a_grid_trial_that_diverges_while_the_rest_of_the_grid_runs_is_told_as_failed():
+    """Optuna's GridSampler stops the study once no grid point is left unvisited, and Study.stop
+    raises outside Optuna's own optimize loop: a grid sweep whose whole grid was running when one
+    trial diverged lost that trial's outcome (seen in CI, the diverging-trial end-to-end test)."""
+    spec = load_spec_text("name: grid-test\ntrain: {epochs: 4}\nsearch: {algorithm: grid, num_samples: 2, "
+                          "max_concurrent: 2, space: {train.lr: {choice: [0.05, 1000.0]}}}\n", source="spec.yaml")
+    searcher = build_searcher(spec, open_run=lambda trial_id, config: f"run-{trial_id}")
+    by_lr = {searcher.suggest(t)["train.lr"]: t for t in ("a", "b")}  # both grid points running
+    _finish(searcher, by_lr[1000.0], accuracy=float("nan"), epoch=1, diverged=True)
+    _finish(searcher, by_lr[0.05], accuracy=0.8)
+    states = {t.params["train.lr"]: t.state for t in _study(searcher).trials}
+    assert states == {0.05: optuna.trial.TrialState.COMPLETE, 1000.0: optuna.trial.TrialState.FAIL}
+    assert searcher.suggest("c") == Searcher.FINISHED
+    assert pickle.loads(pickle.dumps(searcher.inner)).suggest("d") == Searcher.FINISHED  # `xsweep resume`

@@ -54,10 +54,10 @@ def _random(spec: Spec):
 
 
 def _grid(spec: Spec):
-    import optuna
+    from xsweep.sweep.grid import TuneGridSampler
 
     grid = {path: list(entry.values) for path, entry in spec.search.space.items()}
-    return optuna.samplers.GridSampler(grid, seed=spec.search.seed)
+    return TuneGridSampler(grid, seed=spec.search.seed)
 
 
 def _gp(spec: Spec):
