@@ -228,9 +228,30 @@ def still_running(processes: list[tuple[int, str]]) -> list[int]:
     return running
 
 
-def listening_ports(ports: set[int]) -> set[int]:
-    """Which of these TCP ports something on this machine listens on (any address, v4 or v6)."""
-    found = set()
+def _socket_holders() -> dict[str, str]:
+    """Socket inode -> "pid command line" of a process holding it (what /proc lets us read)."""
+    holders = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                holders.setdefault(target[8:-1], f"{pid} {command[:160].strip()}")
+    return holders
+
+
+def listening_ports(ports: set[int]) -> dict[int, str]:
+    """Which of these TCP ports something on this machine listens on (any address, v4 or v6), each
+    with the process holding it ("pid command line", or "?" when /proc does not say)."""
+    found = {}
+    holders = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -241,7 +262,8 @@ def listening_ports(ports: set[int]) -> set[int]:
             if fields[3] == "0A":  # TCP_LISTEN
                 port = int(fields[1].rpartition(":")[2], 16)
                 if port in ports:
-                    found.add(port)
+                    holders = holders if holders is not None else _socket_holders()
+                    found[port] = holders.get(fields[9], "?")
     return found
 
 

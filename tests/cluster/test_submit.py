@@ -123,7 +123,7 @@ def ray_cluster():
         left = listening_ports(ray.ports)
         shutil.rmtree(folder, ignore_errors=True)
     assert not survivors, f"processes of the cluster still running: {survivors}"
-    assert not left, f"ports of the cluster still listened on: {sorted(left)}"
+    assert not left, f"ports of the cluster still listened on (port: pid command): {left}"
 
 
 @pytest.fixture(scope="module")
