@@ -14,6 +14,7 @@ from typing import Any
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from xsweep.contract import PENDING
 from xsweep.metrics import ACCURACY
@@ -50,21 +51,22 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def log_batches(client: MlflowClient, run_id: str, *, params: dict | None = None, tags: dict | None = None) -> None:
+    """Params and tags in as few log_batch requests as MLflow's limits allow (each request is one
+    transaction, and one round trip to the server)."""
+    params = [Param(k, "None" if v is None else str(v)) for k, v in (params or {}).items()]
+    tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for start in range(0, max(len(params), len(tags)), MLFLOW_BATCH_LIMIT):
+        client.log_batch(run_id, params=params[start:start + MLFLOW_BATCH_LIMIT],
+                         tags=tags[start:start + MLFLOW_BATCH_LIMIT])
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
-    items = [Param(k, "None" if v is None else str(v)) for k, v in params.items()]
-    for chunk in _chunks(items, MLFLOW_BATCH_LIMIT):
-        client.log_batch(run_id, params=chunk)
+    log_batches(client, run_id, params=params)
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict) -> None:
-    items = [RunTag(k, str(v)) for k, v in tags.items()]
-    for chunk in _chunks(items, MLFLOW_BATCH_LIMIT):
-        client.log_batch(run_id, tags=chunk)
+    log_batches(client, run_id, tags=tags)
 
 
 def write_tags(uri: str, run_id: str, tags: dict) -> None:
@@ -79,13 +81,14 @@ def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int
     if epoch in logged:
         return  # already in MLflow (a retried or re-synced epoch): never log a step twice
     ts = timestamp or int(time.time() * 1000)
-    # The epoch's system samples first, its metrics last, so that the epoch counts as logged
-    # (its val_accuracy is there) only once all of it is. A retry after a partial write sends
-    # identical samples again, which MLflow's log_batch skips.
-    samples = [MlflowMetric(*sample) for sample in system]
-    for start in range(0, len(samples), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=samples[start:start + MAX_METRICS_PER_BATCH])
-    client.log_batch(run_id, metrics=[MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()])
+    # One request when it fits (MLflow writes a batch in one transaction). Whatever the split,
+    # val_accuracy goes last: the epoch counts as logged once it is there, so only once all of
+    # it is. A retry after a partial write sends identical values again, which log_batch skips.
+    batch = [MlflowMetric(*sample) for sample in system]
+    batch += sorted((MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()),
+                    key=lambda metric: metric.key == ACCURACY)
+    for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=batch[start:start + MAX_METRICS_PER_BATCH])
     logged.add(epoch)
 
 
@@ -130,7 +133,6 @@ def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_c
 
     client = client_for(uri)
     config = resolve_trial_config(base_config, tune_config)
-    client.update_run(run_id, name=trial_name(tune_config))
     # The data it trains on, as MLflow's dataset input (provenance.py): reproduce compares it.
     # Data that cannot be read now (moved mid-sweep) leaves the input out, not the run's tags.
     try:
@@ -139,7 +141,8 @@ def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_c
         fingerprint = None
     if fingerprint is not None:
         client.log_inputs(run_id, datasets=[dataset_input(fingerprint)])
-    set_tags(client, run_id, {
+    log_batches(client, run_id, params=flatten(config), tags={
+        MLFLOW_RUN_NAME: trial_name(tune_config),  # MLflow renames the run from this tag
         TAG_KIND: TRIAL_KIND,
         TAG_TRIAL_ID: trial_id,
         TAG_SEARCHED: json.dumps(sampled_params(tune_config), sort_keys=True),
@@ -151,4 +154,5 @@ def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_c
         **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
            if PHASE_KEY in tune_config else {}),
     })
-    log_params(client, run_id, flatten(config))
+    with _lock:  # a reserved run has no metrics: its first epoch need not ask MLflow which it has
+        _logged_steps.setdefault(run_id, set())
