@@ -599,7 +599,7 @@ def comparison(args, stock: dict, ours: dict) -> list[str]:
 
 def write_report(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open, server_rate,
                  server_open, server_note, ckpt) -> None:
-    from xsweep.tracking.runs import RUNS_AHEAD
+    from xsweep.tracking.runs import runs_ahead
 
     t = {**tune_out["cluster"], **tune_out["xsweep"]}
     suggest = t["suggest_ms"]
@@ -638,7 +638,9 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         f"({t['trial_s']:.1f} s per trial). Searcher: xsweep's own (`build_searcher`: Optuna TPE behind Ray's "
         f"OptunaSearch, seed 0) over lr loguniform x residual x activation; FIFO scheduler; "
         f"{args.concurrency} trials at a time (`max_concurrent_trials`), `reuse_actors={args.reuse_actors}`; "
-        "MLflow tracking to a sqlite store, as a sweep has (its write rates are in section 3).",
+        "MLflow tracking to a sqlite store, as a sweep has (its write rates are in section 3), with "
+        f"{runs_ahead(trials=args.trials, concurrent=args.concurrency)} trial runs reserved ahead "
+        "(`tracking/runs.py` runs_ahead).",
         "",
         f"Scaled down: **{args.concurrency} concurrent trials, not 64**: each running trial is a Ray worker "
         f"process on this 2-core machine shared with other work. "
@@ -707,7 +709,8 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
         f"tracking writer process sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
         "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs the writer "
-        f"reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of {RUNS_AHEAD} is "
+        f"reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of "
+        f"{runs_ahead(trials=args.open_runs, concurrent=1)} (one trial at a time) is "
         "drained by opens this fast each waits for a creation; a sweep's suggestions, spaced by trial starts, "
         "find the reserve full (section 1's `suggest` times).",
         "",

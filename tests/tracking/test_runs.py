@@ -16,15 +16,22 @@ from xsweep.spec import load_spec
 from xsweep.spec.trial import REPEAT_KEY
 from xsweep.tracking.writer import shared_writer
 from xsweep.tracking.query import child_runs
-from xsweep.tracking.runs import RUNS_AHEAD, fluent_tracking_to, release_reserved_runs, start_sweep
+from xsweep.tracking.runs import fluent_tracking_to, release_reserved_runs, start_sweep
 from xsweep.tracking.writes import MLFLOW_BATCH_LIMIT, flatten, log_params
 
 
-def _sweep(tmp_path):
+def _sweep(tmp_path, *overrides: str):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    spec = load_spec(SPECS / "smoke.yaml")
+    spec = load_spec(SPECS / "smoke.yaml", overrides=overrides)
     return spec, uri, start_sweep(spec, uri=uri, sweep_path=str(tmp_path / "results" / "smoke-1"),
                                   ray_address="embedded (127.0.0.1)")
+
+
+def _wait_for_reserved(client, parent, count: int) -> set[str]:
+    deadline = time.monotonic() + 60
+    while len(child_runs(client, parent, kind="reserved")) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {run.info.run_id for run in child_runs(client, parent, kind="reserved")}
 
 
 def test_the_parent_run_holds_the_spec_and_its_provenance(tmp_path):
@@ -59,15 +66,13 @@ def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
 
 
 def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end(tmp_path):
-    _, uri, runs = _sweep(tmp_path)
+    # 16 trials at a time: four rounds of them (64) reserved ahead, so that a round's starts wait on nobody.
+    _, uri, runs = _sweep(tmp_path, "search.num_samples=200", "search.max_concurrent=16")
     client = MlflowClient(uri)
     parent = client.get_run(runs.parent_run_id)
     first = runs("trial-1", {"train.lr": 0.05})
-    deadline = time.monotonic() + 60
-    while len(child_runs(client, parent, kind="reserved")) < RUNS_AHEAD and time.monotonic() < deadline:
-        time.sleep(0.1)
-    reserved = {run.info.run_id for run in child_runs(client, parent, kind="reserved")}
-    assert len(reserved) >= RUNS_AHEAD and first not in reserved  # ready for the next suggestions
+    reserved = _wait_for_reserved(client, parent, 64)
+    assert len(reserved) == 64 and first not in reserved  # ready for the next suggestions
     second = runs("trial-2", {"train.lr": 0.06})
     assert second in reserved  # taken from the reserve, not created while Tune waits
     assert shared_writer().flush(timeout=60) == 0
@@ -76,6 +81,26 @@ def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end
     assert shared_writer().flush(timeout=60) == 0  # the deletions are queued, as the end of a sweep flushes
     left = [run for run in child_runs(client, parent, kind=None)]
     assert {run.info.run_id for run in left} == {first, second}  # every unclaimed run deleted
+
+
+def test_a_sweep_reserves_no_more_runs_than_it_has_trials(tmp_path):
+    """Nothing to delete at the end of a sweep that ran all its trials: MLflow's trash stays empty."""
+    from mlflow.entities import ViewType
+
+    spec, uri, runs = _sweep(tmp_path)  # the smoke sweep: 4 trials
+    client = MlflowClient(uri)
+    parent = client.get_run(runs.parent_run_id)
+    opened = [runs(f"trial-{i}", {"train.lr": 0.01 * i}) for i in range(1, spec.total_trials() + 1)]
+    assert shared_writer().flush(timeout=60) == 0
+    assert child_runs(client, parent, kind="reserved") == []  # every reserved run was claimed
+    # One more than it planned (a resumed sweep's count is an upper bound): made when needed.
+    opened.append(runs("one-more", {"train.lr": 0.2}))
+    release_reserved_runs()
+    assert shared_writer().flush(timeout=60) == 0
+    trial_runs = [run.info.run_id for run in child_runs(client, parent)]
+    assert len(trial_runs) == len(opened) and set(trial_runs) == set(opened)
+    deleted = client.search_runs([parent.info.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert deleted == []
 
 
 def test_runs_no_trial_owns_are_deleted_at_the_end(tmp_path):

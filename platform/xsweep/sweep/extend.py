@@ -66,11 +66,11 @@ def extend_sweep(name_or_path: str, *, overrides: list[str], address: str | None
 
     from xsweep.sweep.searcher import build_searcher
     from xsweep.tracking.query import child_runs
-    from xsweep.tracking.runs import SweepRuns
+    from xsweep.tracking.runs import SweepRuns, reserve_of
 
     version = before["version"] + 1
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
-                     base_config=spec.base_trial_config(), version=version)
+                     base_config=spec.base_trial_config(), version=version, **reserve_of(spec))
     if old.ablation is not None:
         return _extend_ablation(old, spec, record, storage=storage, sweep=sweep, overrides=overrides, runs=runs,
                                 earlier={"counts": _counts(parent), "best": _best_so_far(client, parent, spec)},

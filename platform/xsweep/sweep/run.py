@@ -119,7 +119,7 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     from xsweep import compat
     from xsweep.sweep.console import ConsoleCallback, first_lines
     from xsweep.sweep.output import keep_log, log_path
-    from xsweep.tracking.runs import SweepRuns
+    from xsweep.tracking.runs import SweepRuns, reserve_of
 
     workdir = str(Path(workdir or os.getcwd()).resolve())
     storage, sweep = locate_sweep(name_or_path, workdir=workdir, endpoint_url=endpoint_url)
@@ -154,7 +154,7 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
             raise
         raise _saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
-                     base_config=spec.base_trial_config(), version=version["version"])
+                     base_config=spec.base_trial_config(), version=version["version"], **reserve_of(spec))
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
     if spec.ablation is not None and not confirming:
         next_phase = _confirmation(spec, storage=storage, sweep=sweep, runs=runs, record=record,

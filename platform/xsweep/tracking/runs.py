@@ -80,8 +80,24 @@ def _versions() -> dict[str, str]:
     return {f"{TAG_VERSION_PREFIX}{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
 
 
-# Trial runs created ahead of need: enough for a burst of suggestions when a sweep starts.
+# Trial runs created ahead of need when the sweep's size is not known (runs_ahead says how many otherwise).
 RUNS_AHEAD = 8
+
+
+def runs_ahead(*, trials: int, concurrent: int) -> int:
+    """How many trial runs a sweep reserves ahead: four rounds of the trials it runs at once, from 8
+    to 64, and never more than it has trials. Trials that end together start their successors in a
+    burst, each taking a reserved run while the writer makes the next ones; with 8 for 16 trials at
+    a time, a simulated 64-GPU sweep started trials at 0.41x the stock rate, waiting on the writer
+    inside suggest, and with 64 at 0.99x (docs/SCALING.md)."""
+    return min(trials, max(8, min(64, 4 * concurrent)))
+
+
+def reserve_of(spec) -> dict:
+    """SweepRuns' reserve for a sweep spec: how many runs ahead, and how many in all: its trials (for
+    a resumed or extended sweep an upper bound; past it, a run is made when a trial needs one)."""
+    trials = spec.total_trials()
+    return {"ahead": runs_ahead(trials=trials, concurrent=spec.search.max_concurrent), "most": trials}
 
 
 class ReservedRuns:
@@ -90,24 +106,32 @@ class ReservedRuns:
     waiting for the tracking server (48-107 ms a trial before, docs/SCALING.md). A reserved run is
     tagged xsweep.kind=reserved, which every query of trials leaves out, until a trial claims it."""
 
-    def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = RUNS_AHEAD) -> None:
+    def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = RUNS_AHEAD,
+                 most: int | None = None) -> None:
         # `create()` makes a run and `delete(run_id)` deletes one: both picklable, they run in the writer.
         self._create, self._delete = create, delete
         self._lock = threading.Lock()
         self._closed = False
-        self._coming: collections.deque[Future] = collections.deque(self._reserve_one() for _ in range(ahead))
+        self._left = most  # runs it may still reserve (None: no end), so a sweep leaves none unclaimed
+        self._coming: collections.deque[Future] = collections.deque()
+        for _ in range(ahead):
+            self._reserve_one()
 
-    def _reserve_one(self) -> Future:
-        return shared_writer().call("reserving a trial run", partial(
-            retry, "reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S))
+    def _reserve_one(self) -> None:
+        if self._left is not None:
+            if self._left == 0:
+                return
+            self._left -= 1
+        self._coming.append(shared_writer().call("reserving a trial run", partial(
+            retry, "reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)))
 
     def take(self) -> str | None:
-        """A reserved run, or None when none could be made (the caller then makes one, and says why)."""
+        """A reserved run, or None when none could be made or none is left (the caller then makes one)."""
         with self._lock:
-            if self._closed:
-                return None
+            if self._closed or not self._coming:
+                return None  # closed, or every run it was to reserve is taken
             future = self._coming.popleft()
-            self._coming.append(self._reserve_one())
+            self._reserve_one()
         try:
             return future.result()
         except Exception:  # noqa: BLE001 - the writer gave up on the server, or has ended
@@ -141,8 +165,10 @@ def release_reserved_runs() -> None:
 class SweepRuns:
     """The sweep's parent run and the opening of its child runs. Picklable (Tune pickles it)."""
 
-    def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict, version: int = 1):
+    def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict, version: int = 1,
+                 ahead: int = RUNS_AHEAD, most: int | None = None):
         self.uri = uri
+        self.reserve = {"ahead": ahead, "most": most}  # trial runs to reserve ahead, and in all (reserve_of)
         self.version = version  # of the sweep (xsweep extend): tagged on every child run it opens
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -179,7 +205,8 @@ class SweepRuns:
         if trial_id in opened:
             return opened[trial_id]
         if getattr(self, "_reserve", None) is None:
-            self._reserve = ReservedRuns(self._create_reserved, partial(delete_run, self.uri))
+            self._reserve = ReservedRuns(self._create_reserved, partial(delete_run, self.uri),
+                                         **getattr(self, "reserve", {}))
             _reserves.append(self._reserve)
         run_id = self._reserve.take() or retry("opening a trial run", self._create_reserved,
                                                deadline_s=OPEN_RUN_DEADLINE_S)
@@ -252,4 +279,5 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         Path(tmp, "spec.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         client.log_artifacts(run_id, tmp, artifact_path="spec")
     client.log_text(run_id, packages_text(installed_packages()), PACKAGES_ARTIFACT)
-    return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id, base_config=spec.base_trial_config())
+    return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id, base_config=spec.base_trial_config(),
+                     **reserve_of(spec))
