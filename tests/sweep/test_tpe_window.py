@@ -46,3 +46,15 @@ def test_a_windowed_tpe_still_finds_the_good_region():
     lrs = sorted(t.params["train.lr"] for t in proposals)
     assert 0.02 < lrs[5] < 0.12  # the optimum is at 0.05
     assert sum(t.params["model.residual"] for t in proposals) >= 7
+
+
+def test_the_window_moves_on_as_trials_finish():
+    """The window is remembered between reads of one suggestion, never past a trial's end."""
+    sampler = WindowedTPESampler(seed=0, window=100)
+    study = _study(300, sampler=sampler)
+    before = {t.number for t in sampler._windowed(study)._get_trials(deepcopy=False)}
+    trial = study.ask(fixed_distributions=SPACE)
+    study.tell(trial, 0.5)
+    after = {t.number for t in sampler._windowed(study)._get_trials(deepcopy=False)}
+    assert len(before) == len(after) == 100
+    assert trial.number in after and trial.number not in before
