@@ -71,13 +71,13 @@ class TrackingCallback(tune.Callback):
         self._init_transient()
 
     # ---- metrics -----------------------------------------------------------------------------
-    def log_epoch(self, run_id: str, result: dict) -> None:
+    def log_epoch(self, run_id: str, result: dict, *, tags: dict | None = None) -> None:
         report = TrialReport.from_result(result)
         epoch, metrics = report.epoch, report.metrics  # every metric of xsweep.metrics, nothing else
         timestamp = int(float(result.get("timestamp", 0)) * 1000) or None
         system = _system_metrics(report.system)
         self.delivery.submit(f"metrics of epoch {epoch} for run {run_id}",
-                             partial(write_epoch, self.runs.uri, run_id, epoch, metrics, timestamp, system))
+                             partial(write_epoch, self.runs.uri, run_id, epoch, metrics, timestamp, system, tags))
 
     # ---- Tune events -------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -91,6 +91,7 @@ class TrackingCallback(tune.Callback):
         report = TrialReport.from_result(result)
         if not run_id or report is None:
             return
+        tags = None  # where the trial runs, sent with its first result's epoch (one request)
         if run_id not in self._tagged:
             self._tagged.add(run_id)
             tags = {
@@ -103,14 +104,13 @@ class TrackingCallback(tune.Callback):
             for rank, (node_id, device) in enumerate(report.workers):  # a data-parallel trial's
                 tags[f"{TAG_WORKER_PREFIX}{rank}.node_ip"] = _node_address(node_id) or ""
                 tags[f"{TAG_WORKER_PREFIX}{rank}.device"] = device
-            self.delivery.submit(f"tags of run {run_id}", partial(write_tags, self.runs.uri, run_id, tags))
         fallback = report.checkpoint_fallback
         if fallback and (run_id, fallback) not in self._tagged:
             # A damaged checkpoint was skipped on restore (trainable.restore): say so on the run.
             self._tagged.add((run_id, fallback))
             self.delivery.submit(f"checkpoint fallback tag of run {run_id}",
                                  partial(write_tags, self.runs.uri, run_id, {TAG_CHECKPOINT_FALLBACK: fallback}))
-        self.log_epoch(run_id, result)
+        self.log_epoch(run_id, result, tags=tags)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         started = time.perf_counter()

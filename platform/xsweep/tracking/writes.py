@@ -74,10 +74,16 @@ def write_tags(uri: str, run_id: str, tags: dict) -> None:
 
 
 def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int | None,
-                system: list[tuple[str, float, int, int]]) -> None:
-    """One epoch's metrics and its system samples (name, value, ms, step), each epoch once."""
+                system: list[tuple[str, float, int, int]], tags: dict | None = None) -> None:
+    """One epoch's metrics and its system samples (name, value, ms, step), each epoch once; `tags`
+    (a trial's first result sets some) go in the same request, and are set even if the epoch is not."""
     client = client_for(uri)
     logged = _steps_of(client, run_id)
+    tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    if epoch in logged or len(tags) > MLFLOW_BATCH_LIMIT:
+        for start in range(0, len(tags), MLFLOW_BATCH_LIMIT):
+            client.log_batch(run_id, tags=tags[start:start + MLFLOW_BATCH_LIMIT])
+        tags = []
     if epoch in logged:
         return  # already in MLflow (a retried or re-synced epoch): never log a step twice
     ts = timestamp or int(time.time() * 1000)
@@ -88,7 +94,8 @@ def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int
     batch += sorted((MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()),
                     key=lambda metric: metric.key == ACCURACY)
     for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=batch[start:start + MAX_METRICS_PER_BATCH])
+        last = start + MAX_METRICS_PER_BATCH >= len(batch)
+        client.log_batch(run_id, metrics=batch[start:start + MAX_METRICS_PER_BATCH], tags=tags if last else [])
     logged.add(epoch)
 
 
