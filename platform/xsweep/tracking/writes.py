@@ -79,11 +79,9 @@ def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int
     (a trial's first result sets some) go in the same request, and are set even if the epoch is not."""
     client = client_for(uri)
     logged = _steps_of(client, run_id)
-    tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    if epoch in logged or len(tags) > MLFLOW_BATCH_LIMIT:
-        for start in range(0, len(tags), MLFLOW_BATCH_LIMIT):
-            client.log_batch(run_id, tags=tags[start:start + MLFLOW_BATCH_LIMIT])
-        tags = []
+    if tags and (epoch in logged or len(tags) > MLFLOW_BATCH_LIMIT):
+        set_tags(client, run_id, tags)
+        tags = None
     if epoch in logged:
         return  # already in MLflow (a retried or re-synced epoch): never log a step twice
     ts = timestamp or int(time.time() * 1000)
@@ -93,9 +91,11 @@ def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int
     batch = [MlflowMetric(*sample) for sample in system]
     batch += sorted((MlflowMetric(key, value, ts, epoch) for key, value in metrics.items()),
                     key=lambda metric: metric.key == ACCURACY)
-    for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
-        last = start + MAX_METRICS_PER_BATCH >= len(batch)
-        client.log_batch(run_id, metrics=batch[start:start + MAX_METRICS_PER_BATCH], tags=tags if last else [])
+    size = MAX_METRICS_PER_BATCH
+    chunks = [batch[start:start + size] for start in range(0, len(batch), size)] or [[]]
+    for chunk in chunks[:-1]:
+        client.log_batch(run_id, metrics=chunk)
+    client.log_batch(run_id, metrics=chunks[-1], tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
     logged.add(epoch)
 
 
