@@ -95,6 +95,27 @@ def rss_mib() -> float:
     return float("nan")
 
 
+def cpu_busy(seconds: float) -> float:
+    """The machine's busy share of its CPU time over the next `seconds` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    (all0, idle0), _ = sample(), time.sleep(seconds)
+    all1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(all1 - all0, 1)
+
+
+def wait_until_quiet(*, busy_below: float = 0.25, longest_s: float = 180) -> tuple[float, float]:
+    """Wait until the machine's CPU is mostly idle (a freshly started cluster's nodes, or the last
+    run's trial processes, keep it busy for a while): (seconds waited, busy share when done)."""
+    started = time.time()
+    busy = cpu_busy(3)
+    while busy >= busy_below and time.time() - started < longest_s:
+        busy = cpu_busy(3)
+    return time.time() - started, busy
+
+
 def quantile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -208,8 +229,12 @@ def run_tune(args, work: Path) -> dict:
         out["cluster"]["alive_nodes"] = len(nodes)
         out["cluster"]["fake_gpus"] = sum(n["Resources"].get("fake_gpu", 0) for n in nodes)
         for system in args.systems:
-            print(f"  {SYSTEMS[system]} ...", flush=True)
+            # Each system starts on a quiet machine: measured right after the cluster came up,
+            # the first of them ran at less than half its rate in some runs (docs/SCALING.md).
+            waited, busy = wait_until_quiet()
+            print(f"  {SYSTEMS[system]} (after {waited:.0f} s for a quiet CPU, {busy:.0%} busy) ...", flush=True)
             out[system] = tune_once(args, work, system)
+            out[system]["quiet_wait_s"], out[system]["busy_at_start"] = waited, busy
             print("  " + json.dumps({k: v for k, v in out[system].items()
                                      if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
     finally:
@@ -579,6 +604,9 @@ def comparison(args, stock: dict, ours: dict) -> list[str]:
          statistics.median(ours["suggest_ms"]) / statistics.median(stock["suggest_ms"]), ""),
         ("`tuner.fit` wall time (s)", f"{stock['fit_wall_s']:.0f}", f"{ours['fit_wall_s']:.0f}",
          ours["fit_wall_s"] / stock["fit_wall_s"], ""),
+        ("machine CPU busy when `fit` began (seconds waited for it to settle)",
+         f"{stock.get('busy_at_start', float('nan')):.0%} ({stock.get('quiet_wait_s', 0):.0f} s)",
+         f"{ours.get('busy_at_start', float('nan')):.0%} ({ours.get('quiet_wait_s', 0):.0f} s)", None, ""),
         ("trials started / finished", f"{stock['trials_ok']} / {stock['trials_finished']}",
          f"{ours['trials_ok']} / {ours['trials_finished']}", None, ""),
     ]
@@ -613,7 +641,7 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
     tpe_by_n = {row[0]: row[1] for row in tpe}
     # TPE's cost per suggestion grows about linearly with the finished trials: a line through the two
     # largest measured sizes, floored at the smallest measurement, summed over a 10,000-trial sweep.
-    (n_a, c_a), (n_b, c_b) = (sorted(tpe_by_n.items()) * 2)[-2:] if len(tpe_by_n) == 1 else sorted(tpe_by_n.items())[-2:]
+    (n_a, c_a), (n_b, c_b) = (sorted(tpe_by_n.items()) * 2)[-2:]  # one size measured: a flat line
     slope = (c_b - c_a) / (n_b - n_a) if n_b != n_a else 0.0
 
     def tpe_ms(k: int) -> float:
