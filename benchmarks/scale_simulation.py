@@ -228,22 +228,31 @@ def run_tune(args, work: Path) -> dict:
             raise SystemExit(f"refusing to go on: nodes came up on {addresses}, not {LOOPBACK} only")
         out["cluster"]["alive_nodes"] = len(nodes)
         out["cluster"]["fake_gpus"] = sum(n["Resources"].get("fake_gpu", 0) for n in nodes)
-        for system in args.systems:
-            # Each system starts on a quiet machine: measured right after the cluster came up,
-            # the first of them ran at less than half its rate in some runs (docs/SCALING.md).
-            waited, busy = wait_until_quiet()
-            print(f"  {SYSTEMS[system]} (after {waited:.0f} s for a quiet CPU, {busy:.0%} busy) ...", flush=True)
-            out[system] = tune_once(args, work, system)
-            out[system]["quiet_wait_s"], out[system]["busy_at_start"] = waited, busy
-            print("  " + json.dumps({k: v for k, v in out[system].items()
-                                     if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
+        # Rates on this shared machine swing between runs with nothing changed (stock 3.1-10.3
+        # starts/s, xsweep 2.5-9.9 on 2026-12-02, whichever ran first): the systems alternate over
+        # rounds, every round is reported, and each system is compared by its best round.
+        out["rounds"] = []
+        for round_number in range(1, args.rounds + 1):
+            for system in args.systems:
+                waited, busy = wait_until_quiet()  # each run starts on a quiet machine
+                print(f"  round {round_number}: {SYSTEMS[system]} (after {waited:.0f} s for a quiet CPU, "
+                      f"{busy:.0%} busy) ...", flush=True)
+                result = tune_once(args, work, system, name=f"{system}-{round_number}")
+                result["quiet_wait_s"], result["busy_at_start"] = waited, busy
+                print("  " + json.dumps({k: v for k, v in result.items()
+                                         if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
+                out["rounds"].append({"round": round_number, "system": system, **{
+                    key: result.get(key) for key in ("start_rate_mid", "driver_cpu_s", "writer_cpu_with_flush_s",
+                                                     "trials_ok", "busy_at_start")}})
+                if system not in out or result["start_rate_mid"] > out[system]["start_rate_mid"]:
+                    out[system] = result | {"round": round_number}
     finally:
         ray.shutdown()
         cluster.shutdown()
     return out
 
 
-def tune_once(args, work: Path, system: str) -> dict:
+def tune_once(args, work: Path, system: str, *, name: str) -> dict:
     from ray import tune
 
     from xsweep.spec import load_spec_text
@@ -257,7 +266,7 @@ def tune_once(args, work: Path, system: str) -> dict:
                                             reports=args.reports), source="scale.yaml")
     callbacks = []
     if system == "xsweep":
-        runs = start_sweep(spec, uri=f"sqlite:///{work / 'tracking.db'}", sweep_path=str(work / "tune" / system),
+        runs = start_sweep(spec, uri=f"sqlite:///{work / 'tracking.db'}", sweep_path=str(work / "tune" / name),
                            ray_address="simulated cluster")
         searcher = make_searcher(spec, runs, args.reports, args.sleep)
         callbacks = [TrackingCallback(runs, metric="val_accuracy", mode="max")]
@@ -271,7 +280,7 @@ def tune_once(args, work: Path, system: str) -> dict:
             max_concurrent_trials=args.concurrency, reuse_actors=args.reuse_actors,
             time_budget_s=args.time_budget,
         ),
-        run_config=tune.RunConfig(name=system, storage_path=str(work / "tune"), verbose=0, callbacks=callbacks),
+        run_config=tune.RunConfig(name=name, storage_path=str(work / "tune"), verbose=0, callbacks=callbacks),
     )
     rss_before = rss_mib()
     samples: list[tuple[float, float, int, float]] = []  # (time, driver RSS MiB, trials suggested, load 1 min)
@@ -523,6 +532,7 @@ def mib(n: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each system, alternated")
     parser.add_argument("--nodes", type=int, default=8)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=16,
@@ -579,7 +589,7 @@ def main() -> None:
                  server_rate, server_open, server_note, ckpt)
 
 
-def comparison(args, stock: dict, ours: dict) -> list[str]:
+def comparison(args, stock: dict, ours: dict, rounds: list[dict]) -> list[str]:
     """Section 1's head: the two systems side by side, with #15's targets."""
     def cpu_ms(t, key="driver_cpu_s"):
         return 1000 * t[key] / max(t["trials_ok"], 1)
@@ -611,8 +621,11 @@ def comparison(args, stock: dict, ours: dict) -> list[str]:
          f"{ours['trials_ok']} / {ours['trials_finished']}", None, ""),
     ]
     lines = [
-        f"Both systems in this one run, one after the other ({', '.join(args.systems)}), on the same simulated "
-        f"cluster, the same sleeping trainable and space, {args.trials} trials, {args.concurrency} at a time:",
+        f"Both systems in this one run, alternated ({', '.join(args.systems)}) over {args.rounds} round(s), on the "
+        f"same simulated cluster, the same sleeping trainable and space, {args.trials} trials, {args.concurrency} at "
+        "a time. Each system is compared by its best round (stock's was round "
+        f"{stock.get('round', 1)}, xsweep's round {ours.get('round', 1)}): on this shared machine a run's rate swings "
+        "between runs with nothing changed, and the swings only ever slow a run down:",
         "",
         *[f"- **{name}**: {text}" for name, text in SYSTEMS.items()],
         "",
@@ -622,6 +635,17 @@ def comparison(args, stock: dict, ours: dict) -> list[str]:
         "",
         f"xsweep's tracking: {ours.get('tracking_left', 0)} writes left undelivered at the end, "
         f"{ours.get('tracking_flush_s', 0):.1f} s to flush the tracking writer's queue after `fit` returned.",
+        "",
+        "Every round, in the order run:",
+        "",
+        "| round | system | trials started per second (middle 80 %) | driver CPU per trial (ms) | "
+        "writer CPU per trial (ms) | CPU busy at the start |",
+        "|---|---|---|---|---|---|",
+        *[f"| {r['round']} | {r['system']} | {r['start_rate_mid']:.2f} | "
+          f"{1000 * r['driver_cpu_s'] / max(r['trials_ok'], 1):.0f} | "
+          + (f"{1000 * r['writer_cpu_with_flush_s'] / max(r['trials_ok'], 1):.0f}"
+             if r.get("writer_cpu_with_flush_s") is not None else "none")
+          + f" | {r['busy_at_start']:.0%} |" for r in rounds],
         "",
     ]
     return lines
@@ -658,8 +682,8 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         "",
         "## 1. Ray Tune driver on a simulated cluster",
         "",
-        *(comparison(args, tune_out["stock"], tune_out["xsweep"]) if "stock" in tune_out else []),
-        "The xsweep run in detail:",
+        *(comparison(args, tune_out["stock"], tune_out["xsweep"], tune_out["rounds"]) if "stock" in tune_out else []),
+        "The xsweep run in detail (its best round):",
         "",
         f"`ray.cluster_utils.Cluster`: {t['alive_nodes']} Ray nodes on this machine, every one on {LOOPBACK} "
         f"(checked from `ray.nodes()`), {args.gpus_per_node} custom `fake_gpu` per node ({t['fake_gpus']:g} in "
