@@ -228,22 +228,33 @@ def still_running(processes: list[tuple[int, str]]) -> list[int]:
     return running
 
 
+def _socket_inodes(pid: int | str) -> list[str]:
+    """The inodes of the sockets a process holds (none if it is gone or not ours to read)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    inodes = []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.append(target[8:-1])
+    return inodes
+
+
 def _socket_holders() -> dict[str, str]:
     """Socket inode -> "pid command line" of a process holding it (what /proc lets us read)."""
     holders = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                holders.setdefault(target[8:-1], f"{pid} {command[:160].strip()}")
+        for inode in _socket_inodes(pid):
+            holders.setdefault(inode, f"{pid} {command[:160].strip()}")
     return holders
 
 
@@ -277,19 +288,7 @@ def _decode_address(hex_address: str) -> str:
 
 def listening_addresses(pids: list[int]) -> set[str]:
     """The local addresses ("ip:port") these processes hold TCP listening sockets on."""
-    inodes = set()
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+    inodes = {inode for pid in pids for inode in _socket_inodes(pid)}
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
