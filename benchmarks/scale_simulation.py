@@ -194,8 +194,9 @@ def make_stock_searcher(spec, reports, sleep):
 
 
 SYSTEMS = {
-    "stock": "stock Ray Tune: OptunaSearch (Optuna TPE), no tracking",
-    "xsweep": "xsweep: its searcher (TPE, deduplication, a run per trial) and MLflow tracking to sqlite",
+    "stock": "stock Ray Tune: OptunaSearch (Optuna TPE), no tracking, Tune's default result loggers",
+    "xsweep": "xsweep: its searcher (TPE, deduplication, a run per trial), MLflow tracking to sqlite, and Tune's "
+              "result loggers as a sweep has them (CSV and JSON, not TensorBoard: sweep/run.py)",
 }
 
 
@@ -254,6 +255,7 @@ def run_tune(args, work: Path) -> dict:
 
 def tune_once(args, work: Path, system: str, *, name: str) -> dict:
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from xsweep.spec import load_spec_text
     from xsweep.tracking.callback import TrackingCallback
@@ -269,9 +271,12 @@ def tune_once(args, work: Path, system: str, *, name: str) -> dict:
         runs = start_sweep(spec, uri=f"sqlite:///{work / 'tracking.db'}", sweep_path=str(work / "tune" / name),
                            ray_address="simulated cluster")
         searcher = make_searcher(spec, runs, args.reports, args.sleep)
-        callbacks = [TrackingCallback(runs, metric="val_accuracy", mode="max")]
+        callbacks = [TrackingCallback(runs, metric="val_accuracy", mode="max"), CSVLoggerCallback(),
+                     JsonLoggerCallback()]
     else:
         searcher = make_stock_searcher(spec, args.reports, args.sleep)
+    # Tune adds its default loggers (TensorBoard's among them) unless told not to; a sweep is told.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1" if system == "xsweep" else "0"
     trainable = tune.with_resources(sleeper, {"cpu": 0, "fake_gpu": 1})
     tuner = tune.Tuner(
         trainable,
