@@ -230,7 +230,7 @@ def run_tune(args, work: Path) -> dict:
         out["cluster"]["alive_nodes"] = len(nodes)
         out["cluster"]["fake_gpus"] = sum(n["Resources"].get("fake_gpu", 0) for n in nodes)
         # Rates on this shared machine swing between runs with nothing changed (stock 3.1-10.3
-        # starts/s, xsweep 2.5-9.9 on 2026-12-02, whichever ran first): the systems alternate over
+        # starts/s, xsweep 2.5-10.1 on 2026-12-02, in either order): the systems alternate over
         # rounds, every round is reported, and each system is compared by its best round.
         out["rounds"] = []
         for round_number in range(1, args.rounds + 1):
