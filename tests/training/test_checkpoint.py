@@ -97,6 +97,7 @@ print("ready", flush=True)
 while True:
     epoch += 1
     save_checkpoint({"epoch": epoch, "weights": big + epoch}, path)
+    print("saved", epoch, flush=True)
 """
 
 
@@ -114,21 +115,30 @@ def test_a_kill_during_saves_never_leaves_a_loadable_half_file(tmp_path):
     big = torch.randn(4_000_000)  # what the saver's weights are, less their epoch
     rng = random.Random(0)
     loaded = 0
-    for attempt in range(5):
+    # Kill until three kills have left a complete checkpoint behind: a kill between the file's
+    # rename and its sidecar's leaves a detected mismatch instead, and how often that happens
+    # depends on the disk, so a fixed number of kills could by chance check nothing.
+    for attempt in range(40):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 1.0))
+        started = time.monotonic()
+        # Time the first save, so that the kill lands anywhere in the next two on any disk.
+        assert proc.stdout.readline().split() == ["saved", "1"]
+        one_save = time.monotonic() - started
+        time.sleep(rng.uniform(0, 2 * one_save))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if path.exists():
-            try:
-                state = load_checkpoint(path)
-            except CorruptCheckpoint:
-                # Killed between the file's rename and its sidecar's: detected, never loaded.
-                continue
-            assert torch.equal(state["weights"], big + state["epoch"]), attempt
-            loaded += 1
-    assert loaded, "no kill left a complete checkpoint to check"
+        proc.stdout.close()
+        try:
+            state = load_checkpoint(path)
+        except CorruptCheckpoint:
+            # Killed between the file's rename and its sidecar's: detected, never loaded.
+            continue
+        assert torch.equal(state["weights"], big + state["epoch"]), attempt
+        loaded += 1
+        if loaded == 3:
+            break
+    assert loaded == 3, f"only {loaded} of {attempt + 1} kills left a complete checkpoint to check"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("state.pt", "state.pt.sha256")]
     # Temp files of killed saves may remain (a SIGKILL runs no cleanup); none has the real name.
     assert all(name.startswith("state.pt.") and name.endswith(".tmp") for name in leftovers), leftovers

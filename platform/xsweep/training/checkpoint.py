@@ -28,13 +28,30 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+class _HashingFile:
+    """A file opened for writing that hashes every byte written through it: the checksum of a
+    checkpoint then costs no second read of a file that may be 90 MB."""
+
+    def __init__(self, f):
+        self.f = f
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data):
+        self.sha256.update(data)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
 def _atomic_write(path, write):
-    """Call write(file) on a temp file beside `path`, fsync it, then rename it onto `path`."""
+    """Call write(file) on a temp file beside `path`, fsync it, then rename it onto `path`;
+    returns what write returned."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            result = write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,13 +66,21 @@ def _atomic_write(path, write):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    return result
 
 
 def save_checkpoint(state, path):
     """torch.save `state` to `path` atomically, then its sha256 to `path + ".sha256"`; returns the hex."""
     path = os.fspath(path)
-    _atomic_write(path, lambda f: torch.save(state, f))
-    digest = sha256_file(path)
+
+    def save_and_hash(f):
+        hashing = _HashingFile(f)
+        torch.save(state, hashing)
+        return hashing.sha256.hexdigest()
+
+    # Hashed as written, so the window in which the new file sits beside the old sidecar (a kill
+    # there leaves a mismatch that load_checkpoint refuses) is only the sidecar's own write.
+    digest = _atomic_write(path, save_and_hash)
     # sha256sum's format, so `sha256sum -c` can check it by hand.
     line = f"{digest}  {os.path.basename(path)}\n".encode()
     _atomic_write(path + ".sha256", lambda f: f.write(line))
