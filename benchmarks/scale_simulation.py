@@ -95,15 +95,35 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def cpu_busy(seconds: float) -> float:
-    """The machine's busy share of its CPU time over the next `seconds` (from /proc/stat)."""
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far, from /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
-    (all0, idle0), _ = sample(), time.sleep(seconds)
-    all1, idle1 = sample()
-    return 1 - (idle1 - idle0) / max(all1 - all0, 1)
+
+def cpu_busy(seconds: float) -> float:
+    """The machine's busy share of its CPU time over the next `seconds`."""
+    before, _ = cpu_times(), time.sleep(seconds)
+    spent = [b - a for a, b in zip(before, cpu_times())]
+    return 1 - (spent[3] + spent[4]) / max(sum(spent), 1)  # less idle and iowait
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of the CPU time between two `cpu_times` that the hypervisor gave to other guests."""
+    spent = [b - a for a, b in zip(before, after)]
+    return spent[7] / max(sum(spent), 1)
+
+
+def cpu_probe_ms() -> float:
+    """One core's speed now: the fastest of 5 runs of a fixed pure-Python loop, in ms. A round whose
+    probe reads slow ran on a slow machine, whatever the system under test did."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        times.append(1000 * (time.perf_counter() - start))
+    return min(times)
 
 
 def wait_until_quiet(*, busy_below: float = 0.25, longest_s: float = 180) -> tuple[float, float]:
@@ -236,15 +256,20 @@ def run_tune(args, work: Path) -> dict:
         for round_number in range(1, args.rounds + 1):
             for system in args.systems:
                 waited, busy = wait_until_quiet()  # each run starts on a quiet machine
+                probe_before = cpu_probe_ms()
                 print(f"  round {round_number}: {SYSTEMS[system]} (after {waited:.0f} s for a quiet CPU, "
-                      f"{busy:.0%} busy) ...", flush=True)
+                      f"{busy:.0%} busy, CPU probe {probe_before:.0f} ms) ...", flush=True)
+                times_before = cpu_times()
                 result = tune_once(args, work, system, name=f"{system}-{round_number}")
+                result["steal_share"] = steal_share(times_before, cpu_times())
                 result["quiet_wait_s"], result["busy_at_start"] = waited, busy
+                result["cpu_probe_ms"] = (probe_before, cpu_probe_ms())  # before, and right after `fit`
                 print("  " + json.dumps({k: v for k, v in result.items()
                                          if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
                 out["rounds"].append({"round": round_number, "system": system, **{
                     key: result.get(key) for key in ("start_rate_mid", "driver_cpu_s", "writer_cpu_with_flush_s",
-                                                     "trials_ok", "busy_at_start")}})
+                                                     "trials_ok", "busy_at_start", "cpu_probe_ms",
+                                                     "steal_share")}})
                 if system not in out or result["start_rate_mid"] > out[system]["start_rate_mid"]:
                     out[system] = result | {"round": round_number}
     finally:
@@ -644,13 +669,19 @@ def comparison(args, stock: dict, ours: dict, rounds: list[dict]) -> list[str]:
         "Every round, in the order run:",
         "",
         "| round | system | trials started per second (middle 80 %) | driver CPU per trial (ms) | "
-        "writer CPU per trial (ms) | CPU busy at the start |",
-        "|---|---|---|---|---|---|",
+        "writer CPU per trial (ms) | CPU busy at the start | CPU probe before / after `fit` (ms) | "
+        "steal during the round |",
+        "|---|---|---|---|---|---|---|---|",
         *[f"| {r['round']} | {r['system']} | {r['start_rate_mid']:.2f} | "
           f"{1000 * r['driver_cpu_s'] / max(r['trials_ok'], 1):.0f} | "
           + (f"{1000 * r['writer_cpu_with_flush_s'] / max(r['trials_ok'], 1):.0f}"
              if r.get("writer_cpu_with_flush_s") is not None else "none")
-          + f" | {r['busy_at_start']:.0%} |" for r in rounds],
+          + f" | {r['busy_at_start']:.0%} | {r['cpu_probe_ms'][0]:.0f} / {r['cpu_probe_ms'][1]:.0f} | "
+            f"{r['steal_share']:.1%} |" for r in rounds],
+        "",
+        "The CPU probe is one core's speed: the fastest of 5 runs of a fixed pure-Python loop, taken on the "
+        "settled machine before the round and again right after `fit` returns. Steal is the share of the "
+        "machine's CPU time over the round that the hypervisor gave to other guests (/proc/stat).",
         "",
     ]
     return lines
