@@ -260,7 +260,8 @@ def _socket_holders() -> dict[str, str]:
 
 def listening_ports(ports: set[int]) -> dict[int, str]:
     """Which of these TCP ports something on this machine listens on (any address, v4 or v6), each
-    with the process holding it ("pid command line", or "?" when /proc does not say)."""
+    with the process holding it ("pid command line", or "? (inode N)" when no process /proc shows
+    holds it)."""
     found = {}
     holders = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -274,7 +275,7 @@ def listening_ports(ports: set[int]) -> dict[int, str]:
                 port = int(fields[1].rpartition(":")[2], 16)
                 if port in ports:
                     holders = holders if holders is not None else _socket_holders()
-                    found[port] = holders.get(fields[9], "?")
+                    found[port] = holders.get(fields[9], f"? (inode {fields[9]})")
     return found
 
 

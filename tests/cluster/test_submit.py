@@ -116,8 +116,10 @@ def ray_cluster():
     finally:
         ray.stop()
         stopped = ray.head.stopped_tree + ray.worker.stopped_tree
-        deadline = time.monotonic() + 15  # SIGKILLed processes take a moment to be gone
-        while still_running(stopped) and time.monotonic() < deadline:
+        # SIGKILLed processes take a moment to be gone, and their sockets too: CI once saw two of
+        # the lost node's ports still listened on with no process left holding them.
+        deadline = time.monotonic() + 30
+        while (still_running(stopped) or listening_ports(ray.ports)) and time.monotonic() < deadline:
             time.sleep(0.2)
         survivors = still_running(stopped)
         left = listening_ports(ray.ports)
