@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
+from xsweep.training.device_decode import EncodedBatch
 from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
@@ -101,7 +102,10 @@ def _tuples(x):
 
 
 def to_device(x, y, device, channels_last, normalise=None):
-    x = x.to(device, non_blocking=True)
+    if isinstance(x, EncodedBatch):  # an image folder's JPEG files, decoded and cut on the device
+        x = x.decode(device)
+    else:
+        x = x.to(device, non_blocking=True)
     if normalise is not None:  # an image folder's uint8 batch (loaders.Datasets.normalise)
         x = normalise(x)
     if channels_last:
@@ -187,6 +191,7 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
 
     datasets = build_datasets(config["data"], seed=tc["seed"])
     datasets.on_device(device)  # in-memory data on a GPU, where it fits
+    datasets.decode_on(device)  # an image folder's JPEGs decoded on a GPU, or a line on stderr saying why not
     if device.type == "cpu":
         datasets.normalise_in_workers()  # no GPU to normalise image-folder batches on
     train_loader, val_loader = make_loaders(

@@ -1,9 +1,12 @@
 """Datasets and loaders for a trial: the loader of each entry of datasets.py, and the DataLoaders.
 
 Everything small enough is held in memory as uint8 tensors and augmented a whole batch at a
-time: sweeps run many short epochs on CPU, where per-image PIL work would dominate.
+time: sweeps run many short epochs on CPU, where per-image PIL work would dominate. Image folders
+are decoded by loader processes (recipes.py), or, for a trial on a CUDA GPU, read by them and
+decoded on that GPU (device_decode.py).
 """
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from xsweep.errors import DataError
+from xsweep.training import device_decode
 from xsweep.training.datasets import dataset_of
 from xsweep.training.distributed import GlobalBatchSampler, Shard, validation_share
 from xsweep.training.recipes import BEFORE_RECIPES, RECIPES, Normalise
@@ -35,6 +39,12 @@ class Datasets:
     # Image folders' batches arrive as uint8; this normalises them once they are on the device
     # (recipes.Normalise). In-memory batches come normalised, by the device that holds them.
     normalise: Callable | None = None
+    # An image folder's recipe (data.recipe), and its (training, evaluation) views for decoding on a
+    # GPU (recipes.Recipe.device_views; None: the recipe has none). None and None for in-memory data.
+    recipe: str | None = None
+    device_views: tuple | None = None
+    # How the loader's items become a batch (DataLoader's collate_fn); None: torch's default.
+    collate: Callable | None = None
 
     def normalise_in_workers(self) -> None:
         """For a trial without a GPU: the loader processes normalise, in parallel, rather than the
@@ -46,6 +56,33 @@ class Datasets:
         for split in (self.train, self.val):
             split.transform = Compose([split.transform, self.normalise])
         self.normalise = None
+
+    def decode_on(self, device: torch.device) -> bool:
+        """For a trial on a GPU: its image folder's JPEGs decoded there (device_decode.py), or one
+        line on the trial's stderr saying why its loader processes decode them on the CPU instead.
+        Whether they will be decoded on the device."""
+        if device.type != "cuda" or self.recipe is None:
+            return False
+        if self.device_views is None:
+            reason = f"data.recipe {self.recipe} has no GPU path (the inception recipe has)"
+        else:
+            paths = [path for split in (self.train, self.val) for path, _ in split.samples]
+            others = device_decode.not_jpegs(paths)
+            reason = (f"{others[0]} is not a JPEG ({len(others)} of {len(paths)} files are not; the GPU decodes "
+                      "JPEGs only)" if others else device_decode.device_decoder_problem(device))
+        if reason is not None:
+            print(f"xsweep: this trial decodes its images on the CPU: {reason}", file=sys.stderr, flush=True)
+            return False
+        self.send_encoded()
+        return True
+
+    def send_encoded(self) -> None:
+        """Loader processes read each file's bytes and draw its view, and send batches of encoded
+        files (device_decode.EncodedBatch), which fit.to_device decodes on the trial's device. Any
+        device: a CPU decodes them the same way (tests, benchmarks)."""
+        for split, views in zip((self.train, self.val), self.device_views):
+            split.loader, split.transform = device_decode.read_encoded, views
+        self.collate = device_decode.collate_encoded
 
     def on_device(self, device: torch.device) -> bool:
         """Moves in-memory data onto `device` (a GPU) once, if it fits in a fraction of the memory
@@ -211,7 +248,9 @@ def load_image_folder(data, *, seed, download):
         except FileNotFoundError as e:  # a class folder without any image file
             reason = str(e).splitlines()[0]
             raise DataError(f"data.root: {root / split}: {reason} (put .png/.jpg images in every class folder)") from None
-    return Datasets(out["train"], out["val"], num_classes=len(classes), in_channels=3, normalise=Normalise())
+    device_views = recipe.device_views(data["image_size"], data["augment"]) if recipe.device_views else None
+    return Datasets(out["train"], out["val"], num_classes=len(classes), in_channels=3, normalise=Normalise(),
+                    recipe=recipe.name, device_views=device_views)
 
 
 def build_datasets(data, *, seed, download=True):
@@ -237,7 +276,7 @@ def make_loaders(datasets, *, batch_size, seed, num_workers=0, eval_batch_size=N
     and its share of the validation set (distributed.py).
     """
     in_memory = isinstance(datasets.train, InMemoryImages)
-    collate = collate_batch if in_memory else None
+    collate = collate_batch if in_memory else datasets.collate
     pin_memory = pin_memory and not (in_memory and datasets.train.images.is_cuda)  # already there
     generator = torch.Generator().manual_seed(seed)
     loading = dict(num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0,
