@@ -49,8 +49,12 @@ QUIET_LOGGERS = {
 
 def apply_process_defaults() -> None:
     """Set xsweep's defaults for this process (idempotent; what the user set wins)."""
+    from xsweep.training.compile_cache import node_cache_folder
+
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    # torch.compile's caches: one folder per node, shared by every trial on it (compile_cache.py).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", node_cache_folder())
     for name, level in QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:  # a level the user configured wins

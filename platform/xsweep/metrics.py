@@ -77,6 +77,12 @@ COST = "device_seconds"
 METRICS.add(Metric(COST, "train", "device-seconds", reproducible=False))
 METRICS.add(Metric("peak_memory_bytes", "train", "peak device memory", reproducible=False, size=True))
 METRICS.add(Metric("mfu", "train", "model FLOP utilisation", reproducible=False, percent=True))
+# How fast a trial starts training (training/trial_start.py): from its start in its process to its first
+# optimizer step; what its first epoch took beyond a later one's pace; what torch.compile took.
+STARTUP = "startup_seconds"
+METRICS.add(Metric(STARTUP, "train", "seconds to the first step", reproducible=False))
+METRICS.add(Metric("first_epoch_extra_seconds", "train", "extra seconds of the first epoch", reproducible=False))
+METRICS.add(Metric("compile_seconds", "train", "compile seconds", reproducible=False))
 
 # What the report compares trials by (final value) and the console's default column.
 ACCURACY = "val_accuracy"

@@ -120,6 +120,24 @@ def test_each_factor_level_shows_its_device_time_per_trial_beside_its_accuracy()
     assert "| 8 | n/a |" in old and "Cost:" not in old
 
 
+def test_the_report_says_how_fast_trials_started_training():
+    from xsweep.report.render import blocks, to_markdown
+
+    # Sixteen trials: the first of its process started slowly and compiled; the others found its code.
+    trials = grid()
+    for i, t in enumerate(trials):
+        t.latest.update(startup_seconds=40.0 if i == 0 else 2.0 + i / 8, first_epoch_extra_seconds=30.0 if i == 0 else 1.0,
+                        compile_seconds=35.0 if i == 0 else 0.5)
+    summary = summarize(sweep(trials), workdir="/nowhere")
+    assert summary["startup"]["startup_seconds"] == {"n": 16, "median": 3.0625, "min": 2.125, "max": 40.0}
+    text = to_markdown(blocks(summary, {}))
+    assert "Start-up: a trial's first training step came 3.1 s (median of 16 trials; 2.1 to 40.0 s) after its start" in text
+    assert "torch.compile took 0.5 s (median of 16 trials; 0.5 to 35.0 s)" in text
+    assert "| first step (s) |" in text and f"| {trials[0].run_id} |" in text and "| 40.0 |" in text
+    # A sweep that logged none of them says nothing of its start-up.
+    assert "Start-up:" not in to_markdown(blocks(summarize(sweep(grid()), workdir="/nowhere"), {}))
+
+
 def test_diverged_trials_are_listed_and_left_out_and_lose_their_partner():
     trials = grid()
     trials[0] = trial(0, res=True, act="none", lr=0.01, seed=0, acc=float("nan"), status="diverged")
@@ -269,6 +287,11 @@ def test_report_numbers_are_those_of_the_mlflow_runs(reported):
     assert importance["error"] is None, importance["error"]
     assert set(importance["values"]) == {"model.residual", "model.activation"}
     assert sum(importance["values"].values()) == pytest.approx(1.0)
+
+    # How fast the trials started training: the median of the runs' own start-up.
+    startups = sorted(run.data.metrics["startup_seconds"] for run in children)
+    assert summary["startup"]["startup_seconds"]["median"] == pytest.approx((startups[3] + startups[4]) / 2)
+    assert "Start-up: a trial's first training step came" in md
 
     best = sweep.data.tags["xsweep.best_run_id"]
     assert summary["best"]["run_id"] == best

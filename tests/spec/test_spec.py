@@ -590,7 +590,7 @@ def test_resolved_fills_every_default():
     assert resolved["train"] == {
         "epochs": 10, "batch_size": 64, "lr": 0.045, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-5,
         "lr_schedule": "paper", "seed": 0, "device": "auto", "amp": False, "channels_last": True,
-        "threads": 1, "compile": False, "sync_bn": False}
+        "threads": 1, "compile": "auto", "sync_bn": False}
     assert resolved["resources"] == {"cpus_per_trial": 1, "gpus_per_trial": 0, "workers_per_trial": 1}
     assert resolved["tracking"] == {"uri": None, "experiment": "t"}
     assert resolved["search"]["num_samples"] == 8 and resolved["search"]["space"] == {}

@@ -137,6 +137,9 @@ def test_the_summary_follows_the_table(terminal_run):
     assert final.index("sweep finished: 4 completed") > table
     assert re.search(rf"^best trial: {RUN_NAME.pattern}\s+val_accuracy = 0\.\d+", final, re.MULTILINE), final
     assert "reproduce:  xsweep reproduce --experiment smoke" in final
+    # How fast the trials started, beside what they cost (the table has no room for it at 80 columns).
+    assert re.search(r"^start-up:   first step \d+(\.\d)?s after a trial's start \(median of 4 trials; "
+                     r"\d+(\.\d)?s to \d+(\.\d)?s\)", final, re.MULTILINE), final
 
 
 # ---- not a terminal: CI logs, `| tee` ----------------------------------------------------------
@@ -149,7 +152,8 @@ def test_piped_output_is_a_plain_line_per_event(smoke_sweep):
     assert not _noise_in(out + proc.stderr), out + proc.stderr
     assert "\x1b[" not in out  # no escape codes in a CI log
     lines = out.splitlines()
-    for event in (r"started \(trial \d of 4\)", r"epoch 1/2  validation accuracy \d+\.\d\d%  \(best \d+\.\d\d%\)",
+    for event in (r"started \(trial \d of 4\)", r"epoch 1/2  validation accuracy \d+\.\d\d%  \(best \d+\.\d\d%\)  "
+                  r"\(first step \d+(\.\d)?s after its start\)",
                   r"epoch 2/2  validation accuracy", r"completed after 2/2 epochs in \d+:\d\d"):
         found = [line for line in lines if re.match(rf"\[\d+:\d\d\] {RUN_NAME.pattern}: {event}", line)]
         assert len(found) == 4, (event, out)

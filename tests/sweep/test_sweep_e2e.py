@@ -71,7 +71,7 @@ def test_status_words_every_trial_as_mlflow_does(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     status = run_xsweep("status", "smoke", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    shown = {line.split()[0]: line.split()[-5] for line in status.stdout.splitlines()
+    shown = {line.split()[0]: line.split()[-6] for line in status.stdout.splitlines()
              if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"}
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = json.loads((_sweep_folder(tmp_path, "smoke") / "xsweep.json").read_text())["parent_run_id"]
@@ -118,6 +118,12 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         cpu = client.get_metric_history(child.info.run_id, "system/process_cpu_utilization_percentage")
         assert len(cpu) >= 2 and all(m.value > 0 for m in cpu)  # one sample at least per epoch
         assert client.get_metric_history(child.info.run_id, "system/process_memory_rss_megabytes")
+        # How fast it started training: to its first step every epoch; the first epoch's extra cost
+        # once the second gave the pace. Two trials at a time on 2 cores: neither compiles on a CPU.
+        startup = client.get_metric_history(child.info.run_id, "startup_seconds")
+        assert sorted(m.step for m in startup) == [1, 2] and all(0 < m.value < 600 for m in startup)
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "first_epoch_extra_seconds")] == [2]
+        assert "compile_seconds" not in child.data.metrics
     assert best_value == pytest.approx(seen_best)
     # The sweep's cost on its parent: every trial's device-seconds, summed, and in the summary.
     total = sum(child.data.metrics["device_seconds"] for child in children)
@@ -135,6 +141,7 @@ def test_status_lists_every_trial(smoke_sweep):
     assert status.returncode == 0, status.stderr
     lines = [line for line in status.stdout.splitlines() if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"]
     assert len(lines) == 4 and all("completed" in line and "2/2" in line for line in lines)
+    assert "first step" in status.stdout and all(re.search(r" \d+(\.\d)?s ", line) for line in lines), status.stdout
     assert re.search(r"^cost: .* over 4 trials on cpu$", status.stdout, re.M), status.stdout
 
 

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from xsweep.defaults import quiet_optuna
-from xsweep.metrics import ACCURACY, curve_metrics
+from xsweep.metrics import ACCURACY, STARTUP, curve_metrics, is_finite_number
 from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
@@ -269,6 +269,21 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
+# What a trial's start costs (training/trial_start.py), in the order the report says it.
+STARTUP_METRICS = (STARTUP, "first_epoch_extra_seconds", "compile_seconds")
+
+
+def startup(trials: list[TrialRun]) -> dict:
+    """Each start-up metric's median, least and most over the trials that logged it (every
+    status: a failed trial's start cost as much)."""
+    out = {}
+    for name in STARTUP_METRICS:
+        values = sorted(v for t in trials if is_finite_number(v := t.latest.get(name)))
+        if values:
+            out[name] = {"n": len(values), "median": statistics.median(values), "min": values[0], "max": values[-1]}
+    return out
+
+
 def summarize(data: SweepData, *, workdir: str) -> dict:
     finished = [t for t in data.trials if t.finished]
     excluded = [{"run_id": t.run_id, "name": t.name, "status": t.status,
@@ -287,8 +302,10 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
                    "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,
                    "versions": max((t.version for t in data.trials), default=1),
                    "runs": [{"run_id": t.run_id, "name": t.name, "status": t.status, "seed": t.seed,
-                             "searched": t.searched, "final_val_accuracy": t.final(ACCURACY), "version": t.version}
+                             "searched": t.searched, "final_val_accuracy": t.final(ACCURACY), "version": t.version,
+                             STARTUP: t.latest.get(STARTUP)}
                             for t in data.trials]},
+        "startup": startup(data.trials),
         "lr_groups": groups,
         "factors": [factor_table(data, finished, p) for p in factor_paths],
         "curves": {p: curves(data, finished, p, groups) for p in factor_paths},

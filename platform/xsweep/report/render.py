@@ -67,12 +67,32 @@ def _overview_section(summary: dict, figures: dict[str, str]) -> Blocks:
     if sweep.get("device_seconds") is not None:
         out.append(("p", f"Cost: {duration(sweep['device_seconds'])} of device time over all trials "
                          "(seconds each trial held its devices, summed over them)."))
+    if summary.get("startup"):
+        out.append(("p", _startup_text(summary["startup"])))
     if trials["excluded"]:
         out.append(("p", f"Excluded ({len(trials['excluded'])}):"))
         out.append(("ul", [f"{e['name']} (run {e['run_id']}): {e['reason']}" for e in trials["excluded"]]))
     else:
         out.append(("p", "Excluded: none."))
     return out
+
+
+def _startup_text(startup: dict) -> str:
+    """How fast the trials started training, one sentence per start-up metric logged."""
+    def spread(name: str) -> str:
+        m = startup[name]
+        return f"{m['median']:.1f} s (median of {m['n']} trials; {m['min']:.1f} to {m['max']:.1f} s)"
+
+    parts = []
+    if "startup_seconds" in startup:
+        parts.append(f"a trial's first training step came {spread('startup_seconds')} after its start "
+                     "(its process's start, for the first trial of a process)")
+    if "first_epoch_extra_seconds" in startup:
+        parts.append(f"its first epoch took {spread('first_epoch_extra_seconds')} more than the same steps at "
+                     "the second epoch's pace")
+    if "compile_seconds" in startup:
+        parts.append(f"torch.compile took {spread('compile_seconds')}")
+    return "Start-up: " + "; ".join(parts) + "."
 
 
 def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
@@ -205,13 +225,16 @@ def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
 
 def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
     trials = summary["trials"]
-    if trials.get("versions", 1) > 1:  # an extended sweep: which version ran each trial
-        return [("table", ["trial", "version", "status", "seed", "final val accuracy (%)", "run id"],
-                 [[r["name"], str(r["version"]), r["status"], str(r["seed"]), pct(r["final_val_accuracy"]),
-                   r["run_id"]] for r in trials["runs"]])]
-    return [("table", ["trial", "status", "seed", "final val accuracy (%)", "run id"],
-             [[r["name"], r["status"], str(r["seed"]), pct(r["final_val_accuracy"]), r["run_id"]]
+    versions = trials.get("versions", 1) > 1  # an extended sweep: which version ran each trial
+    return [("table", ["trial", *(["version"] if versions else []), "status", "seed", "final val accuracy (%)",
+                       "first step (s)", "run id"],
+             [[r["name"], *([str(r["version"])] if versions else []), r["status"], str(r["seed"]),
+               pct(r["final_val_accuracy"]), _seconds(r.get("startup_seconds")), r["run_id"]]
               for r in trials["runs"]])]
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 # Adding a section is one entry (before="trials" keeps the appendix last), plus its test.

@@ -118,7 +118,7 @@ class FieldRule:
     kind: Literal["bool", "int", "float", "str", "enum"]
     default: Any = None
     nullable: bool = False
-    choices: tuple[Any, ...] = ()  # an enum's values; see allowed()
+    choices: tuple[Any, ...] = ()  # an enum's values (see allowed()); a bool's other words (`auto`)
     one_of: OneOf | None = None  # a registry-backed enum: its choices are read when checked
     gt: float | None = None
     ge: float | None = None
@@ -153,12 +153,13 @@ class FieldRule:
                 return value, None
             return None, f"{show(value)} is not allowed (one of {', '.join(map(str, allowed))})"
         if self.kind == "bool":
-            if isinstance(value, bool):
+            if isinstance(value, bool) or value in self.choices:
                 return value, None
             # A quoted "true" is unambiguous; quoted YAML 1.1 words like "yes" are not.
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true", None
-            return None, f"expected true or false{self._or_null} {got}"
+            words = ", ".join(["true", *map(str, self.choices)]) + " or false"
+            return None, f"expected {words}{self._or_null} {got}"
         if self.kind == "str":
             if isinstance(value, str):
                 return value, None
@@ -243,6 +244,8 @@ def section_rules(model: type[BaseModel], section: str) -> dict[str, FieldRule]:
             kind, choices = "enum", get_args(annotation)
         elif annotation in (bool, int, float, str):
             kind, choices = annotation.__name__, ()
+        elif _bool_or_words(annotation):  # `bool | Literal["auto"]`
+            kind, choices = "bool", _bool_or_words(annotation)
         else:
             continue
         # Field(gt=0, le=4) arrives as annotated_types.Gt(gt=0), Le(le=4), ... in metadata.
@@ -252,6 +255,17 @@ def section_rules(model: type[BaseModel], section: str) -> dict[str, FieldRule]:
         rules[name] = FieldRule(path=f"{section}.{name}" if section else name, kind=kind,
                                 default=default, nullable=nullable, choices=choices, one_of=one_of, **limits)
     return rules
+
+
+def _bool_or_words(annotation: Any) -> tuple[str, ...]:
+    """The words of a `bool | Literal[...]` annotation (e.g. ("auto",)); () for any other."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return ()
+    args = get_args(annotation)
+    literals = [a for a in args if get_origin(a) is Literal]
+    if bool not in args or len(literals) != 1 or len(args) != 2:
+        return ()
+    return get_args(literals[0])
 
 
 def _strip_none(annotation: Any) -> tuple[Any, bool]:

@@ -98,7 +98,8 @@ class TrainSpec(_Section):
     amp: bool = False  # on CPU this is bf16 autocast, so it is allowed there too
     channels_last: bool = True
     threads: int | None = Field(None, ge=1)  # per worker; null: its share of resources.cpus_per_trial, >= 1
-    compile: bool = False  # torch.compile
+    # torch.compile of the training step; auto: on a GPU only (training/fit.py `compiles` says why)
+    compile: bool | Literal["auto"] = "auto"
     # BatchNorm statistics over the global batch, not each worker's share; null: on when the trial
     # has more than one worker (resources.workers_per_trial), where it is what the 1-worker run does.
     sync_bn: bool | None = None

@@ -40,8 +40,9 @@ from xsweep.contract import (
     ended_status,
     status_of,
 )
-from xsweep.metrics import COST, METRICS, best_scored, better, is_finite_number
+from xsweep.metrics import COST, METRICS, STARTUP, best_scored, better, is_finite_number
 from xsweep.spec.trial import trial_name
+from xsweep.sweep.outcome import seconds
 
 STATUS_STYLES = {PENDING: "dim", RUNNING: "yellow", COMPLETED: "green", STOPPED: "cyan", DIVERGED: "magenta",
                  FAILED: "bold red"}
@@ -69,6 +70,7 @@ class TrialRow:
     value: float | None = None  # the metric at the last epoch
     best: float | None = None  # the trial's best value of the metric so far
     device_seconds: float | None = None  # its cost so far (xsweep.metrics COST)
+    startup: float | None = None  # seconds from its start to its first training step (xsweep.metrics STARTUP)
     started: float | None = None  # time.monotonic() when this driver started it
     ended: float | None = None
     last_report: float | None = None
@@ -128,6 +130,7 @@ class Board:
         row.epoch, row.planned_epochs = report.epoch, report.planned_epochs or row.planned_epochs
         row.value = report.value(self.metric_name)
         row.device_seconds = report.value(COST)
+        row.startup = report.value(STARTUP)
         if self.better(row.value, row.best):
             row.best = row.value
         if seconds is not None:
@@ -380,8 +383,9 @@ class ConsoleCallback(tune.Callback):
         if new_warning:  # every epoch after such a restore reports it; say it once
             self._tell(None, f"xsweep: warning: trial {row.name}: {fallback}")
         label = board.metric.label
+        started = f"  (first step {seconds(row.startup)} after its start)" if row.epoch == 1 and row.startup else ""
         self._tell(row, f"epoch {row.epoch}/{row.planned_epochs}  {label} {board.show(row.value)}"
-                        f"  (best {board.show(row.best)})")
+                        f"  (best {board.show(row.best)}){started}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, ended_status(trial.last_result))

@@ -9,11 +9,11 @@ from collections import Counter
 from ray import tune
 
 from xsweep.contract import ended_status
-from xsweep.metrics import COST, best_scored, better
+from xsweep.metrics import COST, STARTUP, best_scored, better
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
 from xsweep.sweep.front import record_pareto_front
-from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary, sweep_cost
+from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary, startup_spread, sweep_cost
 from xsweep.tracking.query import child_runs
 from xsweep.tracking.writes import set_tags
 from xsweep.tracking.tags import (
@@ -28,11 +28,13 @@ def _best(results, spec):
                        score=lambda result: best_of_history(result.metrics_dataframe, metric=metric, mode=mode))
 
 
-def _cost_in_mlflow(client, parent_run_id: str) -> dict | None:
-    """The sweep's cost from every trial run's latest device-seconds: all its versions and phases,
-    since every trial is a child of the one parent run."""
+def _cost_and_startup(client, parent_run_id: str) -> tuple[dict | None, dict | None]:
+    """The sweep's cost from every trial run's latest device-seconds, and their start-up from each
+    one's seconds to its first step: all its versions and phases, since every trial is a child of the
+    one parent run."""
     trials = child_runs(client, client.get_run(parent_run_id))
-    return sweep_cost((run.data.metrics.get(COST), run.data.tags.get(TAG_DEVICE)) for run in trials)
+    return (sweep_cost((run.data.metrics.get(COST), run.data.tags.get(TAG_DEVICE)) for run in trials),
+            startup_spread(run.data.metrics.get(STARTUP) for run in trials))
 
 
 def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False, earlier: dict | None = None,
@@ -95,7 +97,7 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
         tags.update({TAG_BEST_TRIAL_ID: outcome.best["trial_id"], TAG_BEST_RUN_ID: outcome.best["run_id"],
                      TAG_BEST_TRIAL_NAME: outcome.best["name"]})
         client.log_metric(runs.parent_run_id, f"best_{spec.search.metric}", outcome.best["value"])
-    outcome.cost = _cost_in_mlflow(client, runs.parent_run_id)
+    outcome.cost, outcome.startup = _cost_and_startup(client, runs.parent_run_id)
     if outcome.cost:  # the sweep's total, on its parent run (logged again, larger, by a later version)
         client.log_metric(runs.parent_run_id, COST, outcome.cost["device_seconds"])
     set_tags(client, runs.parent_run_id, tags)

@@ -5,6 +5,7 @@ Free of heavy imports: the driver imports it before Ray starts; finish.py comput
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from xsweep.contract import COMPLETED, STOPPED
@@ -29,6 +30,7 @@ class SweepOutcome:
     phases: dict[str, dict] | None = None  # an ablation's counts per phase: {"tune": {...}, "confirm": {...}}
     verdicts: list[str] = field(default_factory=list)  # an ablation's verdicts, one line per comparison
     cost: dict | None = None  # {"device_seconds", "trials", "devices"}: sweep_cost
+    startup: dict | None = None  # the trials' seconds to their first step: startup_spread
 
     @property
     def exit_code(self) -> int:
@@ -52,6 +54,28 @@ def sweep_cost(trials) -> dict | None:
         return None
     return {"device_seconds": sum(s for s, _ in spent), "trials": len(spent),
             "devices": sorted({device for _, device in spent})}
+
+
+def startup_spread(values) -> dict | None:
+    """The trials' seconds from their start to their first training step (xsweep.metrics STARTUP):
+    {"median", "min", "max", "trials"} of those that reported it; None when none did."""
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return None
+    return {"median": statistics.median(known), "min": known[0], "max": known[-1], "trials": len(known)}
+
+
+def startup_line(startup: dict) -> str:
+    """"start-up:   first step 2.1s after a trial's start (median of 12 trials; 0.4s to 21s)"."""
+    return (f"start-up:   first step {seconds(startup['median'])} after a trial's start (median of "
+            f"{startup['trials']} trials; {seconds(startup['min'])} to {seconds(startup['max'])})")
+
+
+def seconds(value: float | None) -> str:
+    """3.2s, 41s; '-' when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
 
 
 def cost_line(cost: dict) -> str:
@@ -89,6 +113,8 @@ def print_summary(outcome) -> None:
         print(line)
     if outcome.cost:
         print(cost_line(outcome.cost))
+    if outcome.startup:
+        print(startup_line(outcome.startup))
     print(f"results:    {outcome.sweep_path}")
     print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (make ui)")
     if outcome.best:

@@ -147,8 +147,8 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
         elif planned is None:
             planned = spec.search.num_samples
     try:
-        tuner = tune.Tuner.restore(experiment_dir, _trainable(spec), resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=storage.filesystem)
+        tuner = tune.Tuner.restore(experiment_dir, _trainable(spec, storage=storage, sweep=sweep),
+                                   resume_unfinished=True, resume_errored=True, storage_filesystem=storage.filesystem)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("xsweep"):
             raise
@@ -250,9 +250,10 @@ def _log_copy(storage: Storage, sweep_path: str) -> str | None:
     return None if storage.is_local else f"{sweep_path}/{LOG_NAME}"
 
 
-def _trainable(spec: Spec):
+def _trainable(spec: Spec, *, storage: Storage, sweep: str):
     from ray import tune
 
+    from xsweep.training.compile_cache import FOLDER, SharedCompileCache
     from xsweep.training.trainable import train_trial
 
     resources = spec.resources
@@ -262,7 +263,10 @@ def _trainable(spec: Spec):
         held = {"cpu": 0, "memory": 1}
     else:
         held = {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(train_trial, base_config=spec.base_trial_config()), held)
+    # Compiled trials keep their code in the sweep's storage for other nodes and for `resume`.
+    compile_cache = SharedCompileCache(*storage.fs_path(sweep, FOLDER))
+    trainable = tune.with_parameters(train_trial, base_config=spec.base_trial_config(), compile_cache=compile_cache)
+    return tune.with_resources(trainable, held)
 
 
 def objectives_line(spec: Spec) -> str:
@@ -333,7 +337,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, v
     else:
         scheduler = build_trial_scheduler(spec)
     return tune.Tuner(
-        _trainable(spec),
+        _trainable(spec, storage=storage, sweep=sweep),
         tune_config=tune.TuneConfig(
             search_alg=searcher or build_searcher(spec, open_run=runs, past_runs=past_runs),
             scheduler=scheduler,

@@ -11,11 +11,11 @@ from rich.table import Table
 
 from xsweep.cluster.storage import Storage, read_sweep_record, recorded_tracking_uri
 from xsweep.contract import TrialReport, status_of
-from xsweep.metrics import COST, METRICS
+from xsweep.metrics import COST, METRICS, STARTUP
 from xsweep.spec.trial import RUN_ID_KEY, trial_name
 from xsweep.sweep.ablation import CONFIRM, TUNE
 from xsweep.sweep.console import clock
-from xsweep.sweep.outcome import best_of_history, cost_line, sweep_cost
+from xsweep.sweep.outcome import best_of_history, cost_line, seconds, sweep_cost
 from xsweep.sweep.phases import ablation_state, confirm_location
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
@@ -32,8 +32,8 @@ def print_status(storage: Storage, sweep: str) -> None:
     metric = METRICS.get(spec.search.metric)
     ablation = spec.ablation is not None
     table = Table("trial", "name", "version", *(["phase"] if ablation else []), "status", "epochs",
-                  f"best {metric.name}", "device time", "MLflow run", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False)
+                  f"best {metric.name}", "first step", "device time", "MLflow run", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)
     count = planned_total = 0
     spent = []  # (device-seconds, device) of each trial, as of its last epoch
     for version in versions(record):
@@ -48,6 +48,7 @@ def print_status(storage: Storage, sweep: str) -> None:
                 table.add_row(trial.trial_id, trial_name(trial.config), str(version["version"]),
                               *([phase] if ablation else []), status_of(trial.status, trial.last_result),
                               f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
+                              seconds(report.value(STARTUP) if report else None),
                               clock(report.value(COST) if report else None), trial.config.get(RUN_ID_KEY) or "-")
                 count += 1
                 if report:

@@ -15,15 +15,20 @@ import torch.nn.functional as F
 
 from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
+from xsweep.training.compile_cache import SharedCompileCache, compile_key
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
 from xsweep.training.device_decode import EncodedBatch
 from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
+from xsweep.training.trial_start import StartupClock, trial_began
 
 # Checking the loss for NaN/inf needs a host sync on GPU; every 10 steps costs nothing
 # measurable and still stops a blown-up trial within a fraction of an epoch.
 DIVERGENCE_CHECK_EVERY = 10
+# Compiled variants of the model one process keeps (torch's default is 8): a reused trial process
+# meets every variant of an ablation, and past the limit torch would quietly run the model eager.
+COMPILED_VARIANTS_KEPT = 64
 
 
 @dataclass
@@ -52,6 +57,13 @@ def pick_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def compiles(train: dict, device: torch.device) -> bool:
+    """Whether a trial runs its training step through torch.compile. `auto`: on a GPU, where the
+    compiled step is faster and its code is cached for the sweep's later trials (compile_cache.py);
+    not on a CPU, where compiling takes minutes and the compiled step is no faster (README)."""
+    return train["compile"] is True or (train["compile"] == "auto" and device.type == "cuda")
 
 
 def model_args(config, *, num_classes, in_channels) -> dict:
@@ -145,9 +157,10 @@ def evaluate(model, loader, *, device, amp=False, channels_last=False, normalise
     return out
 
 
-def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normalise=None, shard: Shard = Shard()):
+def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normalise=None, shard: Shard = Shard(),
+                after_first_step: Callable[[], None] | None = None):
     """One pass over `loader`; returns (mean loss, accuracy, images, steps, diverged), over all the
-    data-parallel workers (`shard`)."""
+    data-parallel workers (`shard`). `after_first_step` is called once its first step is done."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -160,6 +173,8 @@ def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normali
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step == 1 and after_first_step is not None:
+            after_first_step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         n += len(y)
@@ -171,14 +186,18 @@ def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normali
     return mean_loss, correct / max(n, 1), int(n), step, not math.isfinite(mean_loss)
 
 
-def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
+def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: float | None = None,
+        compile_cache: SharedCompileCache | None = None):
     """Train the trial `config`; call on_epoch(EpochReport) after every epoch.
 
     resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
     at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
     shard: which of the trial's data-parallel workers this process is (distributed.py); each calls
     on_epoch with the same metrics, summed over all of them, and rank 0's state is the checkpoint.
+    began: when the trial began, in time.time() seconds (trial_start.trial_began, by default);
+    compile_cache: where the sweep keeps its compiled code for other nodes (compile_cache.py).
     """
+    began = trial_began() if began is None else began
     started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
     tc = config["train"]
     seed_everything(tc["seed"])
@@ -223,12 +242,23 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
     # Compile after loading weights: the compiled wrapper shares the parameters, while
     # checkpoints keep the plain module's state_dict keys (no "_orig_mod." prefix).
     step_model = data_parallel(model, shard=shard, device=device)
-    step_model = torch.compile(step_model) if tc["compile"] else step_model
+    compiled = compiles(tc, device)
+    clock = StartupClock(began=began, device=device, compiled=compiled)
+    if compiled:
+        key = compile_key(model_args=model_args(config, num_classes=datasets.num_classes,
+                                                in_channels=datasets.in_channels),
+                          image_size=config["data"]["image_size"], batch_size=tc["batch_size"], amp=tc["amp"],
+                          channels_last=tc["channels_last"], device_name=_device_name(device))
+        if compile_cache is not None:
+            compile_cache.seed(key)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILED_VARIANTS_KEPT)
+        step_model = torch.compile(step_model)
     run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise,
                shard=shard)
-    # Each worker evaluates its own share with the plain module: DDP's forward would wait on the
-    # others, whose shares may hold one batch more or less.
-    eval_model = model if shard.parallel else step_model
+    # Evaluation runs the plain module. Compiled, it would compile twice more (eval mode, and the
+    # last, smaller batch) for a tenth of the work; and each data-parallel worker evaluates its own
+    # share, where DDP's forward would wait on the others, whose shares may hold one batch more or less.
+    eval_model = model
     cost = TrialCost(device, amp=tc["amp"], started=started, history=history, workers=shard.world,
                      sample_system=shard.is_main)
 
@@ -237,8 +267,11 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
         for epoch in range(start, tc["epochs"] + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
-            train_loss, train_acc, images, steps, diverged = train_epoch(step_model, train_loader, optimizer, **run)
+            first_step = clock.first_step_done if epoch == start else None
+            train_loss, train_acc, images, steps, diverged = train_epoch(step_model, train_loader, optimizer, **run,
+                                                                         after_first_step=first_step)
             train_seconds = time.perf_counter() - t0
+            clock.epoch_done(train_seconds=train_seconds, steps=steps)
             if diverged:
                 # A blown-up model's predictions mean nothing; 0 keeps "max val_accuracy" searches sane.
                 evaluated = {"val_loss": float("nan"), "val_accuracy": 0.0}
@@ -255,9 +288,12 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
                 "step_seconds": train_seconds / max(steps, 1),
                 **model_cost,
                 **cost.epoch_metrics(images_per_second=images_per_second, gflops=model_cost["gflops"]),
+                **clock.metrics(),
             })
             metrics["peak_memory_bytes"] = shard.max(metrics["peak_memory_bytes"])  # the fullest device's
             history.append({"epoch": epoch, **metrics})
+            if compiled and compile_cache is not None and epoch == start:
+                compile_cache.keep(key)  # the training step is compiled, forward and backward
             if on_epoch is not None:
                 rng = rng_state(train_loader.generator)  # now, before anything draws again
                 snapshot = list(history)
@@ -277,3 +313,7 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard()):
 
     best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
     return FitResult(status=status, history=history, best=best)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

@@ -56,7 +56,11 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
     return None, f"{'; '.join(problems)}; no intact checkpoint left, restarted from epoch 0"
 
 
-def train_trial(tune_config: dict, *, base_config: dict) -> None:
+def train_trial(tune_config: dict, *, base_config: dict, compile_cache=None) -> None:
+    """compile_cache: the sweep's SharedCompileCache (training/compile_cache.py), for a compiled trial."""
+    from xsweep.training.trial_start import trial_began
+
+    began = trial_began()  # first: the trial's start-up counts from here (or from its process's start)
     apply_process_defaults()  # this is where a trial's process starts its work
     from xsweep.training.fit import fit
 
@@ -86,4 +90,4 @@ def train_trial(tune_config: dict, *, base_config: dict) -> None:
             save_epoch_state(epoch, run_id=run_id, folder=folder)
             tune.report(report.to_result(), checkpoint=tune.Checkpoint.from_directory(folder))
 
-    fit(config, on_epoch=on_epoch, resume=resume)
+    fit(config, on_epoch=on_epoch, resume=resume, began=began, compile_cache=compile_cache)
