@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,30 +64,137 @@ def _fit_lines(what: str, config: dict) -> list[str]:
     return [f"- {what}: {result.status} after {len(reports)} epochs in {time.perf_counter() - started:.1f} s; "
             f"last epoch {show['images_per_second']} training img/s, peak memory {show['peak_memory_bytes']}, "
             f"FLOP utilisation {show['mfu']} ({reports[-1].peak}), {show['device_seconds']} device-seconds, "
-            f"validation accuracy {show['val_accuracy']}."]
+            f"validation accuracy {show['val_accuracy']}.",
+            f"  - start-up: first step {last['startup_seconds']:.1f} s after the trial's start (its process's, for the "
+            f"process's first trial); the first "
+            f"epoch took {last.get('first_epoch_extra_seconds', float('nan')):.1f} s more than the second's pace."]
+
+
+GEMM_N = 8192  # a bf16 product of two 8192x8192 matrices: 1.1 TFLOP, long enough to time on any GPU
+
+
+def gemm_peak(device: str) -> tuple[float, str]:
+    """The FLOP rate of the fastest plain matrix product here, on random data (zeros run faster):
+    bf16 on a GPU, fp32 on a CPU; what a training step's FLOP utilisation is measured against."""
+    if device != "cuda":
+        from xsweep.training.peak import GEMM_SIZE, measured_gemm_peak
+
+        return measured_gemm_peak("cpu", torch.float32), f"measured fp32 {GEMM_SIZE}x{GEMM_SIZE} GEMM"
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(GEMM_N, GEMM_N, device="cuda", dtype=torch.bfloat16, generator=g)
+    b = torch.randn(GEMM_N, GEMM_N, device="cuda", dtype=torch.bfloat16, generator=g)
+    for _ in range(3):
+        torch.mm(a, b)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(10):
+        start.record()
+        torch.mm(a, b)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * GEMM_N**3 / statistics.median(times), f"measured bf16 {GEMM_N}x{GEMM_N} GEMM, random data, median of 10"
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    size: int
+    batch: int
+    compiled: tuple[str, ...] = ()  # the models also timed under torch.compile
+    steps: int = 10  # timed steps of each model (after warm-up steps)
+
+
+# Our model compiled with inductor's 1x1 convolutions as matrix products, so that the batch-norm and
+# activation work around each pointwise step can fuse with its neighbours.
+POINTWISE_AS_GEMM = "ours, 1x1 as GEMM"
 
 
 def model_throughput(device: str, quick: bool, folder: Path) -> list[str]:
-    """Ours against timm's legacy_xception, bf16 autocast and channels_last (the paper's network)."""
+    """Ours against timm's legacy_xception, training steps in bf16 autocast (fp32 on a CPU) and
+    channels_last, the layout trials train in: eager, then compiled (train.compile), each compiled
+    model from a fresh dynamo state with its compile time apart."""
     try:
         import timm
     except ImportError:
         return ["- skipped: timm is not installed here."]
-    from model_throughput import Row, run_row
+    from model_throughput import Row, Stepper, _batch, build_model, training_flops
 
     dtype = "bf16" if device == "cuda" else "fp32"
-    rows = [Row(device, dtype, 32, 8, 1, 2)] if quick else [Row(device, dtype, 299, 64, 5, 20),
-                                                           Row(device, dtype, 32, 256, 5, 20)]
-    peak = device_peak(torch.device(device), amp=device == "cuda")
-    lines = [f"Peak: {peak.source}.", "",
-             "| size | batch | layout | ours (img/s) | timm (img/s) | ours / timm | our FLOP utilisation |",
-             "|---|---|---|---|---|---|---|"]
+    rows = ([ModelRow(32, 8, steps=2)] if quick else
+            [ModelRow(299, 64), ModelRow(299, 256, compiled=("ours", "timm", POINTWISE_AS_GEMM)), ModelRow(32, 256)])
+    peak, how = gemm_peak(device)
+    datasheet = device_peak(torch.device(device), amp=device == "cuda")
+    unit, scale = ("TFLOP/s", 1e12) if device == "cuda" else ("GFLOP/s", 1e9)
+    lines = [f"Peaks: measured {peak / scale:.4g} {unit} ({how}, this run); the trials' `mfu` uses "
+             f"{datasheet.source}.", "",
+             "| size | batch | model | img/s | / timm eager | FLOP utilisation (measured peak) | "
+             "(trials' peak) | compile s |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        results = run_row(timm, row, seed=0)
-        for r in results:
-            mfu = r.ours_flop_rate / peak.flops
-            lines.append(f"| {row.size} | {row.batch} | {r.layout} | {r.ours:.0f} | {r.timm:.0f} | {r.ratio:.2f}x | "
-                         f"{100 * mfu:.1f}% |")
+        x, y = _batch(Row(device, dtype, row.size, row.batch, 0, 0), seed=0)
+        x = x.contiguous(memory_format=torch.channels_last)
+        steppers = {which: Stepper(build_model(timm, which, 0, device, True), x, y, dtype) for which in ("ours", "timm")}
+        flops = training_flops(steppers["ours"].model, x)
+        for _ in range(2):  # warm-up: cuDNN's choices, the allocator
+            for stepper in steppers.values():
+                stepper.step(False)
+        for i in range(row.steps):  # interleaved, so a slow spell hits both
+            for stepper in (list(steppers.values()) if i % 2 == 0 else list(steppers.values())[::-1]):
+                stepper.step(True)
+        rates = {which: row.batch / statistics.median(s.times) for which, s in steppers.items()}
+        del steppers
+        compiles = {}
+        for which in row.compiled:
+            rates[which + " compiled"], compiles[which + " compiled"] = _compiled_rate(timm, which, x, y, dtype, row)
+        for which, rate in rates.items():
+            flop_rate = flops / row.batch * rate
+            compiled = f"{compiles[which]:.0f}" if which in compiles else "-"
+            lines.append(f"| {row.size} | {row.batch} | {which} | {rate:.0f} | {rate / rates['timm']:.2f}x | "
+                         f"{100 * flop_rate / peak:.1f}% | {100 * flop_rate / datasheet.flops:.1f}% | {compiled} |")
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    if not any(row.compiled for row in rows):
+        lines += ["", "- compiled rows: skipped (--quick: compiling the full network takes minutes on a CPU)."]
+    return lines
+
+
+def _compiled_rate(timm, which: str, x, y, dtype: str, row: ModelRow) -> tuple[float, float]:
+    """(images/s, compile seconds) of one model under torch.compile, from a fresh dynamo state."""
+    from model_throughput import Stepper, build_model
+
+    torch._dynamo.reset()
+    model = build_model(timm, "timm" if which == "timm" else "ours", 0, x.device.type, True)
+    stepper = Stepper(model, x, y, dtype, compile=True)
+    with torch._inductor.config.patch(conv_1x1_as_mm=which == POINTWISE_AS_GEMM):
+        first = stepper.step(False)  # compiles the forward and backward graphs
+    stepper.step(False)
+    for _ in range(row.steps):
+        stepper.step(True)
+    step = statistics.median(stepper.times)
+    return row.batch / step, first - step
+
+
+def cudnn_autotuning(device: str, quick: bool, folder: Path) -> list[str]:
+    """What cuDNN's autotuning (torch.backends.cudnn.benchmark, which fit turns on for GPU trials)
+    buys and costs at Xception's shapes: the first step of a shape and the steady step, off then on.
+    Each setting meets each shape afresh (its own cache of choices)."""
+    if device != "cuda":
+        return ["- skipped: cuDNN is a GPU library."]
+    from model_throughput import Row, Stepper, _batch, build_model
+
+    lines = ["| size | batch | cudnn.benchmark | first step s | steady step ms | img/s |", "|---|---|---|---|---|---|"]
+    for size, batch in ((299, 64), (32, 256)):
+        x, y = _batch(Row(device, "bf16", size, batch, 0, 0), seed=0)
+        x = x.contiguous(memory_format=torch.channels_last)
+        for benchmark in (False, True):
+            torch.backends.cudnn.benchmark = benchmark
+            stepper = Stepper(build_model(None, "ours", 0, device, True), x, y, "bf16")
+            first = stepper.step(False)
+            for _ in range(10):
+                stepper.step(True)
+            step = statistics.median(stepper.times)
+            lines.append(f"| {size} | {batch} | {'on' if benchmark else 'off'} | {first:.2f} | {1e3 * step:.1f} | "
+                         f"{batch / step:.0f} |")
+    torch.backends.cudnn.benchmark = False
     return lines
 
 
@@ -123,11 +232,13 @@ def write_jpeg_folder(root: Path, count: int) -> None:
 
 
 def fit_image_folder(device: str, quick: bool, folder: Path) -> list[str]:
-    """A 2-epoch trial on a small JPEG folder through the input pipeline (loader processes decode)."""
+    """A 2-epoch trial on a small JPEG folder through the input pipeline: on a GPU, loader processes
+    read the files and the GPU decodes them (nvjpeg); on a CPU, loader processes decode them."""
     data = {"dataset": "imagefolder", "root": str(folder), "image_size": 64 if quick else 299, "recipe": "inception"}
     config = _trial_config(device=device, data=data, epochs=2, batch=8 if quick else 64,
                            width=0.125 if quick else 1.0, threads=1 if quick else 8)
-    return _fit_lines("fit, JPEG folder (decoded in loader processes)", config)
+    where = "decoded on the GPU" if device == "cuda" else "decoded in loader processes"
+    return _fit_lines(f"fit, JPEG folder ({where})", config)
 
 
 def decode_rates(device: str, quick: bool, folder: Path) -> list[str]:
@@ -203,7 +314,7 @@ def _local_workers_fit(device: str, quick: bool) -> list[str]:
     from xsweep.training.local_workers import fit_on_local_workers
 
     workers = torch.cuda.device_count() if device == "cuda" else 2
-    data = {"dataset": "synthetic", "image_size": 32, "synthetic_size": 128 if quick else 8192,
+    data = {"dataset": "synthetic", "image_size": 32, "synthetic_size": 128 if quick else 4096,
             "synthetic_classes": 10}
     config = _trial_config(device=device, data=data, epochs=1, batch=16 if quick else 256 * workers,
                            width=0.125 if quick else 1.0, threads=1 if quick else 4)
@@ -259,7 +370,8 @@ def shared_gpu_trials(device: str, quick: bool, folder: Path) -> list[str]:
 
 # (title, part): each part takes (device, quick, the JPEG folder this script wrote) and returns its lines.
 PARTS = (
-    ("Model training throughput: ours against timm's legacy_xception", model_throughput),
+    ("Model training throughput: ours against timm's legacy_xception, eager and compiled", model_throughput),
+    ("cuDNN autotuning at Xception's shapes", cudnn_autotuning),
     ("fit of a 2-epoch trial on in-memory data", fit_in_memory),
     ("fit of a 2-epoch trial on a JPEG folder", fit_image_folder),
     ("JPEG decoding", decode_rates),

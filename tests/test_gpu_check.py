@@ -23,13 +23,18 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_says_what_it_measured(tmp
     assert proc.returncode == 0, text + proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "0 part(s) failed" in text and "FAILED" not in text
     assert "- GPU: none (CPU run)" in text
-    # Ours against timm, both layouts, with our FLOP utilisation against this CPU's measured peak.
-    assert "Peak: CPU: measured fp32 1024x1024 GEMM peak" in text
-    rows = re.findall(r"^\| 32 \| 8 \| (NCHW|channels_last) \| (\d+) \| (\d+) \| [\d.]+x \| ([\d.]+)% \|$", text, re.M)
-    assert [r[0] for r in rows] == ["NCHW", "channels_last"] and all(int(r[1]) > 0 and int(r[2]) > 0 for r in rows)
+    # Ours against timm in the trials' layout, with the FLOP utilisation against this CPU's peak
+    # measured in the run; the compiled rows say why they did not run.
+    assert re.search(r"^Peaks: measured [\d.]+ GFLOP/s \(measured fp32 1024x1024 GEMM, this run\)", text, re.M), text
+    rows = re.findall(r"^\| 32 \| 8 \| (ours|timm) \| (\d+) \| ([\d.]+)x \| ([\d.]+)% \| ([\d.]+)% \| - \|$", text, re.M)
+    assert [r[0] for r in rows] == ["ours", "timm"] and all(int(r[1]) > 0 and float(r[3]) > 0 for r in rows), text
+    assert rows[1][2] == "1.00" and "- compiled rows: skipped (--quick" in text
+    assert "## cuDNN autotuning at Xception's shapes\n\n- skipped: cuDNN is a GPU library." in text
     assert re.search(r"^- fit, synthetic data: completed after 2 epochs in [\d.]+ s; last epoch [\d.]+ training "
                      r"img/s, peak memory [\d.]+ [MG]iB, FLOP utilisation [\d.]+%", text, re.M), text
     assert "- fit, JPEG folder (decoded in loader processes): completed after 2 epochs" in text
+    # Each fit says how long its trial took to reach its first step.
+    assert len(re.findall(r"^  - start-up: first step [\d.]+ s after the trial's start", text, re.M)) == 2, text
     assert re.search(r"^- PIL \(one CPU thread\): \d+ img/s$", text, re.M)
     assert re.search(r"^- torchvision.io.decode_jpeg, CPU: \d+ img/s$", text, re.M)
     assert re.search(r"^- gloo, world size 1: one step \(loss [\d.]+, all-reduced [\d.]+\)", text, re.M)
