@@ -125,6 +125,10 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         assert [m.step for m in client.get_metric_history(child.info.run_id, "first_epoch_extra_seconds")] == [2]
         assert "compile_seconds" not in child.data.metrics
     assert best_value == pytest.approx(seen_best)
+    # Two trials at a time: the first two start their processes (torch's import, the data), the next
+    # two get a process one of them left and reach their first step far sooner.
+    startups = sorted(child.data.metrics["startup_seconds"] for child in children)
+    assert startups[1] < startups[2] / 2, startups
     # The sweep's cost on its parent: every trial's device-seconds, summed, and in the summary.
     total = sum(child.data.metrics["device_seconds"] for child in children)
     assert parent.data.metrics["device_seconds"] == pytest.approx(total)
