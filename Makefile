@@ -57,3 +57,13 @@ bench: setup
 
 clean:
 	rm -rf results mlruns mlartifacts mlflow.db reports
+
+# The offline bundle for GPU hosts that have torch but no package index: the wheels of what xsweep
+# needs beyond the host's packages (scripts/gpu_bundle/host_packages.txt), Ray and MLflow without
+# the parts a sweep never loads, in gpu-bundle/ (under 56 MiB), with install.py to install them into
+# a folder there. GPU_BUNDLE_PYTHON / GPU_BUNDLE_PLATFORM: the host's Python and wheel platform.
+GPU_BUNDLE_PYTHON   ?= 3.12
+GPU_BUNDLE_PLATFORM ?= manylinux_2_28_x86_64
+.PHONY: gpu-bundle
+gpu-bundle: setup
+	$(PY) scripts/gpu_bundle/build.py --python $(GPU_BUNDLE_PYTHON) --platform $(GPU_BUNDLE_PLATFORM) --out gpu-bundle
