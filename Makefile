@@ -46,6 +46,14 @@ GPU_PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 gpu-check:
 	$(GPU_PY) benchmarks/gpu_check.py
 
+# The whole product on one CUDA GPU: sweeps sharing it (1, 0.5, 0.25 GPU per trial), the default
+# ablation, its report and the reproduction of its best trial; writes benchmarks/results/gpu_sweep.md
+# in under 8 minutes on an H100/H200. Needs xsweep's dependencies: the .venv, or the offline bundle on
+# PYTHONPATH. GPU_SWEEP_ARGS: e.g. --budget 300 (seconds; a sweep past its share stops as at Ctrl-C).
+.PHONY: gpu-sweep
+gpu-sweep:
+	$(GPU_PY) benchmarks/gpu_sweep.py $(GPU_SWEEP_ARGS)
+
 # Speed measurements (not tests): each script writes its table to benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/model_throughput.py
