@@ -406,6 +406,9 @@ def main(argv=None) -> int:
                 failed += 1
                 lines += ["- FAILED:", "", "```", traceback.format_exc().strip(), "```"]
             lines += ["", f"({time.perf_counter() - part_started:.1f} s)", ""]
+            # What is done so far, should the check be stopped before its end (a lent GPU's time runs out).
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text("\n".join(lines + ["(in progress)"]))
             if args.device == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
