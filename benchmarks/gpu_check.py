@@ -350,7 +350,9 @@ def shared_gpu_trials(device: str, quick: bool, folder: Path) -> list[str]:
 
     ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False, num_cpus=2,
              num_gpus=None if device == "cuda" else 1, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path[:2])}})
+             # The project, and whatever PYTHONPATH already holds (an offline bundle's folder: Ray itself).
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                 [*sys.path[:2], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}})
     try:
         runs = ray.get([trial.remote(config), trial.remote(config)])
     finally:
