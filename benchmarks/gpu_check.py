@@ -13,6 +13,7 @@ at toy sizes on a CPU, as a test does, so that the script cannot rot.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -57,7 +58,7 @@ def _fit_lines(what: str, config: dict) -> list[str]:
 
     reports = []
     started = time.perf_counter()
-    result = fit(config, on_epoch=reports.append)
+    result = fit(config, on_epoch=reports.append, began=time.time())
     last = reports[-1].metrics
     show = {name: METRICS.get(name).show(last[name]) for name in
             ("images_per_second", "peak_memory_bytes", "mfu", "device_seconds", "val_accuracy")}
@@ -65,8 +66,7 @@ def _fit_lines(what: str, config: dict) -> list[str]:
             f"last epoch {show['images_per_second']} training img/s, peak memory {show['peak_memory_bytes']}, "
             f"FLOP utilisation {show['mfu']} ({reports[-1].peak}), {show['device_seconds']} device-seconds, "
             f"validation accuracy {show['val_accuracy']}.",
-            f"  - start-up: first step {last['startup_seconds']:.1f} s after the trial's start (its process's, for the "
-            f"process's first trial); the first "
+            f"  - start-up: first step {last['startup_seconds']:.1f} s after fit was called; the first "
             f"epoch took {last.get('first_epoch_extra_seconds', float('nan')):.1f} s more than the second's pace."]
 
 
@@ -107,8 +107,8 @@ class ModelRow:
 def model_throughput(device: str, quick: bool, folder: Path) -> list[str]:
     """Ours against timm's legacy_xception, training steps in bf16 autocast (fp32 on a CPU) and
     channels_last, the layout trials train in: eager, then compiled (train.compile), each compiled
-    model from a fresh dynamo state with its compile time apart. cuDNN autotunes its convolutions, as
-    in a GPU trial (fit)."""
+    model from a fresh dynamo state with its compile time apart. cuDNN picks its convolutions without
+    autotuning, as in a GPU trial (fit)."""
     try:
         import timm
     except ImportError:
@@ -125,7 +125,7 @@ def model_throughput(device: str, quick: bool, folder: Path) -> list[str]:
              f"{datasheet.source}.", "",
              "| size | batch | model | img/s | / timm eager | FLOP utilisation (measured peak) | "
              "(trials' peak) | compile s |", "|---|---|---|---|---|---|---|---|"]
-    torch.backends.cudnn.benchmark = device == "cuda"
+    torch.backends.cudnn.benchmark = False
     for row in rows:
         x, y = _batch(Row(device, dtype, row.size, row.batch, 0, 0), seed=0)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -168,28 +168,45 @@ def _compiled_rate(timm, which: str, x, y, dtype: str, row: ModelRow) -> tuple[f
     return row.batch / step, first - step
 
 
-def cudnn_autotuning(device: str, quick: bool, folder: Path) -> list[str]:
-    """What cuDNN's autotuning (torch.backends.cudnn.benchmark, which fit turns on for GPU trials)
-    buys and costs at Xception's shapes: the first step of a shape and the steady step, off then on.
-    Each setting meets each shape afresh (its own cache of choices)."""
-    if device != "cuda":
-        return ["- skipped: cuDNN is a GPU library."]
-    from model_throughput import Row, Stepper, _batch, build_model
+# One setting of cuDNN's autotuning at one shape, in a process of its own (its first step meets the
+# shape afresh, as a new trial process does; CUDA is started before it): prints
+# [first step s, median step s] as JSON. Run with the benchmarks folder and the project on sys.path.
+AUTOTUNING_STEPS = """
+import json, statistics, sys, torch
+from model_throughput import Row, Stepper, _batch, build_model
+size, batch, benchmark, device = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "on", sys.argv[4]
+torch.backends.cudnn.benchmark = benchmark
+torch.zeros(1, device=device)
+dtype = "bf16" if device == "cuda" else "fp32"
+x, y = _batch(Row(device, dtype, size, batch, 0, 0), seed=0)
+stepper = Stepper(build_model(None, "ours", 0, device, True), x.contiguous(memory_format=torch.channels_last), y, dtype)
+first = stepper.step(False)
+for _ in range(10):
+    stepper.step(True)
+print(json.dumps([first, statistics.median(stepper.times)]))
+"""
 
+
+def cudnn_autotuning(device: str, quick: bool, folder: Path) -> list[str]:
+    """What cuDNN's autotuning (torch.backends.cudnn.benchmark, which fit leaves off for GPU trials)
+    buys and costs at Xception's shapes: the steady step, and the first step of a new process, where
+    autotuning tries each convolution's algorithms (each setting and shape in a process of its own)."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), *sys.path[:2],
+                                                         os.environ.get("PYTHONPATH", "")])}
     lines = ["| size | batch | cudnn.benchmark | first step s | steady step ms | img/s |", "|---|---|---|---|---|---|"]
-    for size, batch in ((299, 64), (32, 256)):
-        x, y = _batch(Row(device, "bf16", size, batch, 0, 0), seed=0)
-        x = x.contiguous(memory_format=torch.channels_last)
-        for benchmark in (False, True):
-            torch.backends.cudnn.benchmark = benchmark
-            stepper = Stepper(build_model(None, "ours", 0, device, True), x, y, "bf16")
-            first = stepper.step(False)
-            for _ in range(10):
-                stepper.step(True)
-            step = statistics.median(stepper.times)
-            lines.append(f"| {size} | {batch} | {'on' if benchmark else 'off'} | {first:.2f} | {1e3 * step:.1f} | "
-                         f"{batch / step:.0f} |")
-    torch.backends.cudnn.benchmark = False
+    shapes = ((32, 4),) if quick else ((299, 64), (299, 256), (32, 256))
+    for size, batch in shapes:
+        for benchmark in ("off", "on"):
+            proc = subprocess.run([sys.executable, "-c", AUTOTUNING_STEPS, str(size), str(batch), benchmark, device],
+                                  capture_output=True, text=True, env=env, timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+            first, step = json.loads(proc.stdout.strip().splitlines()[-1])
+            lines.append(f"| {size} | {batch} | {benchmark} | {first:.2f} | {1e3 * step:.1f} | {batch / step:.0f} |")
+    if device != "cuda":
+        lines += ["", "- On a CPU, where cuDNN plays no part: a check of the code path, not a measurement."]
     return lines
 
 
@@ -366,15 +383,17 @@ def shared_gpu_trials(device: str, quick: bool, folder: Path) -> list[str]:
 
 
 # (title, part): each part takes (device, quick, the JPEG folder this script wrote) and returns its lines.
-PARTS = (
-    ("Model training throughput: ours against timm's legacy_xception, eager and compiled", model_throughput),
-    ("cuDNN autotuning at Xception's shapes", cudnn_autotuning),
-    ("fit of a 2-epoch trial on in-memory data", fit_in_memory),
-    ("fit of a 2-epoch trial on a JPEG folder", fit_image_folder),
-    ("JPEG decoding", decode_rates),
-    ("A data-parallel step", data_parallel_step),
-    ("Two trials sharing the GPU through Ray", shared_gpu_trials),
-)
+# --parts picks them by key: a lent GPU's minutes may not cover them all (on an H200 the model's part
+# alone took about 4 minutes, two of them compiling).
+PARTS = {
+    "model": ("Model training throughput: ours against timm's legacy_xception, eager and compiled", model_throughput),
+    "cudnn": ("cuDNN autotuning at Xception's shapes", cudnn_autotuning),
+    "fit": ("fit of a 2-epoch trial on in-memory data", fit_in_memory),
+    "fit-jpeg": ("fit of a 2-epoch trial on a JPEG folder", fit_image_folder),
+    "decode": ("JPEG decoding", decode_rates),
+    "ddp": ("A data-parallel step", data_parallel_step),
+    "ray": ("Two trials sharing the GPU through Ray", shared_gpu_trials),
+}
 
 
 def main(argv=None) -> int:
@@ -382,7 +401,15 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
     parser.add_argument("--quick", action="store_true", help="toy sizes (for the CPU test)")
     parser.add_argument("--out", type=Path, default=RESULTS / "gpu_check.md")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"the parts to run, comma-separated (default all: {','.join(PARTS)})")
     args = parser.parse_args(argv)
+    chosen = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown or not chosen:
+        print(f"gpu_check: --parts: {', '.join(unknown) or 'none given'} is not a part (the parts: "
+              f"{', '.join(PARTS)})", file=sys.stderr)
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: --device cuda: no CUDA GPU here (use --device cpu --quick to check the script)",
               file=sys.stderr)
@@ -392,14 +419,15 @@ def main(argv=None) -> int:
     named = torch.cuda.get_device_name() if args.device == "cuda" else "none (CPU run)"
     lines = ["# GPU check", "", f"- GPU: {named}", f"- Host: {machine()}",
              f"- torch {torch.__version__}; written by `python benchmarks/gpu_check.py"
-             f"{' --device cpu' if args.device == 'cpu' else ''}{' --quick' if args.quick else ''}` "
+             f"{' --device cpu' if args.device == 'cpu' else ''}{' --quick' if args.quick else ''}"
+             f"{'' if args.parts == ','.join(PARTS) else f' --parts {args.parts}'}` "
              f"({time.strftime('%Y-%m-%d %H:%M')})", ""]
     failed = 0
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="xsweep-gpu-check-") as scratch:
         folder = Path(scratch) / "jpegs"
         write_jpeg_folder(folder, 24 if args.quick else 512)
-        for title, part in PARTS:
+        for title, part in (PARTS[key] for key in chosen):
             lines += [f"## {title}", ""]
             part_started = time.perf_counter()
             try:

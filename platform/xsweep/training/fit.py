@@ -206,7 +206,10 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
     # Bitwise-reproducible trials on CPU cost nothing. On CUDA, deterministic kernels are slower
     # and need CUBLAS_WORKSPACE_CONFIG set before CUDA starts, so GPU trials favour speed.
     torch.use_deterministic_algorithms(device.type == "cpu")
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    # No cuDNN autotuning: on an H200 it made Xception's steps no faster (39.0 against 38.9 ms at
+    # 299x299 batch 64, 27.9 against 26.6 at 32x32 batch 256: benchmarks/results/gpu_check.md), while
+    # every new trial process would tune every convolution shape again in its first steps.
+    torch.backends.cudnn.benchmark = False
 
     datasets = build_datasets(config["data"], seed=tc["seed"])
     datasets.on_device(device)  # in-memory data on a GPU, where it fits
