@@ -100,7 +100,7 @@ def test_status_lists_both_phases(ablation):
     proc = run_xsweep("status", "smoke", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].endswith(": 16 of 16 trials")
-    phases = [line.split()[-6] for line in proc.stdout.splitlines() if re.match(r"[0-9a-f]{8} ", line)]
+    phases = [line.split()[-7] for line in proc.stdout.splitlines() if re.match(r"[0-9a-f]{8} ", line)]
     assert sorted(phases) == ["confirm"] * 8 + ["tune"] * 8
 
 
