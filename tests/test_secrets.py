@@ -81,6 +81,10 @@ def test_no_secret_in_output_mlflow_or_files(secret_sweep):
     tmp_path, proc, uri_with_password = secret_sweep
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "sweep finished: 2 completed" in proc.stdout
+    # The summary's commands name the sweep's store (not ./mlflow.db), without the password.
+    bare = uri_with_password.replace(f"{ADMIN}:{ADMIN_PASSWORD}@", "")
+    assert f"reproduce:  xsweep reproduce --experiment secrets --tracking-uri {bare}\n" in proc.stdout, proc.stdout
+    assert f"(xsweep ui --tracking-uri {bare})" in proc.stdout
     found: dict[str, str] = {"output": proc.stdout + proc.stderr}
 
     client = MlflowClient(tracking_uri=uri_with_password)

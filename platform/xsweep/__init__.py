@@ -29,7 +29,20 @@ _HOME = {
 def __getattr__(name: str):
     if name in _HOME:
         return getattr(importlib.import_module(_HOME[name]), name)
+    if name == "__version__":
+        return _version()
     raise AttributeError(f"module 'xsweep' has no attribute {name!r}")
+
+
+def _version() -> str:
+    """The installed distribution's version; a checkout run without installing it (a GPU host with the
+    offline bundle) has none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xsweep")
+    except PackageNotFoundError:
+        return "unknown (not installed: run from a checkout)"
 
 
 def __dir__() -> list[str]:

@@ -432,7 +432,7 @@ def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = 
                              "(drop one of the two)")
     if pick is not None and pick < 1:
         raise ReproduceError(f"--pick: must be 1 or more (got {pick}; 1 is the front's best on the first objective)")
-    uri = resolve_uri(tracking_uri, workdir=workdir)
+    uri = resolve_uri(tracking_uri, workdir=workdir, given_as="--tracking-uri")
     client = open_store(uri, flag="--tracking-uri", error=ReproduceError)
     trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri, pick=pick)
     config = run_config(trial)

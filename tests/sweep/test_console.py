@@ -162,7 +162,7 @@ def test_piped_output_is_a_plain_line_per_event(smoke_sweep):
                      r"best so far: ", out, re.MULTILINE)
     assert "sweep finished: 4 completed" in out and "best trial:" in out
     log = _log_named_in(out)
-    assert log.parent.name == out.split()[1].rstrip(":")  # in the sweep's own folder
+    assert log.parent.name == re.search(r"^sweep (\S+): ", out, re.M)[1]  # in the sweep's own folder
     assert "Checkpoint successfully created" in log_text  # what the log held when the run ended
 
 

@@ -146,7 +146,33 @@ def test_status_lists_every_trial(smoke_sweep):
     lines = [line for line in status.stdout.splitlines() if line.split()[:1] and len(line.split()[0]) == 8 and line.split()[0] != "trial"]
     assert len(lines) == 4 and all("completed" in line and "2/2" in line for line in lines)
     assert "first step" in status.stdout and all(re.search(r" \d+(\.\d)?s ", line) for line in lines), status.stdout
+    # In the order the searcher made the trials (Tune numbers them in its saved state), and the best
+    # accuracy as a percentage, as the console shows it.
+    numbers = {}
+    for state in _sweep_folder(workdir, "smoke").glob("experiment_state*.json"):
+        for trial, _ in json.loads(state.read_text())["trial_data"]:
+            trial = json.loads(trial)
+            numbers[trial["trial_id"]] = int(trial["experiment_tag"].split("_")[0])
+    shown = [numbers[line.split()[0]] for line in lines]
+    assert shown == sorted(shown), status.stdout
+    assert all(re.search(r" 2/2 +\d+\.\d\d% ", line) for line in lines), status.stdout
     assert re.search(r"^cost: .* over 4 trials on cpu$", status.stdout, re.M), status.stdout
+
+
+def test_resume_of_a_finished_sweep_starts_nothing_and_registers_nothing(smoke_sweep):
+    workdir, proc, _ = smoke_sweep
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    versions = [v.version for v in client.search_model_versions("name='smoke'")]
+    resumed = run_xsweep("resume", "smoke", cwd=workdir)
+    folder = _sweep_folder(workdir, "smoke")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines() == [
+        f"sweep {folder.name} has finished (4 completed): nothing to resume. `xsweep extend {folder.name}` adds "
+        f"trials to it; `xsweep status {folder.name}` lists them."], resumed.stdout
+    assert not resumed.stderr.strip(), resumed.stderr
+    # No Ray, no trial, no second version of the registered model: the alias stays where it was.
+    assert [v.version for v in client.search_model_versions("name='smoke'")] == versions
 
 
 def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):

@@ -26,8 +26,8 @@ from xsweep.training.loaders import build_datasets, make_loaders
 # rounding. (On digits, whose flat backgrounds put many activations on ReLU's kink, rounding
 # differences of 1e-6 grow to whole percents of loss within one epoch, between any two ways of
 # summing the same numbers.)
-OVERRIDES = ["train.epochs=1", "train.batch_size=32", "train.lr=0.005", "train.threads=1", "model.dropout=0",
-             "data.augment=false", "data.dataset=synthetic", "data.synthetic_size=512"]
+OVERRIDES = ["train.epochs=1", "train.batch_size=32", "search.space.train.lr=null", "train.lr=0.005", "train.threads=1",
+             "model.dropout=0", "data.augment=false", "data.dataset=synthetic", "data.synthetic_size=512"]
 # Relative difference allowed between the 2-worker and the 1-worker runs' losses after one epoch
 # (12 steps): measured 2e-5 to 7e-4 here; a real mistake (a batch's half left out, BatchNorm on
 # half batches, a missing all-reduce) moves them by percents.

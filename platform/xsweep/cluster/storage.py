@@ -182,16 +182,25 @@ def recorded_tracking_uri(record: dict, spec) -> str:
     return record.get("tracking_uri") or resolve_uri(spec.tracking.uri, workdir=record["workdir"])
 
 
+# A sweep folder's name: its spec's name and when it started (new_sweep_name).
+SWEEP_FOLDER = re.compile(r"(.+)-(\d{8}-\d{6})")
+
+
 def find_sweeps(storage: Storage, name: str) -> list[str]:
     """Sweep folders of that spec name, oldest first (their timestamps sort)."""
+    return sorted(folder for folder in _sweep_folders(storage) if SWEEP_FOLDER.fullmatch(folder)[1] == name)
+
+
+def sweep_names(storage: Storage) -> list[str]:
+    """The spec names that have sweep folders in the storage."""
+    return sorted({SWEEP_FOLDER.fullmatch(folder)[1] for folder in _sweep_folders(storage)})
+
+
+def _sweep_folders(storage: Storage) -> list[str]:
     fs, root = storage.fs_path()
     try:
         entries = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
     except OSError:
         return []
-    prefix = f"{name}-"
-    return sorted(
-        e.base_name for e in entries
-        if e.type == pyarrow.fs.FileType.Directory and e.base_name.startswith(prefix)
-        and e.base_name[len(prefix):].replace("-", "").isdigit()
-    )
+    return [e.base_name for e in entries
+            if e.type == pyarrow.fs.FileType.Directory and SWEEP_FOLDER.fullmatch(e.base_name)]

@@ -23,7 +23,7 @@ from xsweep.report.data import SweepData, TrialRun
 from xsweep.report.labels import FACTOR_ORDER, factor_name, level_key, level_label
 from xsweep.report.verdict import ablation_verdict
 from xsweep.sweep.algorithms import distribution
-from xsweep.tracking.store import default_uri
+from xsweep.tracking.store import store_flag
 from xsweep.tracking.uri import redact
 
 LR = "train.lr"
@@ -233,9 +233,8 @@ def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: 
         trial = max(finished, key=lambda t: t.final(ACCURACY))
         source = (f"the sweep recorded no best trial (status {data.status}): the completed trial with the "
                   f"highest final {ACCURACY}")
-    command = f"xsweep reproduce --experiment {_quote(data.experiment)} --run {trial.run_id}"
-    if uri != default_uri(workdir):
-        command += f" --tracking-uri {_quote(redact(uri))}"
+    command = (f"xsweep reproduce --experiment {_quote(data.experiment)} --run {trial.run_id}"
+               + store_flag(uri, workdir=workdir))
     history = trial.history.get(ACCURACY, [])
     return {"run_id": trial.run_id, "name": trial.name, "status": trial.status, "searched": trial.searched,
             "seed": trial.seed, "final_val_accuracy": trial.final(ACCURACY),
@@ -296,7 +295,8 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
         "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
                   "algorithm": data.algorithm, "repeats": data.repeats, "epochs": data.epochs,
                   "metric": data.metric, "mode": data.mode, "tracking_uri": redact(data.uri),
-                  "space": data.space, "device_seconds": st.sum_or_none([t.device_seconds for t in data.trials])},
+                  "space": data.space, "device_seconds": st.sum_or_none([t.device_seconds for t in data.trials]),
+                  "store_flag": store_flag(data.uri, workdir=workdir)},
         "outcome": f"final {ACCURACY} (the last epoch's)",
         "trials": {"total": len(data.trials), "finished": len(finished),
                    "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,

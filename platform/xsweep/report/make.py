@@ -18,7 +18,7 @@ def make_report(*, experiment: str, sweep: str | None = None, out: str | os.Path
                 log_artifacts: bool = True) -> Path:
     """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder."""
     workdir = str(workdir or os.getcwd())
-    uri = resolve_uri(tracking_uri, workdir=workdir)
+    uri = resolve_uri(tracking_uri, workdir=workdir, given_as="--tracking-uri")
     client, sweep_data = data.load_sweep(uri, experiment=experiment, sweep=sweep)
     folder = Path(out) if out else Path(workdir, "reports", f"{_safe(experiment)}-{sweep_data.run_id[:8]}")
     try:

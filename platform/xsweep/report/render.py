@@ -187,7 +187,7 @@ def _pareto_section(summary: dict, figures: dict[str, str]) -> Blocks:
              *(_value(m["searched"].get(path)) for path in searched), m["run_id"]] for m in pareto["front"]]
     out.append(("table", ["rank", "trial", *(o["metric"] for o in objectives), *searched, "run id"], rows))
     out.append(("p", "Reproduce the front's N-th trial: xsweep reproduce --experiment "
-                     f"{summary['experiment']} --pick N"))
+                     f"{summary['experiment']} --pick N{summary['sweep'].get('store_flag', '')}"))
     return out
 
 

@@ -21,11 +21,11 @@ from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
 from xsweep.sweep.algorithms import ALGORITHMS, default_population_size
 from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.tracking.uri import uri_problem
 from xsweep.training.datasets import DATASETS
 
 INVALID = object()  # stands for a value that failed its own check: cross-field checks skip it
 NAME_EXAMPLE = "a short name such as my-sweep"
-TRACKING_URI_FORMS = "sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, postgresql://..., databricks"
 STORAGE_FORMS = "a local folder, an NFS path or s3://bucket/prefix"
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)")
 
@@ -376,25 +376,6 @@ def _gpus_problem(gpus: float) -> str | None:
     return None
 
 
-def _tracking_uri_problem(uri: str) -> str | None:
-    if uri == "databricks" or uri.startswith("databricks://"):
-        return None
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    scheme = scheme.split("+", 1)[0]  # postgresql+psycopg2://
-    if scheme == "sqlite" and not (uri.startswith("sqlite:///") and len(uri) > len("sqlite:///")):
-        return (f"{show(uri)} needs three slashes and a file (sqlite:///mlflow.db for a relative path, "
-                "sqlite:////abs/mlflow.db for an absolute one)")
-    if scheme in ("http", "https") and not urllib.parse.urlsplit(uri).netloc:
-        return f"{show(uri)} has no host (such as http://localhost:5000)"
-    if scheme == "postgresql" and "://" not in uri:
-        return f"{show(uri)} is not a PostgreSQL URI (postgresql://user:password@host:5432/db)"
-    if scheme == "file" and not uri[len("file:"):]:
-        return f"{show(uri)} names no folder (such as file:./mlruns)"
-    if scheme in ("sqlite", "file", "http", "https", "postgresql"):
-        return None
-    return f"{show(uri)} is not a supported tracking URI (one of {TRACKING_URI_FORMS})"
-
-
 def _storage_path_problem(path: str) -> str | None:
     url = _URL_SCHEME.fullmatch(path)
     if url and url[1].lower() != "s3":
@@ -415,7 +396,7 @@ def _endpoint_url_problem(url: str) -> str | None:
 
 FIELD_CHECKS = {
     "resources.gpus_per_trial": _gpus_problem,
-    "tracking.uri": _tracking_uri_problem,
+    "tracking.uri": uri_problem,
     "storage.path": _storage_path_problem,
     "storage.endpoint_url": _endpoint_url_problem,
 }

@@ -21,7 +21,9 @@ import yaml
 
 from xsweep.errors import SpecError
 from xsweep.spec.checks import check
-from xsweep.spec.overrides import apply_overrides, override_list, parse_overrides, yaml_problem
+from xsweep.spec.overrides import (
+    apply_overrides, override_list, parse_overrides, searched_field_lines, yaml_problem,
+)
 from xsweep.spec.schema import Spec
 
 
@@ -69,7 +71,7 @@ def _build(raw: Any, *, source: str, text: str, overrides: Sequence[str], early_
     override_paths: list[str] = []
     if isinstance(raw, dict):
         raw, override_paths, apply_lines = apply_overrides(raw, parsed)
-        lines += apply_lines
+        lines += apply_lines + searched_field_lines(raw, parsed)
     values, problems = check(raw)
     lines += [_render(path, message, source, override_paths) for path, message in problems]
     if lines:

@@ -89,6 +89,23 @@ def apply_overrides(raw: dict, overrides: list[Override]) -> tuple[dict, list[st
     return raw, paths, lines
 
 
+def searched_field_lines(raw: dict, overrides: list[Override]) -> list[str]:
+    """A value --set gives a field that the search varies would never be used (each trial takes the
+    searcher's value): one line each, with the two ways to say what was meant."""
+    space = (raw.get("search") or {}).get("space") or {}
+    if not isinstance(space, dict):
+        return []  # the checks name a space that is not a mapping
+    lines = []
+    for override in overrides:
+        if override.parts[:2] == ("search", "space") or override.value is None or override.path not in space:
+            continue
+        entry = f"search.space.{override.path}"
+        lines.append(f"--set {override.path}: the search varies {override.path} ({entry}), so no trial would use "
+                     f"this value; to fix it, also --set {entry}=null; to search other values, --set "
+                     f"'{entry}={{...}}' instead")
+    return lines
+
+
 def yaml_problem(error: yaml.YAMLError) -> str:
     problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
     context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)

@@ -44,7 +44,8 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     planned_trials: that version's own trials (default: the spec's)."""
     client = runs.client
     earlier = earlier or {}
-    outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment)
+    outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment,
+                           tracking_uri=runs.uri)
     if results is None:
         outcome.interrupted = True
     else:

@@ -5,6 +5,7 @@ Free of heavy imports: the driver imports it before Ray starts; finish.py comput
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 
@@ -12,6 +13,8 @@ from xsweep.contract import COMPLETED, STOPPED
 from xsweep.metrics import best_value
 from xsweep.sweep.best_model import BEST_ALIAS
 from xsweep.sweep.front import front_lines
+from xsweep.text import count
+from xsweep.tracking.store import store_flag
 
 
 @dataclass
@@ -30,10 +33,14 @@ class SweepOutcome:
     phases: dict[str, dict] | None = None  # an ablation's counts per phase: {"tune": {...}, "confirm": {...}}
     verdicts: list[str] = field(default_factory=list)  # an ablation's verdicts, one line per comparison
     cost: dict | None = None  # {"device_seconds", "trials", "devices"}: sweep_cost
+    already_finished: bool = False  # `xsweep resume` of a sweep that had finished: nothing ran
+    tracking_uri: str = ""  # the sweep's store, for the commands the summary suggests
     startup: dict | None = None  # the trials' seconds to their first step: startup_spread
 
     @property
     def exit_code(self) -> int:
+        if self.already_finished:
+            return 0
         if self.interrupted:
             return 130
         return 0 if self.counts.get(COMPLETED, 0) + self.counts.get(STOPPED, 0) else 1
@@ -68,7 +75,7 @@ def startup_spread(values) -> dict | None:
 def startup_line(startup: dict) -> str:
     """"start-up:   first step 2.1s after a trial's start (median of 12 trials; 0.4s to 21s)"."""
     return (f"start-up:   first step {seconds(startup['median'])} after a trial's start (median of "
-            f"{startup['trials']} trials; {seconds(startup['min'])} to {seconds(startup['max'])})")
+            f"{count(startup['trials'], 'trial')}; {seconds(startup['min'])} to {seconds(startup['max'])})")
 
 
 def seconds(value: float | None) -> str:
@@ -83,7 +90,7 @@ def cost_line(cost: dict) -> str:
     seconds = cost["device_seconds"]
     gpu = all(d.startswith("cuda") for d in cost["devices"])
     hours = f"{seconds / 3600:.3g} {'GPU' if gpu else 'device'}-hours ({seconds:.0f} device-seconds)"
-    return f"cost:       {hours} over {cost['trials']} trials on {', '.join(cost['devices'])}"
+    return f"cost:       {hours} over {count(cost['trials'], 'trial')} on {', '.join(cost['devices'])}"
 
 
 def print_summary(outcome) -> None:
@@ -115,10 +122,12 @@ def print_summary(outcome) -> None:
         print(cost_line(outcome.cost))
     if outcome.startup:
         print(startup_line(outcome.startup))
+    # The commands open the sweep's store from here by themselves, or are told where it is.
+    store = store_flag(outcome.tracking_uri, workdir=os.getcwd())
     print(f"results:    {outcome.sweep_path}")
-    print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (make ui)")
+    print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (xsweep ui{store})")
     if outcome.best:
-        print(f"reproduce:  xsweep reproduce --experiment {outcome.experiment}"
+        print(f"reproduce:  xsweep reproduce --experiment {outcome.experiment}{store}"
               + (" [--pick N: the front's N-th trial]" if outcome.front else ""))
     if outcome.interrupted:
         print(f"resume:     xsweep resume {outcome.sweep_path}")

@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 from xsweep.cluster import connect as cluster
 from xsweep.cluster.storage import (
     Storage, check_writable, find_sweeps, new_sweep_name, open_storage, read_sweep_record, recorded_tracking_uri,
-    write_sweep_record,
+    sweep_names, write_sweep_record,
 )
 from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
 from xsweep.errors import SpecError, SweepError, UserError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.sweep.outcome import SweepOutcome
+from xsweep.text import count
 from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
 from xsweep.tracking.tags import TAG_GIT_COMMIT
@@ -63,6 +64,9 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
     check_writable(storage)  # before the tracking store is created: bad input leaves nothing
     cluster.check_address_reachable(address)
+    # Ray's start takes seconds (13-22 on a 2-core machine): say so before, not after.
+    print(f"starting Ray on this machine ({cluster.LOOPBACK} only)..." if address is None else
+          f"joining the Ray cluster at {address}...", flush=True)
     with while_ray_starts(uri):
         ray_address = cluster.connect(address, spec=spec, storage=storage)
 
@@ -84,7 +88,7 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
         "tracking_uri": uri,  # resume and status open this store, whatever their shell says
     })
     log = log_path(storage, sweep)
-    print(f"sweep {sweep}: {spec.total_trials()} trials, results in {sweep_path}", flush=True)
+    print(f"sweep {sweep}: {count(spec.total_trials(), 'trial')}, results in {sweep_path}", flush=True)
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
     if spec.search.multi_objective:
         print(objectives_line(spec), flush=True)
@@ -128,8 +132,14 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     spec = version_spec(record, version)
     uri = recorded_tracking_uri(record, spec)
     check_reachable(uri)
-    cluster.connect(address, spec=spec, storage=storage)
     sweep_path = f"{storage.root}/{sweep}"
+    counts = _finished_counts(uri, record["parent_run_id"])
+    if counts is not None:  # nothing to resume: no Ray, no trial, no second registered model
+        print(f"sweep {sweep} has finished ({counts}): nothing to resume. `xsweep extend {sweep}` adds trials to "
+              f"it; `xsweep status {sweep}` lists them.", flush=True)
+        return SweepOutcome(sweep_path=sweep_path, parent_run_id=record["parent_run_id"], experiment=spec.experiment,
+                            already_finished=True)
+    cluster.connect(address, spec=spec, storage=storage)
     # The searcher (Optuna's study included) and the callbacks come back from Tune's own
     # experiment state; finished trials are not run again, unfinished and errored ones continue.
     # An ablation resumes the phase it was in (phases.py), and after phase 1 runs phase 2.
@@ -167,6 +177,19 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
                               verbose=verbose, earlier=earlier, planned_trials=planned, next_phase=next_phase)
     keep_log(storage, sweep, log)
     return outcome
+
+
+def _finished_counts(uri: str, parent_run_id: str) -> str | None:
+    """How a sweep's trials ended ("4 completed, 1 failed") if its last run of the driver finished
+    every trial it planned (finish.py tags its parent run); None if it is still to be resumed."""
+    from xsweep.tracking.store import open_store
+    from xsweep.tracking.tags import TAG_STATUS, TAG_TRIAL_COUNT_PREFIX
+
+    tags = open_store(uri, flag="tracking.uri").get_run(parent_run_id).data.tags
+    if tags.get(TAG_STATUS) != "finished":
+        return None
+    counts = {name[len(TAG_TRIAL_COUNT_PREFIX):]: n for name, n in tags.items() if name.startswith(TAG_TRIAL_COUNT_PREFIX)}
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no trials"
 
 
 def _process_defaults(address: str | None) -> None:
@@ -219,8 +242,11 @@ def locate_sweep(name_or_path: str, *, workdir: str, endpoint_url: str | None = 
     storage = open_storage("results", workdir=workdir)
     sweeps = find_sweeps(storage, name_or_path)
     if not sweeps:
-        raise SweepError(f"{name_or_path}: no sweep of that name under {storage.root} "
-                         f"(pass the sweep's folder instead)")
+        from xsweep.spec.fields import did_you_mean
+
+        close = did_you_mean(name_or_path, sweep_names(storage))
+        hint = f"did you mean {close}?" if close else "pass the sweep's folder instead"
+        raise SweepError(f"{name_or_path}: no sweep of that name under {storage.root} ({hint})")
     return storage, sweeps[-1]
 
 

@@ -19,6 +19,7 @@ from xsweep.sweep.outcome import best_of_history, cost_line, seconds, sweep_cost
 from xsweep.sweep.phases import ablation_state, confirm_location
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
+from xsweep.text import count
 from xsweep.tracking.uri import redact
 
 
@@ -34,34 +35,40 @@ def print_status(storage: Storage, sweep: str) -> None:
     table = Table("trial", "name", "version", *(["phase"] if ablation else []), "status", "epochs",
                   f"best {metric.name}", "first step", "device time", "MLflow run", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False)
-    count = planned_total = 0
+    shown = planned_total = 0
     spent = []  # (device-seconds, device) of each trial, as of its last epoch
     for version in versions(record):
         planned_total += _planned(record, version)
         for phase, folder in _experiments(storage, sweep, record, version["version"], ablation=ablation):
             analysis = ExperimentAnalysis(folder, storage_filesystem=storage.filesystem)
-            for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+            for trial in sorted(analysis.trials, key=_started_order):
                 report = TrialReport.from_result(trial.last_result)
                 best = best_of_history(analysis.trial_dataframes.get(trial.trial_id), metric=metric.name,
                                        mode=spec.search.mode)
                 planned = report.planned_epochs if report and report.planned_epochs else spec.train.epochs
                 table.add_row(trial.trial_id, trial_name(trial.config), str(version["version"]),
                               *([phase] if ablation else []), status_of(trial.status, trial.last_result),
-                              f"{report.epoch if report else 0}/{planned}", "-" if best is None else f"{best:.4f}",
+                              f"{report.epoch if report else 0}/{planned}", metric.show(best),
                               seconds(report.value(STARTUP) if report else None),
                               clock(report.value(COST) if report else None), trial.config.get(RUN_ID_KEY) or "-")
-                count += 1
+                shown += 1
                 if report:
                     spent.append((report.value(COST), report.device))
     # Plain text when piped (no colour codes in a file), a terminal's width otherwise.
     console = Console(highlight=False, width=None if os.isatty(1) else 200)
-    console.print(f"sweep {sweep} ({storage.root}/{sweep}): {count} of {planned_total} trials"
+    console.print(f"sweep {sweep} ({storage.root}/{sweep}): {shown} of {count(planned_total, 'trial')}"
                   + (f", {len(versions(record))} versions" if len(versions(record)) > 1 else ""))
     console.print(f"MLflow: experiment '{spec.experiment}', parent run {record['parent_run_id']} at {redact(uri)}")
     console.print(table)
     cost = sweep_cost(spent)
     if cost:
         console.print(cost_line(cost))
+
+
+def _started_order(trial) -> tuple[int, str]:
+    """Trials in the order the searcher created them: Tune numbers its experiment tags (3_train.lr=...)."""
+    number = trial.experiment_tag.split("_", 1)[0]
+    return (int(number) if number.isdigit() else 0, trial.trial_id)
 
 
 def _experiments(storage: Storage, sweep: str, record: dict, version: int, *, ablation: bool):

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from xsweep.errors import TrackingError, UserError, reason
-from xsweep.tracking.uri import redact, split_credentials
+from xsweep.tracking.uri import redact, split_credentials, uri_problem
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 # How long a process waits for another one that is creating the same new store's tables.
@@ -31,15 +31,30 @@ CREATE_LOCK_TIMEOUT_S = 300.0
 CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
 
 
-def resolve_uri(given: str | None, *, workdir: str | os.PathLike) -> str:
+def resolve_uri(given: str | None, *, workdir: str | os.PathLike, given_as: str = "tracking.uri") -> str:
     """The one rule: the spec's tracking.uri (or a --tracking-uri flag), else $MLFLOW_TRACKING_URI,
-    else ./mlflow.db in `workdir`."""
-    return given or os.environ.get(ENV_URI) or default_uri(workdir)
+    else ./mlflow.db in `workdir`. A URI of no form MLflow takes is one line naming where it came
+    from (`given_as` for `given`: the spec's field, a command's flag, a Python argument)."""
+    for uri, source in ((given, given_as), (os.environ.get(ENV_URI), ENV_URI)):
+        if uri:
+            problem = uri_problem(uri)
+            if problem:
+                raise TrackingError(f"{source}: {problem}")
+            return uri
+    return default_uri(workdir)
 
 
 def default_uri(workdir: str | os.PathLike) -> str:
     """MLflow's own default (sqlite:///mlflow.db), made absolute: trials run in other folders."""
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def store_flag(uri: str, *, workdir: str | os.PathLike) -> str:
+    """What a printed command needs to open the store at `uri` from `workdir`: " --tracking-uri URI",
+    or nothing where the command finds it by itself there (./mlflow.db)."""
+    import shlex
+
+    return "" if not uri or uri == default_uri(workdir) else f" --tracking-uri {shlex.quote(redact(uri))}"
 
 
 def credentials_to_env(uri: str) -> str:

@@ -1,9 +1,33 @@
-"""URIs that may carry user:password (a tracking server behind basic auth): shown and recorded
-without it. Free of heavy imports: the CLI's submit path uses it too."""
+"""Tracking URIs: which forms xsweep takes, and those that may carry user:password (a tracking server
+behind basic auth), shown and recorded without it. Free of heavy imports: the spec's checks and the
+CLI's submit path use it too."""
 
 from __future__ import annotations
 
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+FORMS = "sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, postgresql://..., databricks"
+
+
+def uri_problem(uri: str) -> str | None:
+    """What is wrong with a tracking URI, as the end of a one-line message; None if it is one xsweep takes."""
+    shown = f"'{redact(uri)}'"
+    if uri == "databricks" or uri.startswith("databricks://"):
+        return None
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    scheme = scheme.split("+", 1)[0]  # postgresql+psycopg2://
+    if scheme == "sqlite" and not (uri.startswith("sqlite:///") and len(uri) > len("sqlite:///")):
+        return (f"{shown} needs three slashes and a file (sqlite:///mlflow.db for a relative path, "
+                "sqlite:////abs/mlflow.db for an absolute one)")
+    if scheme in ("http", "https") and not urlsplit(uri).netloc:
+        return f"{shown} has no host (such as http://localhost:5000)"
+    if scheme == "postgresql" and "://" not in uri:
+        return f"{shown} is not a PostgreSQL URI (postgresql://user:password@host:5432/db)"
+    if scheme == "file" and not uri[len("file:"):]:
+        return f"{shown} names no folder (such as file:./mlruns)"
+    if scheme in ("sqlite", "file", "http", "https", "postgresql"):
+        return None
+    return f"{shown} is not a supported tracking URI (one of {FORMS})"
 
 
 def _with_userinfo(parts: SplitResult, userinfo: str) -> str:
