@@ -53,6 +53,13 @@ def restored_callback(tuner, kind: type, *, otherwise):
     return callbacks[-1]
 
 
+def tune_trials(results) -> list[tuple[str, str]]:
+    """(trial id, Tune's status: PENDING, RUNNING, PAUSED, TERMINATED, ERROR) of each trial of a
+    ResultGrid, in its order: its Results say neither. The grid keeps its trials on its private
+    `_experiment_analysis`."""
+    return [(trial.trial_id, trial.status) for trial in results._experiment_analysis.trials]
+
+
 # ---- Ray's Jobs API client (ray/dashboard/modules/dashboard_sdk.py) ----------------------------
 
 

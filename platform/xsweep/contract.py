@@ -74,7 +74,8 @@ COMPLETED = "completed"  # every planned epoch ran
 STOPPED = "stopped"  # stopped early, by the scheduler (ASHA)
 DIVERGED = "diverged"  # the loss went NaN/inf
 FAILED = "failed"  # an error in the trial, or it never reported
-STATUSES = (PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED)
+INTERRUPTED = "interrupted"  # stopped with its sweep (Ctrl-C) before its last epoch: `xsweep resume` goes on
+STATUSES = (PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED)
 
 
 def ended_status(result: Mapping[str, Any] | None, *, errored: bool = False) -> str:
@@ -87,10 +88,23 @@ def ended_status(result: Mapping[str, Any] | None, *, errored: bool = False) -> 
     return COMPLETED if report.epoch >= report.planned_epochs else STOPPED
 
 
+def sweep_end_status(tune_status: str, result: Mapping[str, Any] | None, *, errored: bool, in_flight: bool) -> str:
+    """How a trial stood when its sweep returned. `in_flight`: it was training when the sweep was
+    interrupted (Tune then marks it TERMINATED like a trial that ended)."""
+    if in_flight:
+        return INTERRUPTED
+    if tune_status == "PENDING":
+        return PENDING if TrialReport.from_result(result) is None else INTERRUPTED
+    return ended_status(result, errored=errored)
+
+
 def status_of(tune_status: str, result: Mapping[str, Any] | None) -> str:
     """The status of a trial as Tune holds it (PENDING, RUNNING, PAUSED, TERMINATED, ERROR)."""
     if tune_status == "ERROR":
         return FAILED
     if tune_status == "TERMINATED":
         return ended_status(result)
-    return RUNNING if tune_status == "RUNNING" else PENDING
+    if tune_status == "RUNNING":
+        return RUNNING
+    # Saved while training (a sweep stopped by Ctrl-C): Tune keeps such a trial PENDING, with its results.
+    return PENDING if TrialReport.from_result(result) is None else INTERRUPTED

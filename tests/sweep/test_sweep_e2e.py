@@ -176,11 +176,13 @@ def test_resume_of_a_finished_sweep_starts_nothing_and_registers_nothing(smoke_s
 
 
 def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
-    """SIGINT the driver mid-sweep, then `xsweep resume`: every configured trial finishes exactly once."""
+    """Ctrl-C mid-sweep, then `xsweep resume`: every configured trial finishes exactly once."""
     env = dict(os.environ)
+    # A process group of its own, which the SIGINT below goes to, as a terminal's Ctrl-C goes to its
+    # foreground group: every process the sweep started there gets it too.
     proc = subprocess.Popen(
         [str(XSWEEP), "run", str(SPECS / "smoke.yaml"), "--set", "train.epochs=3", "--set", "search.num_samples=3"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     # Wait until some trial has reported its first epoch, then interrupt the driver.
     deadline = time.monotonic() + 300
@@ -188,19 +190,29 @@ def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
         if list(tmp_path.glob("results/smoke-*/trial_*/checkpoint_000000")):
             break
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
     assert "resume:" in out, out[-3000:]
+    # No traceback (the tracking writer keeps delivering), no writes lost, no run left reserved.
+    assert "Traceback" not in out and "could not be delivered" not in out, out[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke").experiment_id
+    assert not client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'reserved'")
+    # The trials it stopped are interrupted, not failed, in the summary and in MLflow; none is left RUNNING.
+    counts = re.search(r"^sweep interrupted: (.+)$", out, re.M)
+    assert counts and "interrupted" in counts[1] and "failed" not in counts[1], out[-3000:]
+    trial_runs = client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'trial'")
+    assert trial_runs and all(r.info.status != "RUNNING" for r in trial_runs), [r.info.status for r in trial_runs]
+    assert any(r.data.tags.get("xsweep.status") == "interrupted" and r.info.status == "KILLED" for r in trial_runs)
 
     resumed = run_xsweep("resume", "smoke", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "sweep finished: 3 completed" in resumed.stdout
+    assert "deleted" not in resumed.stdout, resumed.stdout  # no run of the interrupted sweep was left over
 
     folder = _sweep_folder(tmp_path, "smoke")
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent_id = json.loads((folder / "xsweep.json").read_text())["parent_run_id"]
-    assert len(client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
-                                  filter_string="tags.`xsweep.kind` = 'sweep'")) == 1
+    assert len(client.search_runs([experiment], filter_string="tags.`xsweep.kind` = 'sweep'")) == 1
     children = _child_runs(client, "smoke", parent_id)
     assert len(children) == 3
     for child in children:

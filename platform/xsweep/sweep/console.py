@@ -42,7 +42,7 @@ from xsweep.contract import (
 )
 from xsweep.metrics import COST, METRICS, STARTUP, best_scored, better, is_finite_number
 from xsweep.spec.trial import trial_name
-from xsweep.sweep.outcome import seconds
+from xsweep.sweep.outcome import seconds_text
 
 STATUS_STYLES = {PENDING: "dim", RUNNING: "yellow", COMPLETED: "green", STOPPED: "cyan", DIVERGED: "magenta",
                  FAILED: "bold red"}
@@ -159,6 +159,10 @@ class Board:
     # ---- what the views ask ---------------------------------------------------------------
     def best_row(self) -> TrialRow | None:
         return best_scored(self.rows.values(), score=lambda row: row.best, mode=self.mode)[0]
+
+    def running(self) -> frozenset[str]:
+        """The Tune ids of the trials training now: started, and neither completed nor failed."""
+        return frozenset(trial_id for trial_id, row in self.rows.items() if row.status == RUNNING)
 
     def count(self, *statuses: str) -> int:
         return sum(row.status in statuses for row in self.rows.values())
@@ -383,7 +387,8 @@ class ConsoleCallback(tune.Callback):
         if new_warning:  # every epoch after such a restore reports it; say it once
             self._tell(None, f"xsweep: warning: trial {row.name}: {fallback}")
         label = board.metric.label
-        started = f"  (first step {seconds(row.startup)} after its start)" if row.epoch == 1 and row.startup else ""
+        first_epoch = row.epoch == 1 and row.startup
+        started = f"  (first step {seconds_text(row.startup)} after its start)" if first_epoch else ""
         self._tell(row, f"epoch {row.epoch}/{row.planned_epochs}  {label} {board.show(row.value)}"
                         f"  (best {board.show(row.best)}){started}")
 

@@ -8,7 +8,8 @@ from collections import Counter
 
 from ray import tune
 
-from xsweep.contract import ended_status
+from xsweep.compat import tune_trials
+from xsweep.contract import INTERRUPTED, PENDING, sweep_end_status
 from xsweep.metrics import COST, STARTUP, best_scored, better
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
@@ -37,11 +38,23 @@ def _cost_and_startup(client, parent_run_id: str) -> tuple[dict | None, dict | N
             startup_spread(run.data.metrics.get(STARTUP) for run in trials))
 
 
+def _end_interrupted_runs(client, results, statuses) -> None:
+    """The runs of trials the sweep stopped (interrupted) or never started (pending): KILLED in MLflow
+    and tagged so, not left RUNNING; `xsweep resume` continues them, and ends them as they end."""
+    for result, status in zip(results, statuses):
+        run_id = (result.config or {}).get(RUN_ID_KEY)
+        if status in (INTERRUPTED, PENDING) and run_id:
+            set_tags(client, run_id, {TAG_STATUS: status})
+            client.set_terminated(run_id, status="KILLED")
+
+
 def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False, earlier: dict | None = None,
-                 planned_trials: int | None = None):
+                 planned_trials: int | None = None, in_flight: frozenset = frozenset(), undelivered: int = 0):
     """earlier: for a later version of an extended sweep, what the versions before it ended with
     (sweep/versions.py), so that the counts and the best trial stay those of the whole sweep;
-    planned_trials: that version's own trials (default: the spec's)."""
+    planned_trials: that version's own trials (default: the spec's); in_flight: the Tune ids of the
+    trials a Ctrl-C stopped while they trained; undelivered: tracking writes left undelivered, which
+    keep the sweep resumable (`resume` delivers them)."""
     client = runs.client
     earlier = earlier or {}
     outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment,
@@ -49,10 +62,13 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     if results is None:
         outcome.interrupted = True
     else:
-        statuses = [ended_status(r.metrics, errored=r.error is not None) for r in results]
+        # Tune returns normally after Ctrl-C too, with the trials it stopped TERMINATED like those
+        # that ended: which were still training comes from the console's record (`in_flight`).
+        statuses = [sweep_end_status(tune_status, r.metrics, errored=r.error is not None,
+                                     in_flight=trial_id in in_flight)
+                    for r, (trial_id, tune_status) in zip(results, tune_trials(results))]
         outcome.counts = dict(Counter(statuses))
-        # Tune returns normally after Ctrl-C too, with the trials it stopped TERMINATED like
-        # finished ones (hence `interrupted`, see interrupt.py) and those not started PENDING.
+        _end_interrupted_runs(client, results, statuses)
         finished = results.num_terminated + results.num_errors
         outcome.interrupted = (interrupted or finished < len(results)
                                or len(results) < (planned_trials or spec.total_trials()))
@@ -90,7 +106,10 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             outcome.objectives = spec.search.objective_list
             outcome.front = record_pareto_front(spec, client=client, parent_run_id=runs.parent_run_id)
 
-    tags = {TAG_STATUS: "interrupted" if outcome.interrupted else "finished"}
+    if outcome.interrupted:
+        tags = {TAG_STATUS: "interrupted"}
+    else:
+        tags = {TAG_STATUS: "finished" if not undelivered else "finished, writes undelivered"}
     outcome.version = getattr(runs, "version", 1)
     outcome.totals = dict(Counter(earlier.get("counts", {})) + Counter(outcome.counts))
     tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.totals.items()})

@@ -28,7 +28,7 @@ from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
 from xsweep.errors import SpecError, SweepError, UserError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.sweep.outcome import SweepOutcome
-from xsweep.text import count
+from xsweep.text import counted
 from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
 from xsweep.tracking.tags import TAG_GIT_COMMIT
@@ -88,7 +88,7 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
         "tracking_uri": uri,  # resume and status open this store, whatever their shell says
     })
     log = log_path(storage, sweep)
-    print(f"sweep {sweep}: {count(spec.total_trials(), 'trial')}, results in {sweep_path}", flush=True)
+    print(f"sweep {sweep}: {counted(spec.total_trials(), 'trial')}, results in {sweep_path}", flush=True)
     print(f"MLflow: experiment '{spec.experiment}', parent run {runs.parent_run_id}", flush=True)
     if spec.search.multi_objective:
         print(objectives_line(spec), flush=True)
@@ -181,14 +181,16 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
 
 def _finished_counts(uri: str, parent_run_id: str) -> str | None:
     """How a sweep's trials ended ("4 completed, 1 failed") if its last run of the driver finished
-    every trial it planned (finish.py tags its parent run); None if it is still to be resumed."""
+    every trial it planned and delivered every tracking write (finish.py tags its parent run); None
+    if it is still to be resumed."""
     from xsweep.tracking.store import open_store
     from xsweep.tracking.tags import TAG_STATUS, TAG_TRIAL_COUNT_PREFIX
 
     tags = open_store(uri, flag="tracking.uri").get_run(parent_run_id).data.tags
     if tags.get(TAG_STATUS) != "finished":
         return None
-    counts = {name[len(TAG_TRIAL_COUNT_PREFIX):]: n for name, n in tags.items() if name.startswith(TAG_TRIAL_COUNT_PREFIX)}
+    counts = {name[len(TAG_TRIAL_COUNT_PREFIX):]: n for name, n in tags.items()
+              if name.startswith(TAG_TRIAL_COUNT_PREFIX)}
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no trials"
 
 
@@ -421,8 +423,10 @@ def _fit_and_finish(tuner, spec: Spec, *, runs, sweep_path: str, console, log: P
             with contextlib.redirect_stdout(streams.stdout):
                 tuner, console, earlier, planned_trials = next_phase(results)
             results, interrupted = _fit(tuner, console, streams=streams, verbose=verbose)
+        in_flight = console.board.running() if interrupted else frozenset()  # stopped by the Ctrl-C
         return _finish(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted,
-                       streams=streams, callback=callback, earlier=earlier, planned_trials=planned_trials)
+                       streams=streams, callback=callback, earlier=earlier, planned_trials=planned_trials,
+                       in_flight=in_flight)
 
 
 def _fit(tuner, console, *, streams, verbose: bool):
@@ -443,7 +447,8 @@ def _every_trial_ended(results, planned: int | None) -> bool:
 
 
 def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, streams,
-            callback=None, earlier: dict | None = None, planned_trials: int | None = None) -> SweepOutcome:
+            callback=None, earlier: dict | None = None, planned_trials: int | None = None,
+            in_flight: frozenset = frozenset()) -> SweepOutcome:
     import ray
 
     from xsweep.sweep.finish import finish_sweep
@@ -473,6 +478,7 @@ def _finish(results, spec: Spec, *, runs, sweep_path: str, interrupted: bool, st
     # shuts down still to the log.
     with contextlib.redirect_stdout(streams.stdout):
         outcome = finish_sweep(results, spec, runs=runs, sweep_path=sweep_path, interrupted=interrupted,
-                               earlier=earlier, planned_trials=planned_trials)
+                               earlier=earlier, planned_trials=planned_trials, in_flight=in_flight,
+                               undelivered=left)
     ray_shutdown.join()
     return outcome

@@ -3,7 +3,8 @@ sweep/outcome.py, read by query.py, the report and reproduce. Renaming one makes
 unreadable, so these are a format, not an implementation detail."""
 
 TAG_KIND = "xsweep.kind"  # "sweep" | "trial" | "reproduction"
-TAG_STATUS = "xsweep.status"  # a trial: xsweep.contract.STATUSES; a sweep: running | finished | interrupted
+# a trial: xsweep.contract.STATUSES; a sweep: running | finished | interrupted | finished, writes undelivered
+TAG_STATUS = "xsweep.status"
 
 # ---- a sweep's parent run
 TAG_SWEEP_PATH = "xsweep.sweep_path"

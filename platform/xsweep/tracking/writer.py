@@ -51,8 +51,12 @@ class TrackingWriter:
     def __init__(self) -> None:
         # The writer imports what the driver can: the pickled writes name functions by module.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+        # A session of its own: Ctrl-C in the terminal signals the terminal's process group, and the
+        # writer must outlive it to deliver what the interrupted sweep still sends (the trials' last
+        # epochs, the unclaimed runs' deletion). It ends when the driver closes its input, or dies.
         self._process = subprocess.Popen([sys.executable, "-m", "xsweep.tracking.writer"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                         start_new_session=True)
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._pending = 0
