@@ -67,7 +67,11 @@ def _fit_lines(what: str, config: dict) -> list[str]:
             f"FLOP utilisation {show['mfu']} ({reports[-1].peak}), {show['device_seconds']} device-seconds, "
             f"validation accuracy {show['val_accuracy']}.",
             f"  - start-up: first step {last['startup_seconds']:.1f} s after fit was called; the first "
-            f"epoch took {last.get('first_epoch_extra_seconds', float('nan')):.1f} s more than the second's pace."]
+            f"epoch took {_seconds(last.get('first_epoch_extra_seconds'))} more than the second's pace."]
+
+
+def _seconds(value: float | None) -> str:
+    return "- s (one epoch: no pace to compare)" if value is None else f"{value:.1f} s"
 
 
 GEMM_N = 8192  # a bf16 product of two 8192x8192 matrices: 1.1 TFLOP, long enough to time on any GPU
@@ -129,7 +133,8 @@ def model_throughput(device: str, quick: bool, folder: Path) -> list[str]:
     for row in rows:
         x, y = _batch(Row(device, dtype, row.size, row.batch, 0, 0), seed=0)
         x = x.contiguous(memory_format=torch.channels_last)
-        steppers = {which: Stepper(build_model(timm, which, 0, device, True), x, y, dtype) for which in ("ours", "timm")}
+        steppers = {which: Stepper(build_model(timm, which, 0, device, True), x, y, dtype)
+                    for which in ("ours", "timm")}
         flops = training_flops(steppers["ours"].model, x)
         for _ in range(2):  # warm-up: cuDNN's choices, the allocator
             for stepper in steppers.values():
@@ -193,8 +198,8 @@ def cudnn_autotuning(device: str, quick: bool, folder: Path) -> list[str]:
     autotuning tries each convolution's algorithms (each setting and shape in a process of its own)."""
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), *sys.path[:2],
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "benchmarks"), *sys.path[:2], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
     lines = ["| size | batch | cudnn.benchmark | first step s | steady step ms | img/s |", "|---|---|---|---|---|---|"]
     shapes = ((32, 4),) if quick else ((299, 64), (299, 256), (32, 256))
     for size, batch in shapes:

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 from host import machine, write_results  # noqa: E402
 from xsweep.contract import COMPLETED, FAILED, STOPPED  # noqa: E402
-from xsweep.metrics import METRICS  # noqa: E402
+from xsweep.metrics import METRICS, STARTUP, STARTUP_METRICS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARE_SPEC = ROOT / "search_spaces" / "gpu_share.yaml"
@@ -54,9 +54,6 @@ SHARES = (1, 0.5, 0.25)  # resources.gpus_per_trial of the three sweeps
 # --quick: one sweep, two trials side by side and a third after them (each sweep costs some 20 s
 # of Ray's start and the sweep's end on 2 CPU cores).
 QUICK_SHARES = (0.5,)
-# What a trial reports about its start (training/fit.py), read back from its MLflow run.
-STARTUP = "startup_seconds"
-STARTUP_METRICS = (STARTUP, "compile_seconds", "first_epoch_extra_seconds")
 WARM_STARTUP_TARGET_S = 5.0  # issue 24: a trial whose shapes its node has compiled reaches its first step in 5 s
 GPU_UTILIZATION = "system/gpu_utilization_percentage"  # training/system.py
 CPU_UTILIZATION = "system/process_cpu_utilization_percentage"
@@ -71,8 +68,8 @@ MILESTONES = {1: 0.30, 0.5: 0.45, 0.25: 0.57, "ablation": 0.90}
 # On a GPU: 6.75 minutes to the ablation's end at the latest, then report and reproduce: inside the
 # 8 minutes the script must finish in.
 DEFAULT_BUDGET_S = 450
-# A re-trained GPU trial is not bit for bit the sweep's (cuDNN picks its kernels by timing them, and
-# backward passes add in whatever order their threads finish), so its verdict rests on a tolerance:
+# A re-trained GPU trial is not bit for bit the sweep's (GPU kernels add in whatever order their threads
+# finish, and fit leaves deterministic algorithms off there), so its verdict rests on a tolerance:
 # 1.5 pp is about 5 of digits' 360 validation images.
 GPU_REPRODUCE_TOLERANCE_PP = 1.5
 
@@ -386,8 +383,7 @@ def _finished(outcome) -> int:
 # ---- the parts --------------------------------------------------------------------------------
 def shared_gpu_sweeps(run: Run, lines: list[str]) -> None:
     """search_spaces/gpu_share.yaml at 1, 0.5 and 0.25 GPU per trial (--quick: at 0.5 only)."""
-    startup = [name for name in STARTUP_METRICS if name in METRICS]
-    missing = [name for name in STARTUP_METRICS if name not in METRICS]
+    startup = STARTUP_METRICS  # what a trial reports about its start, read back from its MLflow run
     shares = QUICK_SHARES if run.quick else SHARES
     extra = QUICK_SHARE if run.quick else []
     lines.append(f"Spec: `search_spaces/gpu_share.yaml`{_with(extra)}, run once per share of the GPU (search over "
@@ -399,8 +395,6 @@ def shared_gpu_sweeps(run: Run, lines: list[str]) -> None:
         lines.append("On a CPU: Ray is told of one GPU, so that `gpus_per_trial` places the trials as it would on a "
                      "GPU machine; they train on the CPU (eager: `train.compile: auto` compiles on a GPU only), and "
                      "there is no GPU to sample.")
-    if missing:
-        lines.append(f"Not reported: {', '.join(missing)} (not metrics of this xsweep: xsweep/metrics.py).")
     header = ["GPU per trial", "trials finished", "most at once", "wall (s)", "trials' span (s)", "trials/hour",
               "GPU busy", "peak GPU memory", *(f"{name}: first / later median (min-max)" for name in startup)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -448,8 +442,7 @@ def _sweep_sharing(run: Run, gpus: float, *, extra: list[str], startup: list[str
     for name in startup:
         shown = ", ".join(f"{t.data.metrics[name]:.1f}" for t in trials if name in t.data.metrics)
         notes.append(f"- {share}: {name} of each trial, in the order they started: {shown or 'none logged'}.")
-    if STARTUP in startup:
-        notes.append(f"- {share}: {warm_startup(trials, timings, device=run.device)}.")
+    notes.append(f"- {share}: {warm_startup(trials, timings, device=run.device)}.")
     system = GPU_UTILIZATION if run.device == "cuda" else CPU_UTILIZATION
     carry = [t for t in trials if system in t.data.metrics]
     notes.append(f"- {share}: {len(carry)} of {len(trials)} trial runs carry `{system}`"
@@ -458,7 +451,7 @@ def _sweep_sharing(run: Run, gpus: float, *, extra: list[str], startup: list[str
                  + ("" if run.device == "cuda" else f"; `{GPU_UTILIZATION}` is logged by GPU trials only") + ".")
     if trials and not carry and not swept.cut:  # a trial stopped before its first epoch's end logs none
         problems.append(f"{share}: no trial run carries {system}")
-    if finished == 0 or (outcome.counts.get(FAILED) and not swept.cut):  # cut before its first report: failed
+    if finished == 0 or outcome.counts.get(FAILED):  # a trial the deadline stopped is interrupted, not failed
         problems.append(f"{share}: trials ended {outcome.counts}")
     return row
 
@@ -491,9 +484,8 @@ def ablation_on_the_gpu(run: Run, lines: list[str]) -> None:
                      "without a finished confirmation phase.")
     trials, timings = _in_start_order(run, outcome)
     lines += [f"- {name} of the first trial / the later ones' median (min-max): {first_and_later(trials, name)}"
-              for name in STARTUP_METRICS if name in METRICS]
-    if STARTUP in METRICS:
-        lines.append(f"- {warm_startup(trials, timings, device=run.device)}.")
+              for name in STARTUP_METRICS]
+    lines.append(f"- {warm_startup(trials, timings, device=run.device)}.")
     if outcome.best:
         lines.append(f"- best trial: {outcome.best['name']}, {outcome.best['metric']} {outcome.best['value']:.4f} "
                      f"(run {outcome.best['run_id']}).")
@@ -538,13 +530,13 @@ def report_of_the_ablation(run: Run, lines: list[str]) -> None:
 
 def reproduce_the_best(run: Run, lines: list[str]) -> None:
     if run.ablation is None or not run.ablation.best:
-        lines.append("- skipped: the ablation has no best trial (its part above says why).")
+        lines.append("- skipped: the ablation did not end with a verdict (its part above says why).")
         return
     args = ["reproduce", "--experiment", run.ablation.experiment, "--tracking-uri", run.uri]
     if run.device == "cuda":
         args += ["--tolerance", f"{GPU_REPRODUCE_TOLERANCE_PP:g}"]
-        lines.append(f"On a GPU a re-trained trial is not bit for bit the sweep's (cuDNN autotuning, the order of "
-                     f"atomic additions), so the verdict rests on the tolerance: --tolerance "
+        lines.append(f"On a GPU a re-trained trial is not bit for bit the sweep's (the order of its kernels' "
+                     f"additions), so the verdict rests on the tolerance: --tolerance "
                      f"{GPU_REPRODUCE_TOLERANCE_PP:g} pp (about 5 of digits' 360 validation images).")
     else:
         lines.append("On a CPU a trial re-trains bit for bit: the verdict must say identical.")

@@ -45,9 +45,9 @@ def test_run_with_a_bad_override_fails_before_anything_starts(tmp_path):
 def test_run_refuses_to_set_a_field_the_search_varies(tmp_path):
     # smoke.yaml searches train.lr: a fixed value would be ignored by every trial. Refused, with both fixes.
     proc = run_xsweep("run", str(SPECS / "smoke.yaml"), "--set", "train.lr=0.1", cwd=tmp_path)
-    _assert_clean_failure(proc, tmp_path, "--set train.lr: the search varies train.lr (search.space.train.lr), so no "
-                          "trial would use this value; to fix it, also --set search.space.train.lr=null; to search other "
-                          "values, --set 'search.space.train.lr={...}' instead")
+    _assert_clean_failure(proc, tmp_path, "--set train.lr: the search varies train.lr (search.space.train.lr), so "
+                          "no trial would use this value; to fix it, also --set search.space.train.lr=null; to "
+                          "search other values, --set 'search.space.train.lr={...}' instead")
     # Taking the field out of the search, as the line says, fixes the value.
     proc = run_xsweep("validate", str(SPECS / "smoke.yaml"), "--set", "train.lr=0.1", "--set",
                       "search.space.train.lr=null", cwd=tmp_path)
@@ -60,7 +60,7 @@ def test_a_mistyped_tracking_uri_in_the_environment_is_one_line_naming_the_varia
     proc = run_xsweep(*command, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "htp://127.0.0.1:5000"})
     _assert_clean_failure(proc, tmp_path, "xsweep: MLFLOW_TRACKING_URI: 'htp://127.0.0.1:5000' is not a supported "
                           "tracking URI (one of sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, "
-                          "postgresql://..., databricks)")
+                          "postgresql://..., mysql://..., databricks)")
     proc = run_xsweep("report", "smoke", "--tracking-uri", "htp://127.0.0.1:5000", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("xsweep: --tracking-uri: 'htp://127.0.0.1:5000' is not")
 
@@ -73,8 +73,11 @@ def test_ui_of_a_store_that_is_not_there_says_so_and_creates_none(tmp_path):
 
 
 def test_version(tmp_path):
+    import tomllib
+
+    version = tomllib.loads((SPECS.parent / "pyproject.toml").read_text())["project"]["version"]
     proc = run_xsweep("--version", cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stdout.strip() == "xsweep 0.1.0", proc.stdout + proc.stderr
+    assert proc.returncode == 0 and proc.stdout.strip() == f"xsweep {version}", proc.stdout + proc.stderr
 
 
 def test_a_mistyped_sweep_name_suggests_the_closest_one(tmp_path):

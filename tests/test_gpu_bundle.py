@@ -4,7 +4,7 @@ with a manifest that says what it carries, what it stripped and what it leaves t
 install script that installs it into a folder offline, from which xsweep then imports.
 
 The bundle is built for the Python running the tests so that it can be installed here; `make
-gpu-bundle` builds the same for the GPU host's Python 3.12 (41 MiB; 3.11: about the same).
+gpu-bundle` builds the same for the GPU host's Python 3.12 (43 MiB; 3.11: about the same).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_install_script_installs_offline_and_xsweep_imports_from_the_folder(bund
     assert out.returncode == 0, out.stderr[-3000:]
     files, mlflow_version = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(path.startswith(str(target)) for path in files), files
-    assert mlflow_version == "3.17.2"
+    assert f"mlflow=={mlflow_version}" in (ROOT / "pyproject.toml").read_text()  # the pinned one
 
 
 def test_a_bundle_for_another_python_refuses_to_install_in_one_line(tmp_path):

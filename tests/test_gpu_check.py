@@ -26,7 +26,8 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_says_what_it_measured(tmp
     # Ours against timm in the trials' layout, with the FLOP utilisation against this CPU's peak
     # measured in the run; the compiled rows say why they did not run.
     assert re.search(r"^Peaks: measured [\d.]+ GFLOP/s \(measured fp32 1024x1024 GEMM, this run\)", text, re.M), text
-    rows = re.findall(r"^\| 32 \| 8 \| (ours|timm) \| (\d+) \| ([\d.]+)x \| ([\d.]+)% \| ([\d.]+)% \| - \|$", text, re.M)
+    rows = re.findall(r"^\| 32 \| 8 \| (ours|timm) \| (\d+) \| ([\d.]+)x \| ([\d.]+)% \| ([\d.]+)% \| - \|$",
+                      text, re.M)
     assert [r[0] for r in rows] == ["ours", "timm"] and all(int(r[1]) > 0 and float(r[3]) > 0 for r in rows), text
     assert rows[1][2] == "1.00" and "- compiled rows: skipped (--quick" in text
     # cuDNN's autotuning, each setting in a process of its own: its code runs here, where cuDNN does not.

@@ -83,6 +83,7 @@ STARTUP = "startup_seconds"
 METRICS.add(Metric(STARTUP, "train", "seconds to the first step", reproducible=False))
 METRICS.add(Metric("first_epoch_extra_seconds", "train", "extra seconds of the first epoch", reproducible=False))
 METRICS.add(Metric("compile_seconds", "train", "compile seconds", reproducible=False))
+STARTUP_METRICS = (STARTUP, "first_epoch_extra_seconds", "compile_seconds")
 
 # What the report compares trials by (final value) and the console's default column.
 ACCURACY = "val_accuracy"

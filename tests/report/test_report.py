@@ -126,12 +126,13 @@ def test_the_report_says_how_fast_trials_started_training():
     # Sixteen trials: the first of its process started slowly and compiled; the others found its code.
     trials = grid()
     for i, t in enumerate(trials):
-        t.latest.update(startup_seconds=40.0 if i == 0 else 2.0 + i / 8, first_epoch_extra_seconds=30.0 if i == 0 else 1.0,
-                        compile_seconds=35.0 if i == 0 else 0.5)
+        t.latest.update(startup_seconds=40.0 if i == 0 else 2.0 + i / 8,
+                        first_epoch_extra_seconds=30.0 if i == 0 else 1.0, compile_seconds=35.0 if i == 0 else 0.5)
     summary = summarize(sweep(trials), workdir="/nowhere")
     assert summary["startup"]["startup_seconds"] == {"n": 16, "median": 3.0625, "min": 2.125, "max": 40.0}
     text = to_markdown(blocks(summary, {}))
-    assert "Start-up: a trial's first training step came 3.1 s (median of 16 trials; 2.1 to 40.0 s) after its start" in text
+    assert ("Start-up: a trial's first training step came 3.1 s (median of 16 trials; 2.1 to 40.0 s) after its "
+            "start") in text
     assert "torch.compile took 0.5 s (median of 16 trials; 0.5 to 35.0 s)" in text
     assert "| first step (s) |" in text and f"| {trials[0].run_id} |" in text and "| 40.0 |" in text
     # A sweep that logged none of them says nothing of its start-up.

@@ -344,10 +344,10 @@ BROKEN = [
     # -- tracking and storage
     bad("tracking: {uri: 'ftp://host/x'}",
         "spec.yaml: tracking.uri: 'ftp://host/x' is not a supported tracking URI (one of sqlite:///mlflow.db, "
-        "file:./mlruns, http(s)://host:port, postgresql://..., databricks)", id="uri-scheme"),
+        "file:./mlruns, http(s)://host:port, postgresql://..., mysql://..., databricks)", id="uri-scheme"),
     bad("tracking: {uri: mlruns}",
         "spec.yaml: tracking.uri: 'mlruns' is not a supported tracking URI (one of sqlite:///mlflow.db, "
-        "file:./mlruns, http(s)://host:port, postgresql://..., databricks)", id="uri-plain-path"),
+        "file:./mlruns, http(s)://host:port, postgresql://..., mysql://..., databricks)", id="uri-plain-path"),
     bad("tracking: {uri: 'sqlite://mlflow.db'}",
         "spec.yaml: tracking.uri: 'sqlite://mlflow.db' needs three slashes and a file (sqlite:///mlflow.db "
         "for a relative path, sqlite:////abs/mlflow.db for an absolute one)", id="uri-sqlite-slashes"),

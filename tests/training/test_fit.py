@@ -128,7 +128,8 @@ def test_compiled_trials_share_their_code_and_checkpoint_plain_weights(tmp_path,
     c = config(epochs=1, compile=True, batch_size=16)
     c["model"]["middle_blocks"] = 0
     reports = []
-    result = fit(c, on_epoch=reports.append, compile_cache=SharedCompileCache(pyarrow.fs.LocalFileSystem(), str(storage)))
+    cache = SharedCompileCache(pyarrow.fs.LocalFileSystem(), str(storage))
+    result = fit(c, on_epoch=reports.append, compile_cache=cache)
     assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
     first = result.history[0]["compile_seconds"]
     assert first > 0 and len(list(storage.glob("*.bin"))) == 1

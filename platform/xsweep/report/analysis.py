@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from xsweep.defaults import quiet_optuna
-from xsweep.metrics import ACCURACY, STARTUP, curve_metrics, is_finite_number
+from xsweep.metrics import ACCURACY, STARTUP, STARTUP_METRICS, curve_metrics, is_finite_number
 from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
@@ -266,10 +266,6 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
-
-
-# What a trial's start costs (training/trial_start.py), in the order the report says it.
-STARTUP_METRICS = (STARTUP, "first_epoch_extra_seconds", "compile_seconds")
 
 
 def startup(trials: list[TrialRun]) -> dict:

@@ -86,7 +86,7 @@ def _startup_text(startup: dict) -> str:
     parts = []
     if "startup_seconds" in startup:
         parts.append(f"a trial's first training step came {spread('startup_seconds')} after its start "
-                     "(its process's start, for the first trial of a process)")
+                     "(torch's import and CUDA's start included for the first trial of a process)")
     if "first_epoch_extra_seconds" in startup:
         parts.append(f"its first epoch took {spread('first_epoch_extra_seconds')} more than the same steps at "
                      "the second epoch's pace")

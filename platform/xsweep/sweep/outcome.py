@@ -13,7 +13,7 @@ from xsweep.contract import COMPLETED, STOPPED
 from xsweep.metrics import best_value
 from xsweep.sweep.best_model import BEST_ALIAS
 from xsweep.sweep.front import front_lines
-from xsweep.text import count
+from xsweep.text import counted
 from xsweep.tracking.store import store_flag
 
 
@@ -74,11 +74,12 @@ def startup_spread(values) -> dict | None:
 
 def startup_line(startup: dict) -> str:
     """"start-up:   first step 2.1s after a trial's start (median of 12 trials; 0.4s to 21s)"."""
-    return (f"start-up:   first step {seconds(startup['median'])} after a trial's start (median of "
-            f"{count(startup['trials'], 'trial')}; {seconds(startup['min'])} to {seconds(startup['max'])})")
+    low, high = seconds_text(startup["min"]), seconds_text(startup["max"])
+    return (f"start-up:   first step {seconds_text(startup['median'])} after a trial's start (median of "
+            f"{counted(startup['trials'], 'trial')}; {low} to {high})")
 
 
-def seconds(value: float | None) -> str:
+def seconds_text(value: float | None) -> str:
     """3.2s, 41s; '-' when unknown."""
     if value is None:
         return "-"
@@ -90,7 +91,7 @@ def cost_line(cost: dict) -> str:
     seconds = cost["device_seconds"]
     gpu = all(d.startswith("cuda") for d in cost["devices"])
     hours = f"{seconds / 3600:.3g} {'GPU' if gpu else 'device'}-hours ({seconds:.0f} device-seconds)"
-    return f"cost:       {hours} over {count(cost['trials'], 'trial')} on {', '.join(cost['devices'])}"
+    return f"cost:       {hours} over {counted(cost['trials'], 'trial')} on {', '.join(cost['devices'])}"
 
 
 def print_summary(outcome) -> None:

@@ -19,7 +19,7 @@ from collections import Counter
 from xsweep.cluster.storage import write_sweep_record
 from xsweep.contract import ended_status
 from xsweep.spec import Spec
-from xsweep.text import count
+from xsweep.text import counted
 from xsweep.spec.trial import REPEAT_KEY, RUN_ID_KEY
 from xsweep.sweep.ablation import CONFIRM, CONFIRM_DIR, picked_configurations
 from xsweep.sweep.versions import tune_dir
@@ -108,7 +108,7 @@ def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict
     new_seeds = spec.ablation.confirm_seeds - state.get("first_new_seed", 1) + 1
     if state.get("earlier_picked") and new_seeds > 0:
         parts.append(f"{len(state['earlier_picked'])} earlier variants x {new_seeds} new seeds")
-    print(f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {count(len(items), 'trial')}"
+    print(f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {counted(len(items), 'trial')}"
           + (f"; not confirmed, no trial of theirs ran every epoch: {', '.join(missing)}" if missing else ""),
           flush=True)
     callbacks, console = callbacks_for(len(items))

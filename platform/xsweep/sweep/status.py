@@ -15,11 +15,11 @@ from xsweep.metrics import COST, METRICS, STARTUP
 from xsweep.spec.trial import RUN_ID_KEY, trial_name
 from xsweep.sweep.ablation import CONFIRM, TUNE
 from xsweep.sweep.console import clock
-from xsweep.sweep.outcome import best_of_history, cost_line, seconds, sweep_cost
+from xsweep.sweep.outcome import best_of_history, cost_line, seconds_text, sweep_cost
 from xsweep.sweep.phases import ablation_state, confirm_location
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
-from xsweep.text import count
+from xsweep.text import counted
 from xsweep.tracking.uri import redact
 
 
@@ -49,14 +49,14 @@ def print_status(storage: Storage, sweep: str) -> None:
                 table.add_row(trial.trial_id, trial_name(trial.config), str(version["version"]),
                               *([phase] if ablation else []), status_of(trial.status, trial.last_result),
                               f"{report.epoch if report else 0}/{planned}", metric.show(best),
-                              seconds(report.value(STARTUP) if report else None),
+                              seconds_text(report.value(STARTUP) if report else None),
                               clock(report.value(COST) if report else None), trial.config.get(RUN_ID_KEY) or "-")
                 shown += 1
                 if report:
                     spent.append((report.value(COST), report.device))
     # Plain text when piped (no colour codes in a file), a terminal's width otherwise.
     console = Console(highlight=False, width=None if os.isatty(1) else 200)
-    console.print(f"sweep {sweep} ({storage.root}/{sweep}): {shown} of {count(planned_total, 'trial')}"
+    console.print(f"sweep {sweep} ({storage.root}/{sweep}): {shown} of {counted(planned_total, 'trial')}"
                   + (f", {len(versions(record))} versions" if len(versions(record)) > 1 else ""))
     console.print(f"MLflow: experiment '{spec.experiment}', parent run {record['parent_run_id']} at {redact(uri)}")
     console.print(table)

@@ -35,13 +35,20 @@ def resolve_uri(given: str | None, *, workdir: str | os.PathLike, given_as: str 
     """The one rule: the spec's tracking.uri (or a --tracking-uri flag), else $MLFLOW_TRACKING_URI,
     else ./mlflow.db in `workdir`. A URI of no form MLflow takes is one line naming where it came
     from (`given_as` for `given`: the spec's field, a command's flag, a Python argument)."""
-    for uri, source in ((given, given_as), (os.environ.get(ENV_URI), ENV_URI)):
-        if uri:
-            problem = uri_problem(uri)
-            if problem:
-                raise TrackingError(f"{source}: {problem}")
-            return uri
-    return default_uri(workdir)
+    uri, source = uri_and_source(given, workdir=workdir, given_as=given_as)
+    problem = uri_problem(uri)
+    if problem:
+        raise TrackingError(f"{source}: {problem}")
+    return uri
+
+
+def uri_and_source(given: str | None, *, workdir: str | os.PathLike, given_as: str) -> tuple[str, str]:
+    """resolve_uri's store, unchecked, and where it came from, as a message names it."""
+    if given:
+        return given, given_as
+    if os.environ.get(ENV_URI):
+        return os.environ[ENV_URI], ENV_URI
+    return default_uri(workdir), "./mlflow.db"
 
 
 def default_uri(workdir: str | os.PathLike) -> str:

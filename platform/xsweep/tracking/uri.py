@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-FORMS = "sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, postgresql://..., databricks"
+FORMS = "sqlite:///mlflow.db, file:./mlruns, http(s)://host:port, postgresql://..., mysql://..., databricks"
 
 
 def uri_problem(uri: str) -> str | None:
     """What is wrong with a tracking URI, as the end of a one-line message; None if it is one xsweep takes."""
     shown = f"'{redact(uri)}'"
-    if uri == "databricks" or uri.startswith("databricks://"):
+    if uri in ("databricks", "databricks-uc") or uri.startswith(("databricks://", "databricks-uc://")):
         return None
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     scheme = scheme.split("+", 1)[0]  # postgresql+psycopg2://
@@ -25,7 +25,7 @@ def uri_problem(uri: str) -> str | None:
         return f"{shown} is not a PostgreSQL URI (postgresql://user:password@host:5432/db)"
     if scheme == "file" and not uri[len("file:"):]:
         return f"{shown} names no folder (such as file:./mlruns)"
-    if scheme in ("sqlite", "file", "http", "https", "postgresql"):
+    if scheme in ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql"):
         return None
     return f"{shown} is not a supported tracking URI (one of {FORMS})"
 

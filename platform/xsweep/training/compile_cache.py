@@ -21,6 +21,7 @@ import getpass
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,7 +76,12 @@ class SharedCompileCache:
                 blob = f.read()
         except (FileNotFoundError, OSError):
             return False
-        torch.compiler.load_cache_artifacts(blob)
+        try:
+            torch.compiler.load_cache_artifacts(blob)
+        except Exception as exc:  # noqa: BLE001 - a bad or foreign blob costs a cold compile, not the trial
+            print(f"xsweep: the sweep's compiled code for this trial's shapes could not be loaded ({exc}); "
+                  "compiling it anew", file=sys.stderr, flush=True)
+            return False
         return True
 
     def keep(self, key: str) -> bool:

@@ -8,9 +8,10 @@ decodes a few hundred JPEGs a second at ImageNet's sizes; nvjpeg, in one batched
 about fourteen thousand (benchmarks/input_pipeline.py, gpu_check.py).
 
 What comes out is the uint8 N x 3 x S x S batch the CPU recipe's loader processes make of the same
-draws, within a grey level (here the resize runs in float32 and is rounded, as torchvision resizes a
-uint8 image on a GPU; on a CPU torch's uint8 kernel rounds its own way), so that normalising follows
-as for theirs (recipes.Normalise).
+draws, so that normalising follows as for theirs (recipes.Normalise): within a grey level when the
+device is a CPU (the resize runs in float32 and is rounded, as torchvision resizes a uint8 image on a
+GPU; torch's CPU uint8 kernel rounds its own way); nvjpeg's chroma upsampling moves 4:2:0 and
+progressive JPEGs by up to 12 grey levels more (benchmarks/results/input_pipeline_gpu.md).
 
 What falls back to the CPU, said once on the trial's stderr:
 - the whole trial (loaders.Datasets.decode_on): a recipe without a GPU path, a folder holding files

@@ -21,7 +21,7 @@ from xsweep.training.device_decode import EncodedBatch
 from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
 from xsweep.training.optim import build_lr_schedule, build_optimizer
-from xsweep.training.trial_start import StartupClock, trial_began
+from xsweep.training.trial_start import StartupClock
 
 # Checking the loss for NaN/inf needs a host sync on GPU; every 10 steps costs nothing
 # measurable and still stops a blown-up trial within a fraction of an epoch.
@@ -194,10 +194,10 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
     at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
     shard: which of the trial's data-parallel workers this process is (distributed.py); each calls
     on_epoch with the same metrics, summed over all of them, and rank 0's state is the checkpoint.
-    began: when the trial began, in time.time() seconds (trial_start.trial_began, by default);
+    began: when the trial began in this process, in time.time() seconds (by default: now);
     compile_cache: where the sweep keeps its compiled code for other nodes (compile_cache.py).
     """
-    began = trial_began() if began is None else began
+    began = time.time() if began is None else began
     started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
     tc = config["train"]
     seed_everything(tc["seed"])
@@ -207,8 +207,8 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
     # and need CUBLAS_WORKSPACE_CONFIG set before CUDA starts, so GPU trials favour speed.
     torch.use_deterministic_algorithms(device.type == "cpu")
     # No cuDNN autotuning: on an H200 it made Xception's steps no faster (39.0 against 38.9 ms at
-    # 299x299 batch 64, 27.9 against 26.6 at 32x32 batch 256: benchmarks/results/gpu_check.md), while
-    # every new trial process would tune every convolution shape again in its first steps.
+    # 299x299 batch 64, 27.9 against 26.6 at 32x32 batch 256: benchmarks/results/gpu_check.md), and
+    # without it cuDNN's choice of kernels does not depend on timings.
     torch.backends.cudnn.benchmark = False
 
     datasets = build_datasets(config["data"], seed=tc["seed"])
@@ -255,7 +255,9 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
         if compile_cache is not None:
             compile_cache.seed(key)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILED_VARIANTS_KEPT)
-        step_model = torch.compile(step_model)
+        # Static shapes: a reused trial process meets other models (a searched width), and the
+        # automatic dynamic shapes a second shape turns on fail in inductor for this network.
+        step_model = torch.compile(step_model, dynamic=False)
     run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise,
                shard=shard)
     # Evaluation runs the plain module. Compiled, it would compile twice more (eval mode, and the

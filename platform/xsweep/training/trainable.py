@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 
 import pyarrow.fs
 import ray
@@ -58,9 +59,7 @@ def restore(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, str | None
 
 def train_trial(tune_config: dict, *, base_config: dict, compile_cache=None) -> None:
     """compile_cache: the sweep's SharedCompileCache (training/compile_cache.py), for a compiled trial."""
-    from xsweep.training.trial_start import trial_began
-
-    began = trial_began()  # first: the trial's start-up counts from here (or from its process's start)
+    began = time.time()  # first: the trial's start-up (training/trial_start.py) counts from here
     apply_process_defaults()  # this is where a trial's process starts its work
     from xsweep.training.fit import fit
 

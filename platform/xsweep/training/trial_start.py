@@ -1,12 +1,13 @@
 """How long a trial takes to start training, measured in the trial's process and reported as metrics.
 
-- `startup_seconds`: from the trial's start to the end of its first optimizer step. A process's
-  first trial starts when the process does, so Python's start, the imports (torch, Ray), CUDA's
-  start, the data's load, compilation and the first step all count; a later trial in the same process
-  (Tune reuses a trial's process on one machine) starts when its function is called.
-- `first_epoch_extra_seconds`: what the process's first epoch took beyond the same number of steps
-  at the second epoch's pace: compilation, cuDNN's autotuning, the loader processes' start, CUDA's
-  lazy initialisation. Known from the second epoch on.
+- `startup_seconds`: from the trial function's start in its process to the end of its first
+  optimizer step: torch's import and CUDA's start (in a process's first trial; Tune reuses a trial's
+  process on one machine), the data's load, the model, compilation and the first step. Not counted:
+  the start of the process itself, which Ray may have made earlier and kept idle in its pool, so that
+  its age would count the time it waited.
+- `first_epoch_extra_seconds`: what the trial's first epoch in this process took beyond the same
+  number of steps at the second epoch's pace: compilation, the loader processes' start, CUDA's lazy
+  initialisation. Known from the second epoch on.
 - `compile_seconds`: the seconds torch.compile spent compiling for this trial (tracing and code
   generation, forward and backward), as torch counts them; only for a compiled trial. Near zero
   when the compiled code was already in the process or in the compile cache (compile_cache.py).
@@ -16,36 +17,9 @@ Needs only torch and the standard library (the GPU check runs `fit` without Ray)
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
-
-# Whether this process has started a trial already: its first trial counts the process's own start.
-_trials_started = 0
-
-
-def process_started() -> float:
-    """When this process started, in time.time() seconds: its age from /proc (to 10 ms), else now."""
-    try:
-        with open("/proc/self/stat") as f:
-            # Fields after the command name in parentheses; the 22nd field (index 19 here) is the
-            # start in clock ticks after boot.
-            ticks = int(f.read().rpartition(")")[2].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return time.time()
-    return time.time() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def trial_began() -> float:
-    """When the trial starting now began, in time.time() seconds: the process's start for its
-    first trial, now for a later one (see the module's docstring)."""
-    global _trials_started
-    _trials_started += 1
-    return process_started() if _trials_started == 1 else time.time()
-
 
 def compile_seconds_so_far() -> float:
     """Seconds torch.compile has spent in this process since the last `forget_compile_times`:
@@ -73,7 +47,7 @@ class StartupClock:
     def __init__(self, *, began: float, device: torch.device, compiled: bool):
         self.began, self.device, self.compiled = began, device, compiled
         self.first_step_at: float | None = None
-        self.first_epoch: tuple[float, int] | None = None  # (training seconds, steps) of the process's first epoch
+        self.first_epoch: tuple[float, int] | None = None  # (training seconds, steps) of its first epoch here
         self.extra: float | None = None
         if compiled:
             forget_compile_times()
