@@ -8,8 +8,8 @@ import math
 import pytest
 
 from xsweep.contract import (
-    COMPLETED, DIVERGED, FAILED, PENDING, REPORT_KEY, RUNNING, STOPPED, STATUSES, TrialReport, ended_status,
-    status_of,
+    COMPLETED, DIVERGED, FAILED, INTERRUPTED, PENDING, REPORT_KEY, RUNNING, STOPPED, STATUSES, TrialReport,
+    ended_status, status_of, sweep_end_status,
 )
 
 REPORT = TrialReport(epoch=3, metrics={"val_accuracy": 0.5, "train_loss": 1.25}, planned_epochs=8,
@@ -63,7 +63,16 @@ def test_tunes_statuses_in_xsweeps_words():
     assert status_of("TERMINATED", stopped) == STOPPED  # not Tune's "terminated"
     assert [status_of(s, None) for s in ("PENDING", "RUNNING", "PAUSED", "ERROR")] == [PENDING, RUNNING, PENDING,
                                                                                       FAILED]
-    assert set(STATUSES) == {PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED}
+    assert status_of("PENDING", stopped) == INTERRUPTED  # saved mid-training by a Ctrl-C: resume goes on
+    assert set(STATUSES) == {PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED}
+
+
+def test_a_trial_training_when_its_sweep_was_stopped_is_interrupted_not_stopped():
+    # Tune marks a trial stopped by Ctrl-C TERMINATED, like one its scheduler stopped early.
+    partial = TrialReport(epoch=1, planned_epochs=4).to_result()
+    assert sweep_end_status("TERMINATED", partial, errored=False, in_flight=True) == INTERRUPTED
+    assert sweep_end_status("TERMINATED", partial, errored=False, in_flight=False) == STOPPED
+    assert sweep_end_status("PENDING", None, errored=False, in_flight=False) == PENDING
 
 
 def test_a_report_reads_back_from_the_flattened_result_searchers_and_schedulers_get():
