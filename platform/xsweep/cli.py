@@ -91,19 +91,19 @@ def cmd_report(args) -> int:
 def cmd_ui(args) -> int:
     """The MLflow UI of the store every command uses (tracking/store.py's rule), on loopback."""
     from xsweep.tracking.store import open_store, resolve_uri, uri_and_source
+    from xsweep.tracking.ui import print_links, serve
     from xsweep.tracking.uri import redact
 
     uri = resolve_uri(args.tracking_uri, workdir=os.getcwd(), given_as="--tracking-uri")
     _, source = uri_and_source(args.tracking_uri, workdir=os.getcwd(), given_as="--tracking-uri")
     if uri.startswith(("http://", "https://")):
         print(f"the tracking store is the MLflow server at {redact(uri)}: open it in a browser")
+        print_links(uri, base=redact(uri))
         return 0
     # An existing store only (`mlflow ui` would serve a new, empty one for a mistyped path), its tables
     # made under the store's creation lock: `mlflow ui` would race a starting sweep.
     open_store(uri, flag=source)
-    print(f"MLflow UI of {redact(uri)} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
+    return serve(uri, port=args.port)
 
 
 TRACKING_URI_HELP = "the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"

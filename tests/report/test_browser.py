@@ -1,8 +1,10 @@
-"""The MLflow UI, as a user opens it: a sweep's experiment lists the sweep's parent run, and its
-trials' child runs under it, by their names (headless Debian Chromium driven by Selenium)."""
+"""The MLflow UI, as a user opens it from the link the sweep's summary prints: the sweep's runs, not
+MLflow's GenAI pages; the parent run, and its trials' child runs under it, by their names; the spec
+file in the Source column (headless Debian Chromium driven by Selenium)."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -39,7 +41,10 @@ def sweep(mlflow_server, tmp_path_factory):
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 2
-    return exp.experiment_id, parent, children
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    link = re.search(r"^MLflow: .*\((http://\S+)\)$", proc.stdout, re.MULTILINE)
+    assert link, proc.stdout
+    return link.group(1), parent, children
 
 
 @pytest.fixture
@@ -61,11 +66,21 @@ def _run_names(driver) -> list[str]:
     return [a.text for a in driver.find_elements(By.CSS_SELECTOR, f"{RUN_NAME_CELL} a")]
 
 
+def _column(driver, row_id: str, header: str) -> str:
+    """The text of a run's cell in the column headed `header`."""
+    heading = driver.find_element(By.XPATH, f"//div[@role='columnheader'][.//*[text()='{header}']]")
+    return driver.find_element(
+        By.CSS_SELECTOR, f"div[role=row][row-id='{row_id}'] [col-id='{heading.get_attribute('col-id')}']").text
+
+
 def test_the_ui_shows_the_sweep_and_its_trials(sweep, mlflow_server, browser, tmp_path):
-    experiment_id, parent, children = sweep
-    browser.get(f"{mlflow_server.uri}/#/experiments/{experiment_id}/runs")
+    link, parent, children = sweep
+    assert link.startswith(mlflow_server.uri)
+    browser.get(link)
     wait = WebDriverWait(browser, UI_WAIT_S)
     wait.until(lambda d: parent.info.run_name in _run_names(d))
+    assert "/runs" in browser.current_url and "genai" not in browser.current_url, browser.current_url
+    assert _column(browser, parent.info.run_id, "Source") == "smoke.yaml"
 
     # Child runs are nested under their parent, collapsed: expand the parent's row.
     expand = browser.find_element(
@@ -81,3 +96,4 @@ def test_the_ui_shows_the_sweep_and_its_trials(sweep, mlflow_server, browser, tm
     names = _run_names(browser)
     assert names[0] == parent.info.run_name  # the sweep first, its trials below it
     assert wanted <= set(names[1:]), names
+    assert {_column(browser, c.info.run_id, "Source") for c in children} == {"smoke.yaml"}

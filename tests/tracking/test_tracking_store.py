@@ -104,22 +104,29 @@ def test_two_sweeps_started_at_once_in_a_fresh_folder_both_finish(tmp_path):
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_the_ui_shows_the_store_the_rule_names(tmp_path):
-    """`make ui` (xsweep ui) opens the store every command opens: here $MLFLOW_TRACKING_URI's."""
+    """`make ui` (xsweep ui) opens the store every command opens: here $MLFLOW_TRACKING_URI's. It says
+    at once that it is starting, and gives its address only once the UI answers there, with a link
+    per experiment that opens on its runs."""
     import requests
     from mlflow.tracking import MlflowClient
 
-    from services import stop_session, wait_for
+    from services import stop_session
 
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    MlflowClient(uri).create_experiment("only-here")
+    experiment_id = MlflowClient(uri).create_experiment("only-here")
     port = free_port()
     ui = subprocess.Popen([str(XSWEEP), "ui", "--port", str(port)], cwd=tmp_path, start_new_session=True,
                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE, text=True)
     try:
+        assert ui.stdout.readline().startswith("starting the MLflow UI of sqlite:///")
+        ready = ui.stdout.readline()
+        assert ready.startswith(f"MLflow UI: http://127.0.0.1:{port}"), ready
         search = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search"
-        wait_for(lambda: requests.get(search, params={"max_results": 10}, timeout=5).ok, timeout=120, what="xsweep ui")
+        # Answers as soon as it said where: no waiting on the user's side.
         names = {e["name"] for e in requests.get(search, params={"max_results": 10}, timeout=5).json()["experiments"]}
         assert "only-here" in names
+        assert ui.stdout.readline().split() == [
+            "only-here:", f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"]
         assert not (tmp_path / "mlflow.db").exists()  # not ./mlflow.db
     finally:
         stop_session(ui)

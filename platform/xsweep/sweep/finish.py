@@ -58,7 +58,7 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     client = runs.client
     earlier = earlier or {}
     outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment,
-                           tracking_uri=runs.uri)
+                           tracking_uri=runs.uri, experiment_id=runs.experiment_id)
     if results is None:
         outcome.interrupted = True
     else:

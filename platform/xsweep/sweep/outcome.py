@@ -15,6 +15,8 @@ from xsweep.sweep.best_model import BEST_ALIAS
 from xsweep.sweep.front import front_lines
 from xsweep.text import counted
 from xsweep.tracking.store import store_flag
+from xsweep.tracking.ui import runs_url
+from xsweep.tracking.uri import redact
 
 
 @dataclass
@@ -35,6 +37,7 @@ class SweepOutcome:
     cost: dict | None = None  # {"device_seconds", "trials", "devices"}: sweep_cost
     already_finished: bool = False  # `xsweep resume` of a sweep that had finished: nothing ran
     tracking_uri: str = ""  # the sweep's store, for the commands the summary suggests
+    experiment_id: str = ""  # for the link to its runs on a tracking server's UI
     startup: dict | None = None  # the trials' seconds to their first step: startup_spread
 
     @property
@@ -126,7 +129,11 @@ def print_summary(outcome) -> None:
     # The commands open the sweep's store from here by themselves, or are told where it is.
     store = store_flag(outcome.tracking_uri, workdir=os.getcwd())
     print(f"results:    {outcome.sweep_path}")
-    print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  (xsweep ui{store})")
+    if outcome.tracking_uri.startswith(("http://", "https://")) and outcome.experiment_id:
+        where = runs_url(redact(outcome.tracking_uri), outcome.experiment_id)
+    else:
+        where = f"xsweep ui{store}"
+    print(f"MLflow:     experiment '{outcome.experiment}', parent run {outcome.parent_run_id}  ({where})")
     if outcome.best:
         print(f"reproduce:  xsweep reproduce --experiment {outcome.experiment}{store}"
               + (" [--pick N: the front's N-th trial]" if outcome.front else ""))

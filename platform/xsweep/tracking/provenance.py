@@ -1,7 +1,8 @@
 """What identifies the code, packages and data of a sweep, where MLflow's UI shows it, and what
 `xsweep reproduce` compares against the machine it runs on:
 
-- the git commit as `mlflow.source.git.commit` (the UI's Source column), on the parent and every trial;
+- the spec file as `mlflow.source.name` (the UI's Source column: its name, its path on hover) and the
+  git commit as `mlflow.source.git.commit` (the Version column), on the parent and every trial;
 - the installed packages, `environment/packages.txt` on the parent run (name==version per line);
 - the data's fingerprint (training/fingerprint.py) as a dataset input of every trial run.
 """
@@ -15,8 +16,20 @@ from importlib.metadata import distributions
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+MLFLOW_SOURCE_NAME = "mlflow.source.name"
+MLFLOW_SOURCE_TYPE = "mlflow.source.type"
+# MLflow's tag declaring what an experiment holds: its UI lists a model-training experiment with
+# Runs, Models and Traces rather than GenAI's pages.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 PACKAGES_ARTIFACT = "environment/packages.txt"
 SHOWN_DIFFERENCES = 8  # packages listed by name in reproduce's note; the rest are counted
+
+
+def source_tags(spec_source: str | None, commit: str | None) -> dict[str, str]:
+    """The tags of a run's Source and Version columns: the spec the sweep was started from, the commit."""
+    tags = {MLFLOW_SOURCE_NAME: spec_source, MLFLOW_SOURCE_TYPE: "LOCAL"} if spec_source else {}
+    return {**tags, **({MLFLOW_GIT_COMMIT: commit} if commit else {})}
 
 
 def installed_packages() -> dict[str, str]:

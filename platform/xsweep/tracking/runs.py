@@ -26,7 +26,10 @@ from typing import Callable
 from mlflow.tracking import MlflowClient
 
 from xsweep.tracking.delivery import retry
-from xsweep.tracking.provenance import MLFLOW_GIT_COMMIT, PACKAGES_ARTIFACT, installed_packages, packages_text
+from xsweep.tracking.provenance import (
+    EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MLFLOW_SOURCE_NAME, PACKAGES_ARTIFACT, installed_packages, packages_text,
+    source_tags,
+)
 from xsweep.tracking.query import search_all
 from xsweep.tracking.tags import (
     TAG_ABLATION, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_RAY_ADDRESS, TAG_SPEC_SHA256, TAG_STATUS,
@@ -166,7 +169,7 @@ class SweepRuns:
     """The sweep's parent run and the opening of its child runs. Picklable (Tune pickles it)."""
 
     def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict, version: int = 1,
-                 ahead: int = RUNS_AHEAD, most: int | None = None):
+                 ahead: int = RUNS_AHEAD, most: int | None = None, spec_source: str | None = None):
         self.uri = uri
         self.reserve = {"ahead": ahead, "most": most}  # trial runs to reserve ahead, and in all (reserve_of)
         self.version = version  # of the sweep (xsweep extend): tagged on every child run it opens
@@ -174,8 +177,12 @@ class SweepRuns:
         self.parent_run_id = parent_run_id
         self.base_config = base_config
         self.opened: dict[str, str] = {}  # trial id -> its run id
-        self.git_commit = git_commit()  # of the code opening the runs, tagged on every trial run
         self._client: MlflowClient | None = None
+        # Tagged on every trial run: the spec the sweep started from (a resumed or extended sweep's
+        # parent holds it), the commit of the code opening the runs.
+        if spec_source is None:
+            spec_source = self.client.get_run(parent_run_id).data.tags.get(MLFLOW_SOURCE_NAME)
+        self.provenance = source_tags(spec_source, git_commit())
         self._reserve: ReservedRuns | None = None
         self._restored = False
 
@@ -213,7 +220,7 @@ class SweepRuns:
         opened[trial_id] = run_id
         shared_writer().submit(f"the run of trial {trial_id}", partial(
             claim_run, self.uri, run_id, trial_id=trial_id, tune_config=tune_config, base_config=self.base_config,
-            git_commit=getattr(self, "git_commit", None)))
+            provenance=getattr(self, "provenance", {})))
         return run_id
 
     def _find(self, trial_id: str) -> str | None:
@@ -253,7 +260,12 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(spec.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment)
+    if experiment is None:
+        experiment_id = client.create_experiment(spec.experiment, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    else:
+        experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     resolved = spec.resolved()
     tags = {
         TAG_KIND: "sweep",
@@ -267,8 +279,9 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
     if spec.ablation is not None:
         tags[TAG_ABLATION] = json.dumps(spec.ablation.model_dump(mode="json"))
     commit = git_commit()
+    tags.update(source_tags(spec.source, commit))
     if commit:
-        tags[TAG_GIT_COMMIT] = tags[MLFLOW_GIT_COMMIT] = commit
+        tags[TAG_GIT_COMMIT] = commit
         # A commit alone cannot tell that the code that ran had local edits.
         tags[TAG_GIT_DIRTY] = str(git_dirty()).lower()
     run = client.create_run(experiment_id, run_name=Path(sweep_path).name, tags=tags)
@@ -280,4 +293,4 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         client.log_artifacts(run_id, tmp, artifact_path="spec")
     client.log_text(run_id, packages_text(installed_packages()), PACKAGES_ARTIFACT)
     return SweepRuns(uri=uri, experiment_id=experiment_id, parent_run_id=run_id, base_config=spec.base_trial_config(),
-                     **reserve_of(spec))
+                     spec_source=spec.source, **reserve_of(spec))

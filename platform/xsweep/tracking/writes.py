@@ -131,11 +131,11 @@ def delete_run(uri: str, run_id: str) -> None:
 
 
 def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_config: dict,
-              git_commit: str | None) -> None:
+              provenance: dict[str, str]) -> None:
     """Make a reserved run the trial's: its name, the data it trains on, its tags and params."""
     from xsweep.errors import DataError
     from xsweep.spec.trial import PHASE_KEY, VARIANT_KEY, resolve_trial_config, sampled_params, trial_name
-    from xsweep.tracking.provenance import MLFLOW_GIT_COMMIT, dataset_input
+    from xsweep.tracking.provenance import dataset_input
     from xsweep.training.datasets import data_fingerprint
 
     client = client_for(uri)
@@ -156,7 +156,7 @@ def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_c
         # The exact config `fit` runs, typed (params are strings): `xsweep reproduce`
         # re-runs a trial from MLflow alone.
         TAG_CONFIG: json.dumps(config, sort_keys=True),
-        **({MLFLOW_GIT_COMMIT: git_commit} if git_commit else {}),
+        **provenance,  # the Source and Version columns (provenance.source_tags)
         # An ablation's trials (sweep/ablation.py): which phase, which variant.
         **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
            if PHASE_KEY in tune_config else {}),
