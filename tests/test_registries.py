@@ -159,6 +159,7 @@ NOTEBOOK = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import toys, xsweep
+from xsweep.errors import UserError
 from xsweep.sweep.algorithms import ALGORITHMS
 from xsweep.sweep.schedulers import SCHEDULERS
 
@@ -166,9 +167,16 @@ ALGORITHMS.add(toys.ROUND_ROBIN)
 SCHEDULERS.add(toys.MEDIAN_STOPPING)
 spec = xsweep.load_spec({spec!r}, overrides=[
     "search.algorithm=round-robin", "scheduler.kind=median-stopping", "scheduler.grace_period=1",
-    "search.num_samples=2", "train.epochs=2", "search.space={{model.residual: {{choice: [true, false]}}}}"])
+    "search.num_samples=2", "train.epochs=2", "search.space={{model.residual: {{choice: [true, false]}}}}",
+    "tracking.uri={store}"])
 outcome = xsweep.run_sweep(spec, workdir={workdir!r})
-print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "best": outcome.best["searched"]}}))
+report = xsweep.make_report(spec=spec, log_artifacts=False)  # the spec's store, not ./mlflow.db
+try:
+    xsweep.reproduce(spec=spec, pick=0)
+except UserError as error:
+    refused = str(error)
+print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "best": outcome.best["searched"],
+                  "report": str(report), "refused": refused}}))
 """
 
 
@@ -176,17 +184,22 @@ print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "be
 @pytest.mark.cluster
 def test_a_notebook_runs_a_sweep_with_a_registered_sampler_and_scheduler(tmp_path):
     """The Python API, as a notebook calls it (a fresh Python process): the searcher and the
-    scheduler live in the driver, so entries registered there drive a real sweep."""
-    code = NOTEBOOK.format(tests=str(Path(__file__).parent), spec=str(SPECS / "smoke.yaml"), workdir=str(tmp_path))
+    scheduler live in the driver, so entries registered there drive a real sweep. The report and
+    reproduce of the spec find its store; a refusal names the Python argument, not the CLI's flag."""
+    store = f"sqlite:///{tmp_path / 'notebook.db'}"
+    code = NOTEBOOK.format(tests=str(Path(__file__).parent), spec=str(SPECS / "smoke.yaml"), workdir=str(tmp_path),
+                           store=store)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outcome["exit_code"] == 0 and sum(outcome["counts"].values()) == 2
+    assert Path(outcome["report"], "report.html").is_file() and not (tmp_path / "mlflow.db").exists()
+    assert outcome["refused"].startswith("pick: must be 1 or more"), outcome["refused"]
     # Round robin proposes residual on, then off (Optuna trials 0 and 1): the two trials MLflow holds.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=store)
     trials = client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
                                 filter_string="tags.`xsweep.kind` = 'trial'", order_by=["attributes.start_time ASC"])
     assert [json.loads(t.data.tags["xsweep.searched"]) for t in trials] == [{"model.residual": True},

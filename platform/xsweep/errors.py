@@ -6,6 +6,7 @@ raise one without importing that room. Kept import-free: the fast spec checker u
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -61,6 +62,30 @@ class ReproduceError(UserError):
 
 class SubmitError(UserError):
     """A job submission: --address, the Ray token, the project folder."""
+
+
+# The Python API (xsweep/__init__.py) takes the CLI's flags as keyword arguments of the flag's name
+# with underscores, but for these; `--set PATH=VALUE` is an entry of `overrides`.
+PYTHON_ARGUMENTS = {"--run": "run_id"}
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z-]*)(:?)")
+_SET = re.compile(r"(^|\n)--set |(?<![\w-])--set ")
+
+
+def in_python_words(error: UserError) -> UserError:
+    """The same error naming the Python API's keyword arguments where the CLI's flags stood:
+    `--tracking-uri: ...` reads `tracking_uri: ...`, `pass another --sweep` reads `pass another sweep=`."""
+    def name(match: re.Match) -> str:
+        flag, colon = f"--{match.group(1)}", match.group(2)
+        python = PYTHON_ARGUMENTS.get(flag, match.group(1).replace("-", "_"))
+        return f"{python}{colon}" if colon else f"{python}="
+
+    def override(match: re.Match) -> str:  # `--set train.lr: ...` names the entry; mid-sentence, it adds one
+        return f"{match.group(1)}overrides " if match.group(1) is not None else "the override "
+
+    text = _FLAG.sub(name, _SET.sub(override, str(error)))
+    if isinstance(error, SpecError):
+        return SpecError(text)
+    return type(error)(text)
 
 
 # Phrases of network errors worth showing as they are; anything else shows its first line.

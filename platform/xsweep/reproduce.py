@@ -30,7 +30,7 @@ from xsweep.tracking.runs import git_commit
 from xsweep.tracking.provenance import (
     PACKAGES_ARTIFACT, SHOWN_DIFFERENCES, installed_packages, package_differences, parse_packages, recorded_digest,
 )
-from xsweep.tracking.store import open_store, resolve_uri
+from xsweep.tracking.store import experiment_and_uri, open_store, resolve_uri
 from xsweep.tracking.tags import (
     TAG_BEST_RUN_ID, TAG_CONFIG, TAG_DEVICE, TAG_DIFFERENCE, TAG_GIT_COMMIT, TAG_IDENTICAL, TAG_KIND, TAG_MODE,
     TAG_NOTE, TAG_PARETO, TAG_PARETO_RANK, TAG_PHASE, TAG_REPRODUCES, TAG_SEED_BAND, TAG_STATUS, TAG_SWEEP_VERSION,
@@ -418,11 +418,14 @@ class ReproductionRun:
 
 
 # ---- the command -----------------------------------------------------------------------------
-def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = None,
+def reproduce(*, experiment: str | None = None, spec=None, run_id: str | None = None, pick: int | None = None,
               from_checkpoint: bool = False, tracking_uri: str | None = None,
               tolerance: float = DEFAULT_TOLERANCE_PP, workdir: str | os.PathLike = ".",
               workers: int | None = None) -> int:
-    """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail)."""
+    """Reproduce one trial and print the comparison; the exit code (0 pass, 1 fail). A `spec`
+    (load_spec) names the experiment and its store (its tracking.uri) in one."""
+    experiment, tracking_uri, given_as = experiment_and_uri(experiment=experiment, spec=spec,
+                                                            tracking_uri=tracking_uri, error=ReproduceError)
     if not (tolerance >= 0):  # also rejects NaN
         raise ReproduceError(f"--tolerance: must be >= 0 (got {tolerance:g})")
     if workers is not None and workers < 1:
@@ -432,8 +435,8 @@ def reproduce(*, experiment: str, run_id: str | None = None, pick: int | None = 
                              "(drop one of the two)")
     if pick is not None and pick < 1:
         raise ReproduceError(f"--pick: must be 1 or more (got {pick}; 1 is the front's best on the first objective)")
-    uri = resolve_uri(tracking_uri, workdir=workdir, given_as="--tracking-uri")
-    client = open_store(uri, flag="--tracking-uri", error=ReproduceError)
+    uri = resolve_uri(tracking_uri, workdir=workdir, given_as=given_as)
+    client = open_store(uri, flag=given_as, error=ReproduceError)
     trial = find_trial_run(client, experiment=experiment, run_id=run_id, uri=uri, pick=pick)
     config = run_config(trial)
     version = trial.tags.get(TAG_SWEEP_VERSION)

@@ -177,8 +177,9 @@ def load_trial(client: MlflowClient, run) -> TrialRun:
     )
 
 
-def load_sweep(uri: str, *, experiment: str, sweep: str | None = None) -> tuple[MlflowClient, SweepData]:
-    client = open_store(uri, flag="--tracking-uri", error=ReportError)
+def load_sweep(uri: str, *, experiment: str, sweep: str | None = None,
+               flag: str = "--tracking-uri") -> tuple[MlflowClient, SweepData]:
+    client = open_store(uri, flag=flag, error=ReportError)
     exp, run = find_sweep(client, experiment=experiment, sweep=sweep, uri=uri)
     children = child_runs(client, run)
     if not children:

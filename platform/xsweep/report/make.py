@@ -9,17 +9,20 @@ from pathlib import Path
 from xsweep.errors import ReportError
 from xsweep.report import analysis, data, figures, render
 from xsweep.tracking.writes import set_tags
-from xsweep.tracking.store import resolve_uri
+from xsweep.tracking.store import experiment_and_uri, resolve_uri
 from xsweep.tracking.tags import TAG_REPORT
 
 
-def make_report(*, experiment: str, sweep: str | None = None, out: str | os.PathLike | None = None,
-                tracking_uri: str | None = None, workdir: str | os.PathLike | None = None,
-                log_artifacts: bool = True) -> Path:
-    """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder."""
+def make_report(*, experiment: str | None = None, spec=None, sweep: str | None = None,
+                out: str | os.PathLike | None = None, tracking_uri: str | None = None,
+                workdir: str | os.PathLike | None = None, log_artifacts: bool = True) -> Path:
+    """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder. A
+    `spec` (load_spec) names the experiment and its store (its tracking.uri) in one."""
     workdir = str(workdir or os.getcwd())
-    uri = resolve_uri(tracking_uri, workdir=workdir, given_as="--tracking-uri")
-    client, sweep_data = data.load_sweep(uri, experiment=experiment, sweep=sweep)
+    experiment, tracking_uri, given_as = experiment_and_uri(experiment=experiment, spec=spec,
+                                                            tracking_uri=tracking_uri, error=ReportError)
+    uri = resolve_uri(tracking_uri, workdir=workdir, given_as=given_as)
+    client, sweep_data = data.load_sweep(uri, experiment=experiment, sweep=sweep, flag=given_as)
     folder = Path(out) if out else Path(workdir, "reports", f"{_safe(experiment)}-{sweep_data.run_id[:8]}")
     try:
         folder.mkdir(parents=True, exist_ok=True)

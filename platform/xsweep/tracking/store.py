@@ -42,6 +42,17 @@ def resolve_uri(given: str | None, *, workdir: str | os.PathLike, given_as: str 
     return uri
 
 
+def experiment_and_uri(*, experiment: str | None, spec, tracking_uri: str | None,
+                       error: type[UserError]) -> tuple[str, str | None, str]:
+    """(experiment, tracking URI or None, what named the URI) for a command on a sweep given by its
+    experiment or by its spec (the Python API's `spec=`): the spec's name and tracking.uri unless
+    given. What named it goes in resolve_uri's `given_as`."""
+    if not experiment and spec is None:
+        raise error("--experiment: missing (name the sweep's experiment, or pass its spec)")
+    given_as = "--tracking-uri" if tracking_uri or spec is None else "tracking.uri"
+    return experiment or spec.experiment, tracking_uri or (spec.tracking.uri if spec else None), given_as
+
+
 def uri_and_source(given: str | None, *, workdir: str | os.PathLike, given_as: str) -> tuple[str, str]:
     """resolve_uri's store, unchecked, and where it came from, as a message names it."""
     if given:
