@@ -75,7 +75,7 @@ def test_verdicts_name_the_winner_with_a_positive_interval():
     assert st.verdict("ReLU", "no activation", lose) == "no activation beats ReLU by 1.2 pp, 95% CI [0.4, 2.0], n = 6"
     tie = st.Interval(0.003, -0.01, 0.016, 3)
     assert st.verdict("a", "b", tie).startswith("no significant difference at n = 3")
-    assert st.verdict("a", "b", st.Interval(0.1, math.nan, math.nan, 1)) == "too few runs to tell at n = 1"
+    assert st.verdict("a", "b", st.Interval(0.1, math.nan, math.nan, 1)) == "too few runs to tell at n = 1 (an interval needs 3)"
     welch = st.Interval(0.05, 0.01, 0.09, 4, n_b=5)
     assert st.verdict("a", "b", welch).endswith("n = 4 and 5")
 

@@ -4,13 +4,17 @@ level, checked against scipy's paired t-test, with the paper's claims judged fro
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from scipy import stats
 
+from xsweep.report import stats as st
+from xsweep.report.analysis import summarize
 from xsweep.report.data import SweepData, TrialRun
+from xsweep.report.render import blocks, to_markdown
 from xsweep.report.verdict import ablation_verdict
-from xsweep.tracking.tags import TAG_ABLATION
+from xsweep.tracking.tags import TAG_ABLATION, TAG_BEST_RUN_ID
 
 # Final accuracy of each variant (residual, activation) and what each seed adds: residual off is
 # clearly worse (the paper agrees), ReLU clearly better than none (the paper is contradicted).
@@ -87,9 +91,10 @@ def test_one_seed_per_variant_leaves_every_verdict_undecided():
     verdict = ablation_verdict(sweep([trial(r, a, 1) for (r, a) in BASE]))
     residual = comparison(verdict, "model.residual")
     assert residual["n"] == 2
-    # Two pairs give an interval; it is wide, but the two differences agree in sign here.
+    # Two pairs give no interval: at n = 2 a t-interval spans 12.7 standard errors.
+    assert residual["verdict"] == "too few runs to tell at n = 2 (an interval needs 3)"
     single = ablation_verdict(sweep([trial(True, "none", 1), trial(False, "none", 1)]))
-    assert comparison(single, "model.residual")["verdict"] == "too few runs to tell at n = 1"
+    assert comparison(single, "model.residual")["verdict"] == "too few runs to tell at n = 1 (an interval needs 3)"
     assert comparison(single, "model.residual")["paper"]["finding"] == "not decided at this budget"
 
 
@@ -97,3 +102,43 @@ def test_a_sweep_without_ablation_has_no_verdict():
     data = sweep(confirmed())
     data.tags = {}
     assert ablation_verdict(data) is None
+
+
+def test_intervals_stay_within_what_accuracy_can_be():
+    spread = [0.99, 0.40, 0.98]
+    plain, bounded = st.mean_ci(spread), st.mean_ci(spread, bounds=st.ACCURACY_BOUNDS)
+    assert plain.low < 0 and plain.high > 1  # the t-interval alone: past 0 % and 100 %
+    assert (bounded.low, bounded.high) == (0.0, 1.0) and bounded.estimate == plain.estimate
+    swings = st.paired_difference([0.99, 0.02, 0.98], [0.01, 0.97, 0.02], bounds=st.DIFFERENCE_BOUNDS)
+    assert -1.0 <= swings.low and swings.high <= 1.0
+    two = st.paired_difference([0.9, 0.1], [0.1, 0.9], bounds=st.DIFFERENCE_BOUNDS)
+    assert math.isnan(two.low) and st.verdict("a", "b", two).startswith("too few runs to tell at n = 2")
+
+
+def test_an_ablations_report_compares_as_its_verdict_does_and_says_which_way_a_difference_runs(tmp_path):
+    # Phase 1's trials ran each variant at other learning rates; they must not enter a comparison.
+    tuning = [trial(r, a, 7, phase="tune", lr=lr) for (r, a) in BASE for lr in (0.01, 0.3)]
+    data = sweep(confirmed() + tuning)
+    data.tags[TAG_BEST_RUN_ID] = "True-relu-2-confirm"  # the best mean variant's best seed (finish.py)
+    summary = summarize(data, workdir=str(tmp_path))
+
+    verdict = comparison(summary["ablation"], "model.residual")
+    (table,) = [f for f in summary["factors"] if f["path"] == "model.residual"]
+    assert [level["n"] for level in table["levels"]] == [6, 6]  # phase 2's trials only
+    (pooled,) = table["comparisons"]  # residual on - residual off, paired like the verdict
+    assert pooled["test"] == "paired" and pooled["n"] == verdict["n"]
+    assert pooled["difference"] == pytest.approx(-verdict["difference"])
+    assert pooled["significant"] and verdict["verdict"].startswith("residual on beats")
+
+    (panel,) = summary["curves"]["model.residual"]  # one panel comparing both levels, not lr bins
+    assert {line["label"] for line in panel["lines"]} == {"residual on", "residual off"}
+    for line in panel["lines"]:
+        curve = line["metrics"]["val_accuracy"]
+        assert all(0.0 <= low <= high <= 1.0 for low, high in zip(curve["low"], curve["high"]) if low is not None)
+
+    document = blocks(summary, {})
+    headers = [block[1] for block in document if block[0] == "table"]
+    assert ["within", "pairs", "residual off - residual on (pp)", "95% CI (pp)", "verdict"] in headers
+    text = to_markdown(document)
+    assert "clipped to what accuracy can be" in text
+    assert "residual on, ReLU (92.93 % over 3 seeds)" in summary["best"]["source"]

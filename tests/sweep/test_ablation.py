@@ -82,6 +82,12 @@ def test_the_verdict_is_on_the_parent_run_in_the_summary_and_in_the_report(ablat
         line = f"verdict, {c['label']} against {c['reference_label']}: {c['verdict']}"
         assert line in proc.stdout
         assert "too few runs" not in c["verdict"]
+    # The best is the variant with the best confirmed mean, not the luckiest seed of any: its trial
+    # with the best accuracy is the one tagged, printed and registered.
+    top = max((v for v in verdict["variants"] if v["mean"] is not None), key=lambda v: v["mean"])
+    assert f"best variant: {top['label']}, mean final val_accuracy {100 * top['mean']:.2f} % over 2 seeds" in proc.stdout
+    assert parent.data.tags["xsweep.best_run_id"] in top["run_ids"]
+    assert re.search(rf"best trial: .*run {parent.data.tags['xsweep.best_run_id']}\)", proc.stdout)
 
     report = run_xsweep("report", "smoke", cwd=workdir)
     assert report.returncode == 0, report.stderr

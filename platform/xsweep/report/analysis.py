@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from xsweep.defaults import quiet_optuna
-from xsweep.metrics import ACCURACY, STARTUP, STARTUP_METRICS, curve_metrics, is_finite_number
+from xsweep.metrics import ACCURACY, METRICS, STARTUP, STARTUP_METRICS, curve_metrics, is_finite_number
 from xsweep.pareto import pareto_front
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
@@ -57,6 +57,11 @@ def levels(data: SweepData, path: str) -> list[Any]:
 
 def lr_groups(data: SweepData, finished: list[TrialRun]) -> dict:
     """The panels trials of like learning rate are compared in, and a sentence saying how."""
+    if data.ablation is not None:
+        return {"mode": "ablation", "groups": [{"label": "phase 2: each variant at its own tuned settings",
+                                                "low": None, "high": None, "run_ids": [t.run_id for t in finished]}],
+                "text": "An ablation: one panel of phase 2's trials, each variant at the settings phase 1 tuned "
+                        "for it, so that the lines compare the variants as the verdict does."}
     entry = data.space.get(LR)
     if entry is None:
         fixed = data.params.get(LR, "?")
@@ -86,20 +91,26 @@ def lr_groups(data: SweepData, finished: list[TrialRun]) -> dict:
 
 
 # ---- factor tables and comparisons -------------------------------------------------------------
-def _pair_key(trial: TrialRun, path: str) -> tuple:
-    others = tuple(sorted((p, level_key(v)) for p, v in trial.searched.items() if p != path))
+def _pair_key(trial: TrialRun, path: str, matched: list[str] | None) -> tuple:
+    """What a partner shares: the seed and every other searched value (`matched`: only these paths)."""
+    others = tuple(sorted((p, level_key(v)) for p, v in trial.searched.items()
+                          if p != path and (matched is None or p in matched)))
     return others, trial.seed
 
 
 def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
+    """Each level's mean, and each two levels' difference: paired in a grid (every other value and
+    the seed shared) and in an ablation's phase 2 (the seed and the other factors' levels, as its
+    verdict pairs them); else Welch's unpaired interval."""
     level_values = levels(data, path)
     by_level = {level_key(v): [t for t in finished
                                 if path in t.searched and level_key(t.searched[path]) == level_key(v)]
                 for v in level_values}
-    paired = data.algorithm == "grid"
+    paired = data.algorithm == "grid" or data.ablation is not None
+    matched = data.ablation["factors"] if data.ablation is not None else None
     rows = []
     for v in level_values:
-        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[level_key(v)]])
+        ci = st.mean_ci([t.final(ACCURACY) for t in by_level[level_key(v)]], bounds=st.ACCURACY_BOUNDS)
         rows.append({"value": v, "label": level_label(path, v), "n": ci.n, "mean": st.finite_or_none(ci.estimate),
                      "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
                      "device_seconds": st.mean_or_none([t.device_seconds for t in by_level[level_key(v)]]),
@@ -108,15 +119,16 @@ def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     for a, b in itertools.combinations(level_values, 2):
         ta, tb = by_level[level_key(a)], by_level[level_key(b)]
         if paired:
-            ka = {_pair_key(t, path): t for t in ta}
-            kb = {_pair_key(t, path): t for t in tb}
+            ka = {_pair_key(t, path, matched): t for t in ta}
+            kb = {_pair_key(t, path, matched): t for t in tb}
             shared = [k for k in ka if k in kb]
             diff = st.paired_difference([ka[k].final(ACCURACY) for k in shared],
-                                        [kb[k].final(ACCURACY) for k in shared])
+                                        [kb[k].final(ACCURACY) for k in shared], bounds=st.DIFFERENCE_BOUNDS)
             unpaired = len(ta) + len(tb) - 2 * len(shared)
             pairs = [[ka[k].run_id, kb[k].run_id] for k in shared]
         else:
-            diff = st.welch_difference([t.final(ACCURACY) for t in ta], [t.final(ACCURACY) for t in tb])
+            diff = st.welch_difference([t.final(ACCURACY) for t in ta], [t.final(ACCURACY) for t in tb],
+                                       bounds=st.DIFFERENCE_BOUNDS)
             unpaired, pairs = 0, []
         la, lb = level_label(path, a), level_label(path, b)
         comparisons.append({
@@ -143,13 +155,15 @@ def curves(data: SweepData, finished: list[TrialRun], path: str, groups: dict) -
                 continue
             line = {"value": v, "label": level_label(path, v), "n": len(trials), "metrics": {}}
             for metric in curve_metrics():
+                # A fraction stays within [0, 1]; a loss is never negative.
+                bounds = st.ACCURACY_BOUNDS if METRICS.get(metric).percent else (0.0, math.inf)
                 per_epoch = defaultdict(list)
                 for t in trials:
                     for epoch, value in t.history.get(metric, []):
                         if math.isfinite(value):
                             per_epoch[epoch].append(value)
                 epochs = sorted(per_epoch)
-                cis = [st.mean_ci(per_epoch[e]) for e in epochs]
+                cis = [st.mean_ci(per_epoch[e], bounds=bounds) for e in epochs]
                 line["metrics"][metric] = {"epochs": epochs, "mean": [c.estimate for c in cis],
                                            "low": [st.finite_or_none(c.low) for c in cis], "high": [st.finite_or_none(c.high) for c in cis],
                                            "n": [c.n for c in cis]}
@@ -223,10 +237,17 @@ def variants(data: SweepData, finished: list[TrialRun], factor_paths: list[str])
 
 
 # ---- best trial and the whole summary -----------------------------------------------------------
-def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: str) -> dict | None:
+def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: str,
+               verdict: dict | None = None) -> dict | None:
     by_id = {t.run_id: t for t in data.trials}
     trial = by_id.get(data.best_run_id or "")
     source = "the sweep's own choice (tag xsweep.best_run_id: best " + data.metric + " at any epoch)"
+    variant = next((v for v in (verdict or {}).get("variants", []) if trial and trial.run_id in v["run_ids"]), None)
+    if variant is not None:
+        source = (f"the sweep's own choice (tag xsweep.best_run_id): the variant with the best mean final "
+                  f"{ACCURACY} over phase 2's seeds, {variant['label']} ({pct(variant['mean'])} % over "
+                  f"{variant['n']} seeds), and of its trials the one with the best {data.metric} at any epoch, "
+                  "whose checkpoint is the registered model")
     if trial is None:
         if not finished:
             return None
@@ -262,6 +283,10 @@ def pareto(data: SweepData, finished: list[TrialRun]) -> dict | None:
                        if t.run_id not in on_front and None not in values(t)]}
 
 
+def pct(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
+
+
 def _quote(text: str) -> str:
     import shlex
 
@@ -284,8 +309,12 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
     excluded = [{"run_id": t.run_id, "name": t.name, "status": t.status,
                  "reason": ("no final val_accuracy" if t.status == "completed" else f"status {t.status}")}
                 for t in data.trials if not t.finished]
-    groups = lr_groups(data, finished)
+    # An ablation compares its variants over phase 2's seeds only: phase 1's trials ran each
+    # variant at other learning rates than its tuned one.
+    compared = [t for t in finished if t.phase == "confirm"] if data.ablation is not None else finished
+    groups = lr_groups(data, compared)
     factor_paths = factors(data)
+    verdict = ablation_verdict(data)
     return {
         "experiment": data.experiment,
         "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
@@ -303,11 +332,11 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
                             for t in data.trials]},
         "startup": startup(data.trials),
         "lr_groups": groups,
-        "factors": [factor_table(data, finished, p) for p in factor_paths],
-        "curves": {p: curves(data, finished, p, groups) for p in factor_paths},
+        "factors": [factor_table(data, compared, p) for p in factor_paths],
+        "curves": {p: curves(data, compared, p, groups) for p in factor_paths},
         "importance": importance(data, finished),
         "variants": variants(data, finished, factor_paths),
-        "best": best_trial(data, finished, uri=data.uri, workdir=workdir),
+        "best": best_trial(data, finished, uri=data.uri, workdir=workdir, verdict=verdict),
         "pareto": pareto(data, finished),
-        "ablation": ablation_verdict(data),
+        "ablation": verdict,
     }

@@ -116,7 +116,9 @@ def accuracy_vs_lr(variants: list[dict]) -> Figure:
     ax.set_ylabel(f"final {_title('val_accuracy')}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Final accuracy against learning rate, per variant (lines: mean over seeds)", fontsize=10)
+    # Lines only where a variant ran several seeds at more than one rate (a grid with repeats).
+    lines = "; lines: mean over seeds" if ax.lines else ""
+    ax.set_title(f"Final accuracy against learning rate, per variant (points: trials{lines})", fontsize=10)
     return fig
 
 

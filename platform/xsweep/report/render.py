@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xsweep.metrics import METRICS
+from xsweep.report.stats import METHOD, MIN_N
 from xsweep.registry import Registry
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
@@ -98,7 +99,8 @@ def _startup_text(startup: dict) -> str:
 def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
     out: Blocks = [("p", summary["lr_groups"]["text"] + " In each panel a line is the mean over the completed "
                          "trials of one level (pooling the seeds and the other factors' levels); its band is the "
-                         "95% t-interval of that mean (none where a line has a single trial).")]
+                         f"95% t-interval of that mean, clipped to what the metric can be (none where a line has "
+                         f"fewer than {MIN_N} trials).")]
     names = {f["path"]: f["name"] for f in summary["factors"]}
     for path in summary["curves"]:
         which = FIGURE_OF.get(path)
@@ -111,13 +113,18 @@ def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
 
 
 def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
-    paired = summary["sweep"]["algorithm"] == "grid"
-    out: Blocks = [("p", ("Differences are paired: each pair shares every other searched value (the learning rate "
-                          "included) and the seed, which the grid guarantees; n counts pairs. " if paired else
-                          "The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
-                          "unpaired t-interval; n counts the trials of each level. ")
-                         + "Means and differences in percentage points with 95% t-intervals; the intervals of "
-                           "a factor with more than two levels are per comparison, not adjusted for multiplicity.")]
+    if summary.get("ablation"):
+        how = ("An ablation: phase 2's completed trials only, each variant at its own tuned settings; differences "
+               "are paired by seed and by the other factors' levels, as the verdict pairs them; n counts pairs. ")
+    elif summary["sweep"]["algorithm"] == "grid":
+        how = ("Differences are paired: each pair shares every other searched value (the learning rate "
+               "included) and the seed, which the grid guarantees; n counts pairs. ")
+    else:
+        how = ("The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
+               "unpaired t-interval; n counts the trials of each level. ")
+    out: Blocks = [("p", how + f"Means and differences (the first level minus the second) in percentage points, "
+                              f"with {METHOD}; the intervals of a factor with more than two levels are per "
+                              "comparison, not adjusted for multiplicity.")]
     for factor in summary["factors"]:
         out.append(("h", 3, f"{factor['name']} ({factor['path']})"))
         out.append(("table", ["level", "mean (%)", "95% CI (%)", "n", "device time per trial"],
@@ -203,15 +210,18 @@ def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
                          "judged at another's learning rate. Phase 2 re-trained each variant's best configuration "
                          f"with the same {verdict['confirm_seeds']} fresh seeds ({seeds}). Differences are of final "
                          "validation accuracy, in percentage points, paired by seed and by the other factors' "
-                         "levels, over phase 2's completed trials; where the 95% interval spans zero, this budget "
-                         "cannot decide (more ablation.confirm_seeds narrow it).")]
+                         "levels, over phase 2's completed trials, with "
+                         f"{METHOD}; where the interval spans zero, this budget cannot decide (more "
+                         "ablation.confirm_seeds narrow it). A verdict names the winner first; the tables' "
+                         "differences are the level minus the reference, as their headers say.")]
     for factor in verdict["factors"]:
         for c in factor["comparisons"]:
             out.append(("h", 3, f"{c['label']} against {c['reference_label']}"))
             out.append(("p", f"Verdict: {c['verdict']}."))
             if c["paper"]:
                 out.append(("p", f"The paper: {c['paper']['claim']}. This sweep: {c['paper']['finding']}."))
-            out.append(("table", ["within", "pairs", "difference (pp)", "95% CI (pp)", "verdict"],
+            out.append(("table", ["within", "pairs", f"{c['label']} - {c['reference_label']} (pp)", "95% CI (pp)",
+                                  "verdict"],
                         [[r["at"], str(r["n"]), pp_text(r["difference"]),
                           ci_text(r["ci_low"], r["ci_high"], 1), r["verdict"]] for r in c["within"]]))
     out.append(("h", 3, "Each variant at its own tuned settings"))

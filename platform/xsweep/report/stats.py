@@ -2,8 +2,13 @@
 
 Intervals use Student's t: the mean of n values (mean_ci), the mean of n paired differences
 (paired_difference), and the difference of two means with unequal variances (welch_difference,
-Welch-Satterthwaite degrees of freedom). Fewer than two values (or pairs) give no interval: its
-ends are NaN and the verdict says there are too few runs to tell.
+Welch-Satterthwaite degrees of freedom). Fewer than MIN_N values (or pairs, or of either group)
+give no interval: its ends are NaN and the verdict says there are too few runs to tell. At n = 2
+the t-interval's half-width is 12.7 standard errors, wider than anything accuracy can do.
+
+An interval is clipped to what the quantity can be (`bounds`): a mean accuracy to [0, 1]
+(ACCURACY_BOUNDS), a difference of two to [-1, 1] (DIFFERENCE_BOUNDS). Clipping never changes
+whether an interval excludes zero, so the verdicts are those of the plain t-test.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from typing import Sequence
 from scipy import stats
 
 CONFIDENCE = 0.95
+MIN_N = 3
+ACCURACY_BOUNDS = (0.0, 1.0)
+DIFFERENCE_BOUNDS = (-1.0, 1.0)
+METHOD = (f"95% Student's t-intervals, given from n = {MIN_N} (fewer: too few to tell), clipped to what "
+          "accuracy can be (0 to 100 % for a mean, -100 to +100 pp for a difference)")
+Bounds = tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -58,31 +69,37 @@ def _t_interval(estimate: float, se: float, df: float, n: int) -> Interval:
     return Interval(estimate, estimate - half, estimate + half, n, df=float(df), p_value=float(p))
 
 
-def mean_ci(values: Sequence[float]) -> Interval:
-    """The mean of `values` with its 95% t-interval; p_value tests mean == 0."""
+def _clipped(interval: Interval, bounds: Bounds) -> Interval:
+    if bounds is None or not math.isfinite(interval.low):
+        return interval
+    return dataclasses.replace(interval, low=max(interval.low, bounds[0]), high=min(interval.high, bounds[1]))
+
+
+def mean_ci(values: Sequence[float], *, bounds: Bounds = None) -> Interval:
+    """The mean of `values` with its 95% t-interval, clipped to `bounds`; p_value tests mean == 0."""
     values = [float(v) for v in values]
     n = len(values)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
-    if n == 1:
-        return Interval(values[0], math.nan, math.nan, 1)
-    return _t_interval(_mean(values), math.sqrt(_variance(values) / n), n - 1, n)
+    if n < MIN_N:
+        return Interval(_mean(values), math.nan, math.nan, n)
+    return _clipped(_t_interval(_mean(values), math.sqrt(_variance(values) / n), n - 1, n), bounds)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
+def paired_difference(a: Sequence[float], b: Sequence[float], *, bounds: Bounds = None) -> Interval:
     """Mean of a[i] - b[i] with its 95% t-interval (the paired t-test's); a and b are aligned pairs."""
     if len(a) != len(b):
         raise ValueError(f"paired_difference needs aligned pairs (got {len(a)} and {len(b)} values)")
-    return mean_ci([float(x) - float(y) for x, y in zip(a, b)])
+    return mean_ci([float(x) - float(y) for x, y in zip(a, b)], bounds=bounds)
 
 
-def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
-    """mean(a) - mean(b) with Welch's 95% t-interval (unequal variances)."""
+def welch_difference(a: Sequence[float], b: Sequence[float], *, bounds: Bounds = None) -> Interval:
+    """mean(a) - mean(b) with Welch's 95% t-interval (unequal variances), clipped to `bounds`."""
     a, b = [float(v) for v in a], [float(v) for v in b]
     if not a or not b:
         return Interval(math.nan, math.nan, math.nan, len(a), n_b=len(b))
     estimate = _mean(a) - _mean(b)
-    if min(len(a), len(b)) < 2:
+    if min(len(a), len(b)) < MIN_N:
         return Interval(estimate, math.nan, math.nan, len(a), n_b=len(b))
     va, vb = _variance(a) / len(a), _variance(b) / len(b)
     se2 = va + vb
@@ -90,7 +107,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
         df = len(a) + len(b) - 2
         return dataclasses.replace(_t_interval(estimate, 0.0, df, len(a)), n_b=len(b))
     df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return dataclasses.replace(_t_interval(estimate, math.sqrt(se2), df, len(a)), n_b=len(b))
+    return _clipped(dataclasses.replace(_t_interval(estimate, math.sqrt(se2), df, len(a)), n_b=len(b)), bounds)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -126,7 +143,7 @@ def verdict(label_a: str, label_b: str, diff: Interval) -> str:
     the difference and its interval read as positive numbers."""
     n = n_text(diff)
     if not math.isfinite(diff.low):
-        return f"too few runs to tell at {n}"
+        return f"too few runs to tell at {n} (an interval needs {MIN_N})"
     if not diff.excludes_zero:
         return (f"no significant difference at {n} ({label_a} - {label_b} = {pp(diff.estimate)} pp, "
                 f"95% CI [{pp(diff.low)}, {pp(diff.high)}])")

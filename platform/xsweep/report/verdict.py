@@ -66,12 +66,13 @@ def ablation_verdict(data: SweepData) -> dict | None:
                         pair = (trial.final(ACCURACY), partners[trial.seed].final(ACCURACY))
                         pairs.append(pair)
                         within[tuple(variant[:index] + variant[index + 1:])].append(pair)
-            diff = st.paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            diff = st.paired_difference([a for a, _ in pairs], [b for _, b in pairs], bounds=st.DIFFERENCE_BOUNDS)
             label, ref_label = level_label(path, level), level_label(path, ref)
             rows = []
             order = [[level_key(v) for v in _levels(data, p)] for p in others]  # the spec's order of levels
             for rest, rest_pairs in sorted(within.items(), key=lambda kv: [o.index(k) for o, k in zip(order, kv[0])]):
-                d = st.paired_difference([a for a, _ in rest_pairs], [b for _, b in rest_pairs])
+                d = st.paired_difference([a for a, _ in rest_pairs], [b for _, b in rest_pairs],
+                                         bounds=st.DIFFERENCE_BOUNDS)
                 rows.append({"at": ", ".join(level_label(p, v) for p, (_, v) in zip(others, rest)) or "-",
                              "n": d.n, "difference": st.finite_or_none(d.estimate), "ci_low": st.finite_or_none(d.low), "ci_high": st.finite_or_none(d.high),
                              "verdict": st.verdict(label, ref_label, d)})
@@ -122,7 +123,7 @@ def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant)
     for combination in itertools.product(*[_levels(data, p) for p in factors]):
         variant = tuple(level_key(v) for v in combination)
         confirmed = by_variant.get(variant, [])
-        ci = st.mean_ci([t.final(ACCURACY) for t in confirmed])
+        ci = st.mean_ci([t.final(ACCURACY) for t in confirmed], bounds=st.ACCURACY_BOUNDS)
         values = confirmed[0].searched if confirmed else {}
         tried = tuning.get(variant, [])
         rows.append({
@@ -134,5 +135,6 @@ def _variants(data: SweepData, factors: list[str], tuned: list[str], by_variant)
             # What the variant cost in both phases: every trial of it, whatever its status.
             "device_seconds": st.sum_or_none([t.device_seconds for t in every.get(variant, [])]),
             "n": ci.n, "mean": st.finite_or_none(ci.estimate), "ci_low": st.finite_or_none(ci.low), "ci_high": st.finite_or_none(ci.high),
+            "run_ids": [t.run_id for t in confirmed],
         })
     return rows

@@ -29,6 +29,21 @@ def _best(results, spec):
                        score=lambda result: best_of_history(result.metrics_dataframe, metric=metric, mode=mode))
 
 
+def _best_confirmed(results, spec, verdict: dict):
+    """An ablation's best: of the variant with the best mean over phase 2's seeds (phases.best_variant),
+    the trial with the best metric at any epoch, whose checkpoint is registered. (trial, its value,
+    the variant's verdict row); no trial when none of that variant's trials ran in `results` (an
+    extension that confirmed other variants)."""
+    from xsweep.sweep.phases import best_variant
+
+    variant = best_variant(verdict)
+    if variant is None:
+        return None, None, None
+    own = [r for r in results if r.config.get(RUN_ID_KEY) in set(variant["run_ids"])]
+    best, value = _best(own, spec)
+    return best, value, variant
+
+
 def _cost_and_startup(client, parent_run_id: str) -> tuple[dict | None, dict | None]:
     """The sweep's cost from every trial run's latest device-seconds, and their start-up from each
     one's seconds to its first step: all its versions and phases, since every trial is a child of the
@@ -80,10 +95,19 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
                 print(f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a "
                       f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
                       f"{', '.join(orphans)}")
-        best, value = _best(results, spec)
+        verdict = None
+        if earlier.get("phase") == "tune" and not outcome.interrupted:  # an ablation's phase 2 (phases.py)
+            from xsweep.sweep.phases import record_verdict
+
+            outcome.verdicts, verdict = record_verdict(spec, runs=runs)
+        best, value, variant = _best_confirmed(results, spec, verdict) if verdict else (*_best(results, spec), None)
         before = earlier.get("best")
-        if before is not None and not better(value, before["value"], mode=spec.search.mode):
-            outcome.best = dict(before, earlier=True)  # an earlier version's trial stays the best
+        # An earlier version's trial stays the best unless this version's is better; an ablation's
+        # best variant is ranked by the verdict over every version's seeds, not by one trial's value.
+        outdone = best is not None and (variant is not None or better(value, before and before["value"],
+                                                                          mode=spec.search.mode))
+        if before is not None and not outdone:
+            outcome.best = dict(before, earlier=True)
         elif best is not None:
             outcome.best = {
                 "trial_id": best.metrics.get("trial_id"),
@@ -94,14 +118,12 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
                 "searched": sampled_params(best.config),
                 "config": resolve_trial_config(spec.base_trial_config(), best.config),
             }
+            if variant:
+                outcome.best["variant"] = {key: variant[key] for key in ("label", "mean", "n")}
             if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
                 outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
-        if earlier.get("phase") == "tune":  # this was an ablation's phase 2 (phases.py)
+        if earlier.get("phase") == "tune":
             outcome.phases = {"tune": earlier.get("phase_counts", earlier["counts"]), "confirm": outcome.counts}
-            if not outcome.interrupted:
-                from xsweep.sweep.phases import record_verdict
-
-                outcome.verdicts = record_verdict(spec, runs=runs)
         if spec.search.multi_objective:
             outcome.objectives = spec.search.objective_list
             outcome.front = record_pareto_front(spec, client=client, parent_run_id=runs.parent_run_id)

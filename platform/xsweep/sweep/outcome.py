@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from xsweep.contract import COMPLETED, STOPPED
-from xsweep.metrics import best_value
+from xsweep.metrics import ACCURACY, best_value
 from xsweep.sweep.best_model import BEST_ALIAS
 from xsweep.sweep.front import front_lines
 from xsweep.text import counted
@@ -112,6 +112,10 @@ def print_summary(outcome) -> None:
     if outcome.best:
         b = outcome.best
         which = " (of an earlier version)" if b.get("earlier") else ""
+        if b.get("variant"):  # an ablation: the best confirmed variant, then which of its trials
+            v = b["variant"]
+            print(f"best variant: {v['label']}, mean final {ACCURACY} {100 * v['mean']:.2f} % over "
+                  f"{counted(v['n'], 'seed')} (phase 2); its trial with the best {b['metric']} is registered")
         print(f"best trial{which}: {b['name']}  {b['metric']} = {b['value']:.4f}  "
               f"(trial {b['trial_id']}, run {b['run_id']})")
         for path, value in sorted(b["searched"].items()):

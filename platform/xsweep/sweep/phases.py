@@ -59,9 +59,10 @@ def phase_line(spec: Spec) -> str:
             f"with {a.confirm_seeds} seeds")
 
 
-def record_verdict(spec: Spec, *, runs) -> list[str]:
+def record_verdict(spec: Spec, *, runs) -> tuple[list[str], dict]:
     """At the end of phase 2: the verdict (report/verdict.py) from MLflow, as the parent run's
-    artifact ablation_verdict.json and one tag per comparison; returns the summary's lines."""
+    artifact ablation_verdict.json and one tag per comparison; returns the summary's lines and the
+    verdict."""
     from xsweep.report.data import load_sweep
     from xsweep.report.verdict import ablation_verdict
     from xsweep.spec.trial import format_value
@@ -78,7 +79,14 @@ def record_verdict(spec: Spec, *, runs) -> list[str]:
             paper = f" (the paper: {c['paper']['finding']})" if c["paper"] else ""
             lines.append(f"verdict, {c['label']} against {c['reference_label']}: {c['verdict']}{paper}")
     set_tags(runs.client, runs.parent_run_id, tags)
-    return lines
+    return lines, verdict
+
+
+def best_variant(verdict: dict) -> dict | None:
+    """The variant with the best mean final accuracy over phase 2's seeds (its row of the verdict):
+    an ablation's best, rather than its luckiest seed."""
+    confirmed = [v for v in verdict["variants"] if v["mean"] is not None]
+    return max(confirmed, key=lambda v: v["mean"]) if confirmed else None
 
 
 def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict, runs, version: int,
