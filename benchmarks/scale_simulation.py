@@ -689,7 +689,7 @@ def comparison(args, stock: dict, ours: dict, rounds: list[dict]) -> list[str]:
 
 def write_report(args, started, load_before, load_after, tune_out, tpe, local_rate, local_open, server_rate,
                  server_open, server_note, ckpt) -> None:
-    from xsweep.tracking.runs import runs_ahead
+    from xsweep.tracking.runs import RESERVE_FROM_CONCURRENT, runs_ahead
 
     t = {**tune_out["cluster"], **tune_out["xsweep"]}
     suggest = t["suggest_ms"]
@@ -799,11 +799,9 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         "",
         f"`MlflowClient.log_batch` with one epoch's {len(epoch_metrics())} metrics per call (what xsweep's driver-side "
         f"tracking writer process sends per reported epoch), {args.mlflow_calls} calls spread over 10 runs; and xsweep's "
-        "`SweepRuns` opening a trial's run inside `suggest`, back to back: a run is taken from the runs the writer "
-        f"reserves ahead (its name, tags and params follow in the writer's queue), so once the reserve of "
-        f"{runs_ahead(trials=args.open_runs, concurrent=1)} (one trial at a time) is "
-        "drained by opens this fast each waits for a creation; a sweep's suggestions, spaced by trial starts, "
-        "find the reserve full (section 1's `suggest` times).",
+        "`SweepRuns` opening a trial's run inside `suggest`, back to back, one trial at a time: below "
+        f"{RESERVE_FROM_CONCURRENT} trials at once no run is reserved ahead, so each open makes its run on the "
+        "server (its name, tags and params follow in the writer's queue).",
         "",
         "| store | log_batch per second (calls / total time) | at the median latency | median ms | p99 ms |",
         "|---|---|---|---|---|",

@@ -125,6 +125,11 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         assert [m.step for m in client.get_metric_history(child.info.run_id, "first_epoch_extra_seconds")] == [2]
         assert "compile_seconds" not in child.data.metrics
     assert best_value == pytest.approx(seen_best)
+    # MLflow's Duration is each trial's own: two at a time, so the last two trials' runs are made once
+    # an earlier trial has run, not all when the sweep began.
+    first_epoch_logged = min(m.timestamp for child in children
+                             for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
+    assert all(start > first_epoch_logged for start in sorted(c.info.start_time for c in children)[2:])
     # Two trials at a time: the first two start their processes (torch's import, the data), the next
     # two get a process one of them left and reach their first step far sooner.
     startups = sorted(child.data.metrics["startup_seconds"] for child in children)

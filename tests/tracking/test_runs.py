@@ -83,11 +83,25 @@ def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end
     assert {run.info.run_id for run in left} == {first, second}  # every unclaimed run deleted
 
 
+def test_a_few_trials_at_a_time_reserve_nothing_so_a_runs_duration_is_its_trials(tmp_path):
+    # The smoke sweep runs 2 trials at a time: each run is made when its trial is asked for, since
+    # MLflow's Duration counts from a run's creation and a reserved run would wait for its trial.
+    _, uri, runs = _sweep(tmp_path)
+    runs("trial-1", {"train.lr": 0.05})
+    assert shared_writer().flush(timeout=60) == 0  # whatever the first trial's run queued is made
+    client = MlflowClient(uri)
+    assert child_runs(client, client.get_run(runs.parent_run_id), kind="reserved") == []
+    asked = int(time.time() * 1000)
+    run_id = runs("trial-2", {"train.lr": 0.06})
+    assert client.get_run(run_id).info.start_time >= asked
+    release_reserved_runs()
+
+
 def test_a_sweep_reserves_no_more_runs_than_it_has_trials(tmp_path):
     """Nothing to delete at the end of a sweep that ran all its trials: MLflow's trash stays empty."""
     from mlflow.entities import ViewType
 
-    spec, uri, runs = _sweep(tmp_path)  # the smoke sweep: 4 trials
+    spec, uri, runs = _sweep(tmp_path, "search.num_samples=20", "search.max_concurrent=16")  # all 20 reserved
     client = MlflowClient(uri)
     parent = client.get_run(runs.parent_run_id)
     opened = [runs(f"trial-{i}", {"train.lr": 0.01 * i}) for i in range(1, spec.total_trials() + 1)]

@@ -83,17 +83,22 @@ def _versions() -> dict[str, str]:
     return {f"{TAG_VERSION_PREFIX}{name}": version(name) for name in ("ray", "torch", "mlflow", "optuna")}
 
 
-# Trial runs created ahead of need when the sweep's size is not known (runs_ahead says how many otherwise).
-RUNS_AHEAD = 8
+# From this many trials at once, trial runs are made ahead of need. Below it each trial's run is made
+# when Tune asks for the trial (50-110 ms on Tune's loop, nothing beside a trial's seconds), so that
+# MLflow's Duration is the trial's: a reserved run's starts when it is made, and it waits in the
+# reserve for a trial (MLflow cannot move a run's start).
+RESERVE_FROM_CONCURRENT = 16
 
 
 def runs_ahead(*, trials: int, concurrent: int) -> int:
-    """How many trial runs a sweep reserves ahead: four rounds of the trials it runs at once, from 8
-    to 64, and never more than it has trials. Trials that end together start their successors in a
-    burst, each taking a reserved run while the writer makes the next ones; with 8 for 16 trials at
-    a time, a simulated 64-GPU sweep started trials at 0.41x the stock rate, waiting on the writer
-    inside suggest, and with 64 at 0.99x (docs/SCALING.md)."""
-    return min(trials, max(8, min(64, 4 * concurrent)))
+    """How many trial runs a sweep reserves ahead: none below RESERVE_FROM_CONCURRENT trials at once;
+    from it, four rounds of them, at most 64, never more than the sweep's trials. Trials that end
+    together start their successors in a burst, each taking a reserved run while the writer makes the
+    next ones; with 8 for 16 trials at a time, a simulated 64-GPU sweep started trials at 0.41x the
+    stock rate, waiting on the writer inside suggest, and with 64 at 0.99x (docs/SCALING.md)."""
+    if concurrent < RESERVE_FROM_CONCURRENT:
+        return 0
+    return min(trials, 64, 4 * concurrent)
 
 
 def reserve_of(spec) -> dict:
@@ -109,7 +114,7 @@ class ReservedRuns:
     waiting for the tracking server (48-107 ms a trial before, docs/SCALING.md). A reserved run is
     tagged xsweep.kind=reserved, which every query of trials leaves out, until a trial claims it."""
 
-    def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = RUNS_AHEAD,
+    def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = 0,
                  most: int | None = None) -> None:
         # `create()` makes a run and `delete(run_id)` deletes one: both picklable, they run in the writer.
         self._create, self._delete = create, delete
@@ -169,7 +174,7 @@ class SweepRuns:
     """The sweep's parent run and the opening of its child runs. Picklable (Tune pickles it)."""
 
     def __init__(self, *, uri: str, experiment_id: str, parent_run_id: str, base_config: dict, version: int = 1,
-                 ahead: int = RUNS_AHEAD, most: int | None = None, spec_source: str | None = None):
+                 ahead: int = 0, most: int | None = None, spec_source: str | None = None):
         self.uri = uri
         self.reserve = {"ahead": ahead, "most": most}  # trial runs to reserve ahead, and in all (reserve_of)
         self.version = version  # of the sweep (xsweep extend): tagged on every child run it opens
