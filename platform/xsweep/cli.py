@@ -42,21 +42,32 @@ def cmd_run(args) -> int:
     from xsweep.sweep.run import run_sweep
 
     spec = load_spec(args.spec, overrides=args.set)
-    return run_sweep(spec, address=args.address, workdir=os.getcwd(), verbose=args.verbose).exit_code
+    return _ended(run_sweep(spec, address=args.address, workdir=os.getcwd(), verbose=args.verbose))
 
 
 def cmd_resume(args) -> int:
     from xsweep.sweep.run import resume_sweep
 
-    return resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(), endpoint_url=args.endpoint_url,
-                        verbose=args.verbose).exit_code
+    return _ended(resume_sweep(args.sweep, address=args.address, workdir=os.getcwd(),
+                               endpoint_url=args.endpoint_url, verbose=args.verbose))
 
 
 def cmd_extend(args) -> int:
     from xsweep.sweep.extend import extend_sweep
 
-    return extend_sweep(args.sweep, overrides=args.set, address=args.address, workdir=os.getcwd(),
-                        endpoint_url=args.endpoint_url, verbose=args.verbose).exit_code
+    return _ended(extend_sweep(args.sweep, overrides=args.set, address=args.address, workdir=os.getcwd(),
+                               endpoint_url=args.endpoint_url, verbose=args.verbose))
+
+
+def _ended(outcome) -> int:
+    """A sweep's exit code; where its output's reader went away and so stopped it (sweep/reader.py),
+    the summary went nowhere: say on standard error how to go on."""
+    from xsweep.sweep.reader import reader_gone
+
+    if reader_gone() and outcome.interrupted:
+        print(f"xsweep: the sweep stopped, as on Ctrl-C, since its output was closed; "
+              f"xsweep resume {outcome.sweep_path}", file=sys.stderr)
+    return outcome.exit_code
 
 
 def cmd_status(args) -> int:
@@ -229,6 +240,9 @@ def _user_error(exc: UserError) -> int:
 
 def console_main() -> None:
     """The `xsweep` command."""
+    from xsweep.sweep.reader import ReadOutput
+
+    sys.stdout = ReadOutput(sys.stdout)  # `xsweep ... | head`: no BrokenPipeError (sweep/reader.py)
     code = main()
     # The interpreter's last garbage collection walks every object torch, Ray and MLflow made:
     # seconds spent at exit on a process that is ending anyway. It skips frozen objects.

@@ -226,6 +226,26 @@ def test_interrupted_sweep_resumes_with_every_trial_finished_once(tmp_path):
     assert client.get_run(parent_id).info.status == "FINISHED"
 
 
+def test_a_reader_that_stops_reading_stops_the_sweep_as_ctrl_c_does(tmp_path):
+    """`xsweep run ... | sed '/.../q'`: the pipe closes once a trial has started; the sweep stops
+    gracefully (exit 130, no traceback, one line on how to resume), nothing left RUNNING in MLflow."""
+    err = tmp_path / "stderr.txt"
+    proc = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {XSWEEP} run {SPECS / 'smoke.yaml'} 2>{err} | sed '/started (trial 1 /q'"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stdout + err.read_text()
+    assert "started (trial 1 of 4)" in proc.stdout
+    folder = _sweep_folder(tmp_path, "smoke")
+    assert err.read_text() == (f"xsweep: the sweep stopped, as on Ctrl-C, since its output was closed; "
+                               f"xsweep resume {folder}\n")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(json.loads((folder / "xsweep.json").read_text())["parent_run_id"])
+    assert parent.info.status == "KILLED" and parent.data.tags["xsweep.status"] == "interrupted"
+    trials = _child_runs(client, "smoke", parent.info.run_id)
+    ended = [(t.info.status, t.data.tags.get("xsweep.status")) for t in trials]
+    assert ("KILLED", "interrupted") in ended and not any(status == "RUNNING" for status, _ in ended), ended
+
+
 def test_diverging_trial_is_marked_and_the_sweep_goes_on(tmp_path):
     """lr = 1000 blows up: that trial ends as 'diverged' in Tune, MLflow and the Optuna study."""
     import pickle

@@ -42,7 +42,9 @@ from xsweep.contract import (
 )
 from xsweep.metrics import COST, METRICS, STARTUP, best_scored, better, is_finite_number
 from xsweep.spec.trial import trial_name
+from xsweep.sweep.interrupt import stop_as_by_ctrl_c
 from xsweep.sweep.outcome import seconds_text
+from xsweep.sweep.reader import reader_gone
 
 STATUS_STYLES = {PENDING: "dim", RUNNING: "yellow", COMPLETED: "green", STOPPED: "cyan", DIVERGED: "magenta",
                  FAILED: "bold red"}
@@ -363,6 +365,8 @@ class ConsoleCallback(tune.Callback):
 
     # ---- Tune events -----------------------------------------------------------------------
     def on_step_begin(self, iteration, trials, **info):
+        if reader_gone():  # nobody reads what it shows any more: stop as Ctrl-C does (reader.py)
+            stop_as_by_ctrl_c()
         # Trials the searcher created but Tune has not started, and after a resume those that
         # had ended: no event announces them.
         with self.board.lock:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from xsweep.cluster.storage import Storage
+from xsweep.sweep.reader import ReadOutput
 
 LOG_NAME = "output.log"
 # How long the end of a sweep waits for the verbose copy to show the last lines.
@@ -88,7 +89,7 @@ def output_to_log(log: Path, *, verbose: bool = False) -> Iterator[Streams]:
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
     opened: list[TextIO] = []
-    user_out = _user_stream(sys.stdout, 1, saved[0], opened)
+    user_out = ReadOutput(_user_stream(sys.stdout, 1, saved[0], opened))  # `| head` (reader.py)
     user_err = _user_stream(sys.stderr, 2, saved[1], opened)
     log_file = open(log, "ab", buffering=0)
     # A resumed sweep appends to the same log: say where each part starts. (Not the command
@@ -113,7 +114,8 @@ def output_to_log(log: Path, *, verbose: bool = False) -> Iterator[Streams]:
         for fd in saved:
             os.close(fd)
         for stream in opened:
-            stream.close()
+            with contextlib.suppress(OSError):  # a pipe its reader closed
+                stream.close()
         log_file.close()
 
 
