@@ -94,6 +94,11 @@ def objectives() -> tuple[str, ...]:
     return tuple(m.name for m in METRICS if m.mode is not None)
 
 
+def constant_metrics() -> tuple[str, ...]:
+    """The metrics of the model itself, the same every epoch: MLflow gets them once, not a flat line."""
+    return tuple(m.name for m in METRICS if m.source == "model")
+
+
 def curve_metrics() -> tuple[str, ...]:
     """The metrics the report draws learning curves of."""
     return tuple(m.name for m in METRICS if m.curve)

@@ -124,6 +124,9 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         assert sorted(m.step for m in startup) == [1, 2] and all(0 < m.value < 600 for m in startup)
         assert [m.step for m in client.get_metric_history(child.info.run_id, "first_epoch_extra_seconds")] == [2]
         assert "compile_seconds" not in child.data.metrics
+        # The model's own figures, the same every epoch, are logged once: no flat line in the UI.
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "params")] == [1]
+        assert child.data.metrics["params"] > 0 and child.data.metrics["gflops"] > 0
     assert best_value == pytest.approx(seen_best)
     # MLflow's Duration is each trial's own: two at a time, so the last two trials' runs are made once
     # an earlier trial has run, not all when the sweep began.

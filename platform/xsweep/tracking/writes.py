@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from xsweep.contract import PENDING
-from xsweep.metrics import ACCURACY
+from xsweep.metrics import ACCURACY, constant_metrics
 from xsweep.tracking.tags import (
     TAG_CONFIG, TAG_KIND, TAG_PHASE, TAG_SEARCHED, TAG_STATUS, TAG_SWEEP_VERSION, TAG_TRIAL_ID, TAG_VARIANT,
 )
@@ -84,6 +84,8 @@ def write_epoch(uri: str, run_id: str, epoch: int, metrics: dict, timestamp: int
         tags = None
     if epoch in logged:
         return  # already in MLflow (a retried or re-synced epoch): never log a step twice
+    if logged:  # the model's own figures (parameters, GFLOPs) with the run's first epoch only
+        metrics = {key: value for key, value in metrics.items() if key not in constant_metrics()}
     ts = timestamp or int(time.time() * 1000)
     # One request when it fits (MLflow writes a batch in one transaction). Whatever the split,
     # val_accuracy goes last: the epoch counts as logged once it is there, so only once all of
