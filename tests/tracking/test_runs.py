@@ -42,6 +42,8 @@ def test_the_parent_run_holds_the_spec_and_its_provenance(tmp_path):
     assert parent.data.tags["xsweep.spec_sha256"] == spec.sha256()
     assert {"xsweep.version.ray", "xsweep.version.torch", "xsweep.version.mlflow"} <= set(parent.data.tags)
     assert parent.data.params["train.epochs"] == "2" and "search.space.train.lr" in parent.data.params
+    # A searched field shows no default as if a trial had used it.
+    assert parent.data.params["train.lr"] == "searched (search.space.train.lr)"
     artifacts = sorted(a.path for a in client.list_artifacts(runs.parent_run_id, "spec"))
     assert artifacts == ["spec/spec.resolved.yaml", "spec/spec.yaml"]
 

@@ -291,7 +291,10 @@ def start_sweep(spec, *, uri: str, sweep_path: str, ray_address: str) -> SweepRu
         tags[TAG_GIT_DIRTY] = str(git_dirty()).lower()
     run = client.create_run(experiment_id, run_name=Path(sweep_path).name, tags=tags)
     run_id = run.info.run_id
-    log_params(client, run_id, flatten(resolved))
+    params = flatten(resolved)
+    for path in spec.search.space:  # not the default no trial used: each trial run holds its value
+        params[path] = f"searched (search.space.{path})"
+    log_params(client, run_id, params)
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "spec.yaml").write_text(spec.text)
         Path(tmp, "spec.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
