@@ -144,6 +144,10 @@ def test_smoke_sweep_is_tracked_as_a_parent_with_child_runs(smoke_sweep):
         proc.stdout[-2000:]
     version = client.get_model_version_by_alias("smoke", "best")
     assert version.tags["xsweep.trial_run_id"] in {c.info.run_id for c in children}
+    # Tagged with what a later sweep sharing the model must beat to take the alias.
+    assert version.tags["xsweep.sweep"] == folder.name and version.tags["xsweep.metric"] == "val_accuracy"
+    assert float(version.tags["xsweep.value"]) == pytest.approx(best_value)
+    assert f"  registered model 'smoke' version {version.version} (alias best)\n" in proc.stdout
 
 
 def test_status_lists_every_trial(smoke_sweep):

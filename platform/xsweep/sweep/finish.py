@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
 from ray import tune
 
@@ -121,7 +122,8 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             if variant:
                 outcome.best["variant"] = {key: variant[key] for key in ("label", "mean", "n")}
             if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
-                outcome.best["model_version"] = register_best_model(runs=runs, spec=spec, result=best)
+                outcome.best["model"] = register_best_model(runs=runs, spec=spec, result=best, value=value,
+                                                            sweep=Path(sweep_path).name)
         if earlier.get("phase") == "tune":
             outcome.phases = {"tune": earlier.get("phase_counts", earlier["counts"]), "confirm": outcome.counts}
         if spec.search.multi_objective:

@@ -97,6 +97,16 @@ def cost_line(cost: dict) -> str:
     return f"cost:       {hours} over {counted(cost['trials'], 'trial')} on {', '.join(cost['devices'])}"
 
 
+def registered_line(model: dict, *, experiment: str, metric: str) -> str:
+    """Which version of the registered model the sweep's best is, and where the alias `best` is."""
+    line = f"  registered model '{experiment}' version {model['version']}"
+    kept = model.get("alias_kept_by")
+    if kept is None:
+        return f"{line} (alias {BEST_ALIAS})"
+    return (f"{line}; alias {BEST_ALIAS} stays on version {kept['version']} ({metric} {kept['value']:.4f}, "
+            f"sweep {kept['sweep']}), which this one did not beat")
+
+
 def print_summary(outcome) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
     ended = 'interrupted' if outcome.interrupted else 'finished'
@@ -120,8 +130,8 @@ def print_summary(outcome) -> None:
               f"(trial {b['trial_id']}, run {b['run_id']})")
         for path, value in sorted(b["searched"].items()):
             print(f"  {path} = {value}")
-        if b.get("model_version"):
-            print(f"  registered model '{outcome.experiment}' version {b['model_version']} (alias {BEST_ALIAS})")
+        if b.get("model"):
+            print(registered_line(b["model"], experiment=outcome.experiment, metric=b["metric"]))
     if outcome.front is not None:
         print("\n".join(front_lines(outcome.front, outcome.objectives)))
     for line in outcome.verdicts:

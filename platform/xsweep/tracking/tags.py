@@ -41,6 +41,9 @@ TAG_PARETO_RANK = "xsweep.pareto_rank"  # its place on the front, 1 = best on th
 # ---- the registered model's version
 TAG_MODEL_TRIAL_RUN_ID = "xsweep.trial_run_id"
 TAG_MODEL_BEST_EPOCH = "xsweep.best_epoch"
+TAG_MODEL_SWEEP = "xsweep.sweep"  # the sweep (its parent run's name) whose best trial this is
+TAG_MODEL_METRIC = "xsweep.metric"  # the sweep's search.metric, and the trial's best value of it
+TAG_MODEL_VALUE = "xsweep.value"
 
 # ---- a reproduction's run
 TAG_REPRODUCES = "xsweep.reproduces"
