@@ -87,7 +87,15 @@ def credentials_to_env(uri: str) -> str:
     return bare
 
 
-def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
+# Reaching a store: a refused connection fails at once, a host that does not answer within CONNECT_S
+# is unreachable. A server that took the connection is reachable however long it then takes to
+# answer (a busy machine, a password check per request): it gets MLflow's own request timeout.
+CONNECT_S = 5.0
+ANSWER_S = 120.0
+POSTGRES_CONNECT_S = 30
+
+
+def check_reachable(uri: str) -> None:
     """Fail fast, before any trial starts, when the tracking store cannot be reached."""
     import requests
     import sqlalchemy
@@ -101,7 +109,7 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
             # An endpoint that needs the credentials (/health does not): a refused password is
             # found now, not by the first write of a running sweep.
             response = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
-                                    params={"max_results": 1}, timeout=timeout_s, auth=auth)
+                                    params={"max_results": 1}, timeout=(CONNECT_S, ANSWER_S), auth=auth)
         except requests.RequestException as exc:
             raise TrackingError(f"{where}: {_reason(exc)} (start the server or fix tracking.uri)") from None
         if response.status_code in (401, 403):
@@ -117,7 +125,7 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
         return
     if uri.startswith(("postgresql", "mysql", "mssql")):
         try:
-            engine = sqlalchemy.create_engine(uri, connect_args=_connect_timeout(uri, timeout_s))
+            engine = sqlalchemy.create_engine(uri, connect_args=_connect_timeout(uri))
             with engine.connect():
                 pass
             engine.dispose()
@@ -125,8 +133,10 @@ def check_reachable(uri: str, *, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"{where}: {_reason(exc)} (start the database or fix tracking.uri)") from None
 
 
-def _connect_timeout(uri: str, timeout_s: float) -> dict:
-    return {"connect_timeout": int(timeout_s)} if uri.startswith("postgresql") else {}
+def _connect_timeout(uri: str) -> dict:
+    # libpq's connect_timeout covers the connection and its authentication, which a loaded server
+    # may take seconds over: longer than CONNECT_S, shorter than a request's ANSWER_S.
+    return {"connect_timeout": POSTGRES_CONNECT_S} if uri.startswith("postgresql") else {}
 
 
 def _reason(exc: BaseException) -> str:
