@@ -141,4 +141,4 @@ def test_an_ablations_report_compares_as_its_verdict_does_and_says_which_way_a_d
     assert ["within", "pairs", "residual off - residual on (pp)", "95% CI (pp)", "verdict"] in headers
     text = to_markdown(document)
     assert "clipped to what accuracy can be" in text
-    assert "residual on, ReLU (92.93 % over 3 seeds)" in summary["best"]["source"]
+    assert "residual on, ReLU (92.93% over 3 seeds)" in summary["best"]["source"]

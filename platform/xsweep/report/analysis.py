@@ -22,7 +22,7 @@ from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
 from xsweep.report.labels import FACTOR_ORDER, factor_name, level_key, level_label
 from xsweep.report.verdict import ablation_verdict
-from xsweep.sweep.algorithms import distribution
+from xsweep.search.algorithms import distribution
 from xsweep.tracking.store import store_flag
 from xsweep.tracking.uri import redact
 
@@ -245,7 +245,7 @@ def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: 
     variant = next((v for v in (verdict or {}).get("variants", []) if trial and trial.run_id in v["run_ids"]), None)
     if variant is not None:
         source = (f"the sweep's own choice (tag xsweep.best_run_id): the variant with the best mean final "
-                  f"{ACCURACY} over phase 2's seeds, {variant['label']} ({pct(variant['mean'])} % over "
+                  f"{ACCURACY} over phase 2's seeds, {variant['label']} ({METRICS.get(ACCURACY).show(variant['mean'])} over "
                   f"{variant['n']} seeds), and of its trials the one with the best {data.metric} at any epoch, "
                   "whose checkpoint is the registered model")
     if trial is None:
@@ -281,10 +281,6 @@ def pareto(data: SweepData, finished: list[TrialRun]) -> dict | None:
                       for rank, t in enumerate(front, 1)],
             "others": [{"name": t.name, "values": values(t)} for t in finished
                        if t.run_id not in on_front and None not in values(t)]}
-
-
-def pct(fraction: float) -> str:
-    return f"{100 * fraction:.2f}"
 
 
 def _quote(text: str) -> str:
