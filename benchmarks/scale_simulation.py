@@ -169,7 +169,7 @@ def no_run(trial_id, config):
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402 - after the environment above
 
 from xsweep.contract import TrialReport  # noqa: E402
-from xsweep.sweep.searcher import SweepSearcher, build_searcher, optuna_space  # noqa: E402
+from xsweep.search.searcher import SweepSearcher, build_searcher, optuna_space  # noqa: E402
 
 SUGGEST_SECONDS: list[float] = []  # driver side; a module global survives Tune copying the searcher
 
@@ -392,7 +392,7 @@ def tpe_latency(sizes, asks: int) -> list[tuple[int, float, float, float]]:
     import optuna
 
     from xsweep.spec import load_spec_text
-    from xsweep.sweep.algorithms import ALGORITHMS, distribution
+    from xsweep.search.algorithms import ALGORITHMS, distribution
 
     spec = load_spec_text(SPACE_SPEC.format(trials=10, concurrency=1, reports=3), source="scale.yaml")
     space = {path: distribution(entry.kind, low=entry.low, high=entry.high, values=entry.values or ())
@@ -783,7 +783,7 @@ def write_report(args, started, load_before, load_after, tune_out, tpe, local_ra
         "`study.ask(fixed_distributions=space)` (what Ray's OptunaSearch.suggest calls) on an in-memory study "
         "(as OptunaSearch keeps it) holding N completed trials of the same 3-parameter space, with xsweep's "
         "sampler (multivariate TPE, modelling a window of 1,000 trials past 1,000: "
-        "`platform/xsweep/sweep/tpe_window.py`); median of 7 asks, each told FAIL afterwards. Measured before the "
+        "`platform/xsweep/search/tpe_window.py`); median of 7 asks, each told FAIL afterwards. Measured before the "
         "simulated cluster of section 1 starts.",
         "",
         "| finished trials | median ms / suggestion | min | max |",

@@ -13,7 +13,7 @@ Method (a tabular benchmark, as in NAS-Bench / HPOBench): every configuration of
 for the full number of epochs with xsweep's own `fit` (platform/xsweep/training/fit.py), recording the
 validation accuracy after every epoch. That table *is* the exhaustive grid. The searches are then
 replayed over the recorded learning curves with xsweep's own searcher and scheduler objects
-(`xsweep.sweep.searcher.build_searcher` / `xsweep.sweep.schedulers.build_trial_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
+(`xsweep.search.searcher.build_searcher` / `xsweep.search.schedulers.build_trial_scheduler`: Ray's OptunaSearch over Optuna's TPESampler or
 RandomSampler, Ray's ASHAScheduler itself), called in the order Ray Tune's controller calls them, so
 ASHA's stopping rule is Ray's code, not a re-implementation. A trial costs the epochs it ran;
 xsweep's searcher runs a configuration once (a stopped one is not retried), and ends the search
@@ -210,8 +210,8 @@ def replay(curves: dict, *, epochs: int, algorithm: str, scheduler_kind: str, se
 
     from xsweep.contract import TrialReport
     from xsweep.spec import load_spec_text
-    from xsweep.sweep.schedulers import build_trial_scheduler
-    from xsweep.sweep.searcher import build_searcher
+    from xsweep.search.schedulers import build_trial_scheduler
+    from xsweep.search.searcher import build_searcher
 
     spec = load_spec_text(spec_text(epochs=epochs, algorithm=algorithm, scheduler=scheduler_kind, seed=seed,
                                     concurrency=concurrency, grace=grace, continuous=continuous,
@@ -391,7 +391,7 @@ def main() -> None:
     replay_seconds = time.time() - replay_started
 
     from xsweep.spec import load_spec_text
-    from xsweep.sweep.algorithms import default_population_size
+    from xsweep.search.algorithms import default_population_size
 
     near_best_epoch1 = ", ".join(f"{100 * table[k]['val_accuracy'][0]:.2f} %" for k in near_best)
     default_grace = load_spec_text(spec_text(epochs=args.epochs), source="replay.yaml").scheduler.grace_period

@@ -20,9 +20,9 @@ from xsweep.contract import TrialReport
 from xsweep.errors import DataError, SpecError
 from xsweep.metrics import METRICS, reproducible
 from xsweep.spec import load_spec_text, parse_spec
-from xsweep.sweep.algorithms import ALGORITHMS
-from xsweep.sweep.schedulers import SCHEDULERS, build_trial_scheduler
-from xsweep.sweep.searcher import build_searcher
+from xsweep.search.algorithms import ALGORITHMS
+from xsweep.search.schedulers import SCHEDULERS, build_trial_scheduler
+from xsweep.search.searcher import build_searcher
 from xsweep.training.datasets import DATASETS, dataset_of
 from xsweep.training.fit import fit
 
@@ -160,8 +160,8 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import toys, xsweep
 from xsweep.errors import UserError
-from xsweep.sweep.algorithms import ALGORITHMS
-from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.search.algorithms import ALGORITHMS
+from xsweep.search.schedulers import SCHEDULERS
 
 ALGORITHMS.add(toys.ROUND_ROBIN)
 SCHEDULERS.add(toys.MEDIAN_STOPPING)

@@ -8,8 +8,8 @@ import optuna
 
 from xsweep.errors import DataError
 from xsweep.metrics import Metric
-from xsweep.sweep.algorithms import SearchAlgorithm
-from xsweep.sweep.schedulers import Scheduler
+from xsweep.search.algorithms import SearchAlgorithm
+from xsweep.search.schedulers import Scheduler
 from xsweep.training.datasets import Dataset
 
 TOY_ROOT_HINT = "a folder, which the toy only checks for"

@@ -518,7 +518,7 @@ def _conclude(repro: ReproductionRun, logged: dict, reproduced: dict, c: Compari
 
 @dataclass
 class SeedBand:
-    """An ablation's confirmed variant: where its confirmation seeds ended (sweep/ablation.py)."""
+    """An ablation's confirmed variant: where its confirmation seeds ended (search/ablation.py)."""
 
     variant: str
     metric: str

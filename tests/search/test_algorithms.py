@@ -1,4 +1,4 @@
-"""xsweep.sweep.algorithms: every registered search algorithm drives a real searcher over a space
+"""xsweep.search.algorithms: every registered search algorithm drives a real searcher over a space
 of a range and a choice (real Optuna, Ray's OptunaSearch; no Ray runtime), and one that models
 ranges is refused, in one line, a space of choices alone."""
 
@@ -15,8 +15,8 @@ from xsweep import compat
 from xsweep.contract import TrialReport
 from xsweep.errors import SpecError
 from xsweep.spec import load_spec_text
-from xsweep.sweep.algorithms import ALGORITHMS
-from xsweep.sweep.searcher import build_searcher
+from xsweep.search.algorithms import ALGORITHMS
+from xsweep.search.searcher import build_searcher
 
 SPEC = """
 name: t

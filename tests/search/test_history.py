@@ -1,4 +1,4 @@
-"""xsweep.sweep.history: which past trials an extended or warm-started sweep takes as its searcher's
+"""xsweep.search.history: which past trials an extended or warm-started sweep takes as its searcher's
 evidence, read from a real MLflow store (sqlite), with a real Optuna study."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 from mlflow.tracking import MlflowClient
 
 from xsweep.spec import load_spec_text
-from xsweep.sweep.history import gather
-from xsweep.sweep.searcher import build_searcher, optuna_space
+from xsweep.search.history import gather
+from xsweep.search.searcher import build_searcher, optuna_space
 
 SPEC = """
 name: t

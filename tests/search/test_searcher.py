@@ -11,8 +11,8 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from xsweep.contract import TrialReport
-from xsweep.sweep.schedulers import build_trial_scheduler
-from xsweep.sweep.searcher import build_searcher
+from xsweep.search.schedulers import build_trial_scheduler
+from xsweep.search.searcher import build_searcher
 from xsweep.spec import load_spec_text
 
 SPEC = """

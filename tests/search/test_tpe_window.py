@@ -1,4 +1,4 @@
-"""xsweep.sweep.tpe_window: past its window, TPE sees the best trials and the recent ones, not all
+"""xsweep.search.tpe_window: past its window, TPE sees the best trials and the recent ones, not all
 (real Optuna studies)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 
 import optuna
 
-from xsweep.sweep.tpe_window import WindowedTPESampler, _Window
+from xsweep.search.tpe_window import WindowedTPESampler, _Window
 
 SPACE = {"train.lr": optuna.distributions.FloatDistribution(0.005, 0.3, log=True),
          "model.residual": optuna.distributions.CategoricalDistribution([True, False])}

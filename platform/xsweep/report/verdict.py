@@ -1,4 +1,4 @@
-"""An ablation's verdict (a sweep with `ablation:`, sweep/ablation.py), from its confirmation trials:
+"""An ablation's verdict (a sweep with `ablation:`, search/ablation.py), from its confirmation trials:
 
 * for each factor, each level against the reference level at each variant's own tuned settings:
   the paired difference of final accuracy, pairs matched by seed and by the other factors'

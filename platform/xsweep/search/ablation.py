@@ -128,7 +128,7 @@ class VariantScheduler(FIFOScheduler):
         return True
 
     def _of(self, trial) -> TrialScheduler:
-        from xsweep.sweep.schedulers import build_trial_scheduler
+        from xsweep.search.schedulers import build_trial_scheduler
 
         label = trial.config.get(VARIANT_KEY, "")
         if label not in self.per_variant:

@@ -42,7 +42,7 @@ def _tpe(spec: Spec):
     running trial counts as a bad result, so that parallel suggestions do not pile onto one point.
     The same sampler drives several objectives (Optuna's MOTPE). Past 1,000 finished trials it
     models a window of them, so that a suggestion's cost stops growing (tpe_window.py)."""
-    from xsweep.sweep.tpe_window import WindowedTPESampler
+    from xsweep.search.tpe_window import WindowedTPESampler
 
     return WindowedTPESampler(seed=spec.search.seed, multivariate=True, constant_liar=spec.search.max_concurrent > 1)
 
@@ -54,7 +54,7 @@ def _random(spec: Spec):
 
 
 def _grid(spec: Spec):
-    from xsweep.sweep.grid import TuneGridSampler
+    from xsweep.search.grid import TuneGridSampler
 
     grid = {path: list(entry.values) for path, entry in spec.search.space.items()}
     return TuneGridSampler(grid, seed=spec.search.seed)

@@ -28,8 +28,8 @@ from xsweep.contract import TrialReport
 from xsweep.defaults import quiet_optuna
 from xsweep.spec import Spec
 from xsweep.spec.trial import FIXED_KEY, REPEAT_KEY, RUN_ID_KEY
-from xsweep.sweep.algorithms import ALGORITHMS, distribution
-from xsweep.sweep.history import Evidence, add_to_study, gather
+from xsweep.search.algorithms import ALGORITHMS, distribution
+from xsweep.search.history import Evidence, add_to_study, gather
 
 
 # How many times a searcher may propose configurations already tried before xsweep picks an
@@ -231,7 +231,7 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
     variant (of `variants`, by default all) with a study of its own (ablation.py)."""
     quiet_optuna()
     if spec.ablation is not None:
-        from xsweep.sweep.ablation import VariantSearcher, tuned_spec
+        from xsweep.search.ablation import VariantSearcher, tuned_spec
 
         tuned = tuned_spec(spec)
         # Each variant's sampler gets its own seed: the same seed would make every variant try the
@@ -255,7 +255,7 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
 
 def build_confirm_searcher(spec: Spec, items: list[dict], *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
     """An ablation's phase 2: the planned items, each a configuration with its seed repeat (phases.py)."""
-    from xsweep.sweep.ablation import ConfirmSearcher
+    from xsweep.search.ablation import ConfirmSearcher
 
     inner = ConfirmSearcher(items, metric=spec.search.metric, mode=spec.search.mode)
     return SweepSearcher(inner, repeats=1, open_run=open_run)

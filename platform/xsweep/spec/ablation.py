@@ -1,4 +1,4 @@
-"""Checking `ablation:`, the section that makes a sweep an ablation study (sweep/ablation.py runs it).
+"""Checking `ablation:`, the section that makes a sweep an ablation study (search/ablation.py runs it).
 
     ablation:
       factors: [model.residual, model.activation]  # choice entries of search.space: compared
@@ -129,8 +129,8 @@ def _against_the_spec(ablation: dict[str, Any], checked) -> list[Problem]:
 
 def _search_problems(ablation: dict[str, Any], checked) -> list[Problem]:
     """What the rest of the spec asks that an ablation does itself, or cannot do."""
-    from xsweep.sweep.algorithms import ALGORITHMS
-    from xsweep.sweep.schedulers import SCHEDULERS
+    from xsweep.search.algorithms import ALGORITHMS
+    from xsweep.search.schedulers import SCHEDULERS
 
     problems = []
     written = checked.clean["search"]

@@ -19,8 +19,8 @@ from xsweep.spec.schema import SECTION_MODELS, SELECTED_BY, Spec, SpaceEntry, na
 from xsweep.spec.ablation import check_ablation, variant_count
 from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
-from xsweep.sweep.algorithms import ALGORITHMS, default_population_size
-from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.search.algorithms import ALGORITHMS, default_population_size
+from xsweep.search.schedulers import SCHEDULERS
 from xsweep.tracking.uri import uri_problem
 from xsweep.training.datasets import DATASETS
 

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # Aliased: SearchSpec's field `objectives` would shadow the function in its own annotations.
 from xsweep.metrics import objectives as searchable_metrics
 from xsweep.spec.fields import OneOf
-from xsweep.sweep.algorithms import ALGORITHMS
-from xsweep.sweep.schedulers import SCHEDULERS
+from xsweep.search.algorithms import ALGORITHMS
+from xsweep.search.schedulers import SCHEDULERS
 from xsweep.training.datasets import DATASETS
 from xsweep.training.recipes import RECIPES
 
@@ -128,13 +128,13 @@ class Objective(_Section):
 
 
 class WarmStart(_Section):
-    """Another experiment whose finished trials seed a new sweep's searcher (sweep/history.py)."""
+    """Another experiment whose finished trials seed a new sweep's searcher (search/history.py)."""
 
     experiment: str = Field(min_length=1)
 
 
 class SearchSpec(_Section):
-    algorithm: Annotated[str, OneOf(ALGORITHMS.names)] = "optuna-tpe"  # sweep/algorithms.py
+    algorithm: Annotated[str, OneOf(ALGORITHMS.names)] = "optuna-tpe"  # search/algorithms.py
     # For grid, parse_spec fills in the grid size when num_samples is not written.
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
@@ -162,7 +162,7 @@ class SearchSpec(_Section):
 
 
 class SchedulerSpec(_Section):
-    kind: Annotated[str, OneOf(SCHEDULERS.names)] = "fifo"  # sweep/schedulers.py
+    kind: Annotated[str, OneOf(SCHEDULERS.names)] = "fifo"  # search/schedulers.py
     # Epochs before ASHA may stop a trial. Not written (or null): parse_spec fills in a third of
     # train.epochs, at least 1 -- after a single epoch of a decaying schedule many configurations
     # are still at chance, the eventual best among them (benchmarks/results/search_efficiency.md).
@@ -202,7 +202,7 @@ class StorageSpec(_Section):
 
 
 class AblationSpec(_Section):
-    """An ablation study (spec/ablation.py checks it, sweep/ablation.py runs it): the `factors`
+    """An ablation study (spec/ablation.py checks it, search/ablation.py runs it): the `factors`
     compared, each variant (combination of their levels) tuning `tune` with `budget` trials, then
     its best configuration re-trained with `confirm_seeds` seeds, the same for every variant."""
 

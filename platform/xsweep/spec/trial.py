@@ -14,7 +14,7 @@ from typing import Any
 REPEAT_KEY = "xsweep/repeat"  # index of the seed repeat: seed = train.seed + index
 RUN_ID_KEY = "xsweep/run_id"  # the trial's MLflow run, opened by the searcher before it starts
 FIXED_KEY = "xsweep/fixed"  # placeholder dimension for a sweep with an empty search space
-PHASE_KEY = "xsweep/phase"  # an ablation's trials: "tune" or "confirm" (sweep/ablation.py)
+PHASE_KEY = "xsweep/phase"  # an ablation's trials: "tune" or "confirm" (search/ablation.py)
 VARIANT_KEY = "xsweep/variant"  # ... and the variant's label, e.g. "res=off act=relu"
 
 # Short names for the run name: what a user scans for in a list of 50 runs.

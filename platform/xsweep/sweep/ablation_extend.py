@@ -14,7 +14,7 @@ from __future__ import annotations
 from xsweep.errors import SpecError
 from xsweep.spec import Spec
 from xsweep.spec.ablation import same_level
-from xsweep.sweep.ablation import all_variants
+from xsweep.search.ablation import all_variants
 from xsweep.tracking.writes import flatten
 
 # What an extended ablation may change: the factors' levels (added, never removed) and the seeds.

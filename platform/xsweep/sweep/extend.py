@@ -3,7 +3,7 @@
 More trials (`--set search.num_samples=...`: the sweep's configurations in all, the earlier
 ones counted), a wider or narrower range, a new choice value, a newly searched field (the earlier
 trials keep the value they ran with). The new version's searcher starts from the earlier trials
-that its space holds (sweep/history.py); those outside it stay in MLflow as history. No
+that its space holds (search/history.py); those outside it stay in MLflow as history. No
 configuration that already ended is trained again. The new trial runs join the same MLflow parent
 run, tagged with their version; the parent records each version's spec and hash.
 """
@@ -64,7 +64,7 @@ def extend_sweep(name_or_path: str, *, overrides: list[str], address: str | None
                          f"hashes to {old.sha256()[:12]}: the folder and the tracking store are not of one sweep "
                          "(extend it from the folder and store it ran with)")
 
-    from xsweep.sweep.searcher import build_searcher
+    from xsweep.search.searcher import build_searcher
     from xsweep.tracking.query import child_runs
     from xsweep.tracking.runs import SweepRuns, reserve_of
 
@@ -137,7 +137,7 @@ def _extend_ablation(old: Spec, spec: Spec, record: dict, *, storage, sweep: str
     from xsweep.sweep.console import ConsoleCallback, first_lines
     from xsweep.sweep.output import keep_log, log_path
     from xsweep.sweep.phases import ablation_state, every_picked
-    from xsweep.sweep.searcher import build_searcher
+    from xsweep.search.searcher import build_searcher
     from xsweep.tracking.callback import TrackingCallback
     from xsweep.tracking.writes import set_tags
 

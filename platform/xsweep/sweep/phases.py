@@ -21,7 +21,7 @@ from xsweep.contract import ended_status
 from xsweep.spec import Spec
 from xsweep.text import counted
 from xsweep.spec.trial import REPEAT_KEY, RUN_ID_KEY
-from xsweep.sweep.ablation import CONFIRM, CONFIRM_DIR, picked_configurations
+from xsweep.search.ablation import CONFIRM, CONFIRM_DIR, picked_configurations
 from xsweep.sweep.versions import tune_dir
 
 
@@ -95,8 +95,8 @@ def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict
     variant's best, plan phase 2 and record the plan (for resume), and build phase 2's Tuner with
     `make_tuner(searcher=, num_trials=, location=, callbacks=)` (run.py's). Returns (tuner, console,
     earlier, planned_trials); earlier holds the counts before phase 2 and phase 1's run ids."""
-    from xsweep.sweep.ablation import all_variants
-    from xsweep.sweep.searcher import build_confirm_searcher
+    from xsweep.search.ablation import all_variants
+    from xsweep.search.searcher import build_confirm_searcher
 
     state = ablation_state(record, version)
     picked, missing = picked_configurations(results, spec, state.get("variants") or all_variants(spec)) \

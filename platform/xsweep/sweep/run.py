@@ -25,13 +25,13 @@ from xsweep.cluster.storage import (
     sweep_names, write_sweep_record,
 )
 from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
-from xsweep.errors import SpecError, SweepError, UserError
+from xsweep.errors import SpecError, SweepError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.sweep.outcome import SweepOutcome
+from xsweep.sweep.saved_state import accept_moved_modules, saved_by_an_older_xsweep
 from xsweep.text import counted
 from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
-from xsweep.tracking.tags import TAG_GIT_COMMIT
 from xsweep.training.datasets import check_classes_needed, dataset_of
 
 # At the end of a sweep, how long to wait for queued tracking writes (a server that is down
@@ -57,8 +57,8 @@ def run_sweep(spec: Spec, *, address: str | None = None, workdir: str | os.PathL
     check_reachable(uri)  # in a second, with one line
     past_runs = None
     if spec.search.warm_start is not None:
-        from xsweep.sweep.history import warm_start
-        from xsweep.sweep.searcher import configuration_key, optuna_space
+        from xsweep.search.history import warm_start
+        from xsweep.search.searcher import configuration_key, optuna_space
 
         past_runs, evidence = warm_start(spec, uri=uri, space=optuna_space(spec), key=configuration_key)
     storage = open_storage(spec.storage.path, workdir=workdir, endpoint_url=spec.storage.endpoint_url)
@@ -156,13 +156,14 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
             earlier, planned = state["earlier"], len(state["items"])
         elif planned is None:
             planned = spec.search.num_samples
+    accept_moved_modules()
     try:
         tuner = tune.Tuner.restore(experiment_dir, _trainable(spec, storage=storage, sweep=sweep),
                                    resume_unfinished=True, resume_errored=True, storage_filesystem=storage.filesystem)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("xsweep"):
             raise
-        raise _saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
+        raise saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
                      base_config=spec.base_trial_config(), version=version["version"], **reserve_of(spec))
     runs.client.update_run(runs.parent_run_id, status="RUNNING")
@@ -252,25 +253,6 @@ def locate_sweep(name_or_path: str, *, workdir: str, endpoint_url: str | None = 
     return storage, sweeps[-1]
 
 
-def _saved_by_an_older_xsweep(sweep_path: str, record: dict, *, uri: str, missing: str) -> SweepError:
-    """Tune's saved state names xsweep's classes by module; a sweep saved before they moved
-    (into subpackages, in the rooms change) names modules this xsweep no longer has."""
-    import ray
-
-    from xsweep.tracking.store import open_store
-
-    ray.shutdown()
-    try:  # the commit it ran, from its MLflow run, if the store is still there
-        commit = open_store(uri, flag="tracking.uri").get_run(record["parent_run_id"]).data.tags.get(TAG_GIT_COMMIT)
-    except UserError:
-        commit = None
-    where = f"`git checkout {commit[:12]}` (the commit it ran) and resume it there" if commit else \
-        "resume it with the xsweep it ran"
-    return SweepError(f"{sweep_path}: saved by an older xsweep (its state names the module {missing}, which "
-                      f"this version has moved), so it cannot be resumed here: {where}, or start it "
-                      f"again with `xsweep run {record['spec_source']}`")
-
-
 def _log_copy(storage: Storage, sweep_path: str) -> str | None:
     """Where an s3:// sweep's log ends up (a local sweep's log is in its folder already)."""
     from xsweep.sweep.output import LOG_NAME
@@ -299,7 +281,7 @@ def _trainable(spec: Spec, *, storage: Storage, sweep: str):
 
 def objectives_line(spec: Spec) -> str:
     """What a multi-objective sweep searches, and the one objective its scheduler compares trials by."""
-    from xsweep.sweep.schedulers import SCHEDULERS, judged_by
+    from xsweep.search.schedulers import SCHEDULERS, judged_by
 
     searched = ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objective_list)
     line = f"objectives: {searched}, for their Pareto front"
@@ -349,8 +331,8 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, v
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from xsweep.sweep.finish import ImportModelCodeEarly
-    from xsweep.sweep.schedulers import SCHEDULERS, build_trial_scheduler, judged_by
-    from xsweep.sweep.searcher import build_searcher
+    from xsweep.search.schedulers import SCHEDULERS, build_trial_scheduler, judged_by
+    from xsweep.search.searcher import build_searcher
 
     from xsweep.sweep.versions import tune_location
 
@@ -359,7 +341,7 @@ def _tuner(spec: Spec, *, storage: Storage, sweep: str, runs, callbacks: list, v
     if phase == "confirm":
         scheduler = SCHEDULERS.get("fifo").build(spec)
     elif spec.ablation is not None:
-        from xsweep.sweep.ablation import VariantScheduler
+        from xsweep.search.ablation import VariantScheduler
 
         scheduler = VariantScheduler(spec)
     else:

@@ -21,7 +21,7 @@ def _prepare(uri: str, failures: list[BaseException]) -> None:
     try:
         # The modules the driver needs once Ray is up, each taking up to seconds to import.
         import ray.tune  # noqa: F401
-        import xsweep.sweep.searcher  # noqa: F401  (Optuna)
+        import xsweep.search.searcher  # noqa: F401  (Optuna)
         import xsweep.sweep.finish  # noqa: F401  (MLflow)
         import xsweep.tracking.callback  # noqa: F401  (MLflow)
 

@@ -13,10 +13,11 @@ from xsweep.cluster.storage import Storage, read_sweep_record, recorded_tracking
 from xsweep.contract import TrialReport, status_of
 from xsweep.metrics import COST, METRICS, STARTUP
 from xsweep.spec.trial import RUN_ID_KEY, trial_name
-from xsweep.sweep.ablation import CONFIRM, TUNE
+from xsweep.search.ablation import CONFIRM, TUNE
 from xsweep.sweep.console import clock
 from xsweep.sweep.outcome import best_of_history, cost_line, seconds_text, sweep_cost
 from xsweep.sweep.phases import ablation_state, confirm_location
+from xsweep.sweep.saved_state import accept_moved_modules
 from xsweep.sweep.versions import tune_dir, version_spec, versions
 from xsweep.tracking.store import open_store
 from xsweep.text import counted
@@ -29,6 +30,8 @@ def print_status(storage: Storage, sweep: str) -> None:
     uri = recorded_tracking_uri(record, spec)
     open_store(uri, flag="tracking.uri")  # the same store the sweep wrote, reachable with these credentials
     from ray.tune import ExperimentAnalysis  # seconds to import: after the checks that may fail
+
+    accept_moved_modules()  # trials saved with a module path that has moved
 
     metric = METRICS.get(spec.search.metric)
     ablation = spec.ablation is not None

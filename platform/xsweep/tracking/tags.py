@@ -34,7 +34,7 @@ TAG_CHECKPOINT_FALLBACK = "xsweep.checkpoint_fallback"
 TAG_PARETO = "xsweep.pareto"  # "true" | "false": on the Pareto front of a multi-objective sweep
 TAG_ABLATION = "xsweep.ablation"  # an ablation sweep's parent: its ablation section (factors, ...), as JSON
 TAG_ABLATION_VERDICT_PREFIX = "xsweep.ablation_verdict."  # + "<factor>:<level>" (e.g. model.residual:off): the verdict against the reference
-TAG_PHASE = "xsweep.phase"  # an ablation's trial: "tune" or "confirm" (sweep/ablation.py)
+TAG_PHASE = "xsweep.phase"  # an ablation's trial: "tune" or "confirm" (search/ablation.py)
 TAG_VARIANT = "xsweep.variant"  # ... and its variant, e.g. "res=off act=relu"
 TAG_PARETO_RANK = "xsweep.pareto_rank"  # its place on the front, 1 = best on the first objective
 

@@ -159,7 +159,7 @@ def claim_run(uri: str, run_id: str, *, trial_id: str, tune_config: dict, base_c
         # re-runs a trial from MLflow alone.
         TAG_CONFIG: json.dumps(config, sort_keys=True),
         **provenance,  # the Source and Version columns (provenance.source_tags)
-        # An ablation's trials (sweep/ablation.py): which phase, which variant.
+        # An ablation's trials (search/ablation.py): which phase, which variant.
         **({TAG_PHASE: tune_config[PHASE_KEY], TAG_VARIANT: tune_config.get(VARIANT_KEY, "")}
            if PHASE_KEY in tune_config else {}),
     })

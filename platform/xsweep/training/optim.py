@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules of a trial's `train` section.
 
 The learning-rate schedule is stepped once per epoch; it is not the trial scheduler that stops
-trials early (sweep/schedulers.py).
+trials early (search/schedulers.py).
 """
 
 import torch
