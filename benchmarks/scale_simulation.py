@@ -533,7 +533,7 @@ def checkpoint_bytes(work: Path) -> dict:
     import torch
 
     from xsweep.training.checkpoint import save_checkpoint
-    from xsweep.training.fit import build_model
+    from xsweep.training.models import build_model
     from xsweep.training.optim import build_optimizer
 
     config = {"model": {"residual": True, "activation": "none", "width": 1.0, "middle_blocks": 8, "dropout": 0.5},

@@ -278,7 +278,7 @@ def parameter_counts(text: str) -> dict[bool, int]:
     from xsweep.spec import load_spec_text
     from xsweep.spec.trial import resolve_trial_config
     from xsweep.training.cost import parameter_count
-    from xsweep.training.fit import build_model
+    from xsweep.training.models import build_model
 
     base = load_spec_text(text, source="search_efficiency.yaml").base_trial_config()
     return {residual: parameter_count(build_model(resolve_trial_config(base, {"model.residual": residual}),

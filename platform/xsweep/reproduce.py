@@ -303,7 +303,8 @@ def check_checkpoint(path: Path, config: dict) -> tuple[int, dict[str, float], l
 
     from xsweep.training.checkpoint import load_checkpoint
     from xsweep.training.loaders import build_datasets, make_loaders
-    from xsweep.training.fit import build_model, evaluate, pick_device, seed_everything
+    from xsweep.training.fit import evaluate, pick_device, seed_everything
+    from xsweep.training.models import build_model
 
     state = load_checkpoint(path)  # checks the sha256 sidecar; weights_only=True
     notes = []

@@ -189,3 +189,33 @@ def test_an_extended_ablation_trains_only_the_new_level_and_the_new_seed(ablatio
     n = {(f["path"], c["label"]): c["n"] for f in verdict["factors"] for c in f["comparisons"]}
     assert n == {("model.residual", "residual off"): 9, ("model.activation", "ReLU"): 6,
                  ("model.activation", "ELU"): 6}
+
+
+def test_xception_against_inception_v3_is_an_ablation_whose_factor_is_the_network(tmp_path):
+    """search_spaces/xception_vs_inception.yaml, shrunk to run in seconds: each network tuned and
+    confirmed, the report comparing the two beside the paper's Table 1."""
+    proc = run_xsweep("run", str(SPECS / "xception_vs_inception.yaml"), "--set", "data.dataset=synthetic",
+                      "--set", "data.synthetic_size=64", "--set", "train.epochs=1", "--set", "ablation.budget=1",
+                      "--set", "ablation.confirm_seeds=2", "--set", "model.width=0.125",
+                      "--set", "model.middle_blocks=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "verdict, arch=inception_v3 against arch=xception: " in proc.stdout
+    client, _, children = sweep_runs(tmp_path, "xception-vs-inception")
+    params = defaultdict(set)
+    for child in children:
+        params[child.data.tags["xsweep.variant"]].add(child.data.metrics["params"])
+    # Two networks, each the same in all its trials: torchvision's Inception V3 at its one size,
+    # Xception at the width the test set.
+    assert set(params) == {"arch=xception", "arch=inception_v3"} and all(len(p) == 1 for p in params.values())
+    from xception.inception_v3 import inception_v3
+    from xsweep.training.cost import parameter_count
+
+    assert params["arch=inception_v3"] == {parameter_count(inception_v3(num_classes=10, in_channels=3))}
+
+    report = run_xsweep("report", "xception-vs-inception", "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "### arch=inception_v3 against arch=xception" in text
+    assert "The paper: Xception 0.790 against Inception V3's 0.782 top-1 on ImageNet (Table 1)" in text
+    assert re.search(r"^\| arch=xception \| lr = [0-9.]+ \|", text, re.M)
+    assert re.search(r"^\| arch=inception_v3 \| lr = [0-9.]+ \|", text, re.M)

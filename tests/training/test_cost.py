@@ -8,7 +8,8 @@ import torch
 
 from xception import Xception
 from xsweep.training.cost import forward_gflops_per_image, parameter_count
-from xsweep.training.fit import build_model, seed_everything
+from xsweep.training.fit import seed_everything
+from xsweep.training.models import build_model
 
 
 def test_the_papers_xception_has_its_published_size_and_multiply_adds():

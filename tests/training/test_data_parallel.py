@@ -19,7 +19,8 @@ from conftest import SPECS
 from services import free_port
 from xsweep.spec import load_spec
 from xsweep.training.distributed import Shard, data_parallel, validation_share, with_global_batch_norm
-from xsweep.training.fit import build_model, fit
+from xsweep.training.fit import fit
+from xsweep.training.models import build_model
 from xsweep.training.loaders import build_datasets, make_loaders
 
 # Random images at a small learning rate: a well-conditioned run, in which float rounding stays

@@ -19,7 +19,8 @@ from xsweep.training.checkpoint import load_checkpoint, save_checkpoint
 from xsweep.training.compile_cache import SharedCompileCache
 from xsweep.training.loaders import build_datasets, make_loaders
 from xsweep.metrics import reproducible
-from xsweep.training.fit import FitResult, build_model, evaluate, fit
+from xsweep.training.fit import FitResult, evaluate, fit
+from xsweep.training.models import build_model
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from xsweep.spec.schema import AblationSpec
 from xsweep.spec.space import Problem
 
 WHERE = "ablation"
-# The reference level when `reference` does not name one: the paper's Xception (REFERENCE.md);
+# The reference level when `reference` does not name one: the paper's Xception (docs/PAPER.md);
 # a factor it does not know compares against its first listed level.
-PAPER_LEVELS = {"model.residual": True, "model.activation": "none"}
+PAPER_LEVELS = {"model.residual": True, "model.activation": "none", "model.arch": "xception"}
 SAMPLERS_HINT = "optuna-tpe or random"
 
 

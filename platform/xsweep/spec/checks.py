@@ -15,7 +15,15 @@ from typing import Any
 
 from xsweep.metrics import METRICS
 from xsweep.spec.fields import did_you_mean, key_text, number_text, section_rules, show
-from xsweep.spec.schema import SECTION_MODELS, SELECTED_BY, Spec, SpaceEntry, name_problem, unread_fields
+from xsweep.spec.schema import (
+    SECTION_MODELS,
+    SELECTED_BY,
+    TRIAL_SECTIONS,
+    Spec,
+    SpaceEntry,
+    name_problem,
+    unread_fields,
+)
 from xsweep.spec.ablation import check_ablation, variant_count
 from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
@@ -23,6 +31,7 @@ from xsweep.search.algorithms import ALGORITHMS, default_population_size
 from xsweep.search.schedulers import SCHEDULERS
 from xsweep.tracking.uri import uri_problem
 from xsweep.training.datasets import DATASETS
+from xsweep.training.models import MODELS
 
 INVALID = object()  # stands for a value that failed its own check: cross-field checks skip it
 NAME_EXAMPLE = "a short name such as my-sweep"
@@ -173,6 +182,7 @@ class _Checked:
         if self.value("resources.gpus_per_trial") == 0 and "cuda" in self.possible("train.device"):
             self.problems.append((self.where("train.device"), "cuda needs resources.gpus_per_trial > 0 "
                                                               "(e.g. 1, or 0.5 to share a GPU)"))
+        self._check_image_size()
         self._check_workers()
         self._check_search()
         self._check_classes_needed()
@@ -193,6 +203,15 @@ class _Checked:
         if endpoint not in (None, INVALID) and path is not INVALID and not path.startswith("s3://"):
             self.problems.append(("storage.endpoint_url", "only used with an s3:// storage.path "
                                                           f"(storage.path is {show(path)})"))
+
+    def _check_image_size(self) -> None:
+        """Every network a trial may train takes the images: Inception V3 needs 75x75 or more."""
+        sizes = [size for size in self.possible("data.image_size") if isinstance(size, int)]
+        for name in self.possible("model.arch"):
+            least = MODELS.get(name).min_image_size if name in MODELS else 0
+            if sizes and min(sizes) < least:
+                self.problems.append((self.where("data.image_size"), f"{name} needs images of at least "
+                                      f"{least}x{least} (got {min(sizes)}; set data.image_size: {least} or more)"))
 
     def _check_workers(self) -> None:
         """A data-parallel trial splits train.batch_size evenly over its workers."""
@@ -274,12 +293,16 @@ class _Checked:
         name = self.value(f"{section}.{selector}")
         if name is INVALID:
             return
+        if f"{section}.{selector}" in self.space_keys:
+            return  # each value searched reads its own fields
         unread = unread_fields(section, name)
-        for field in self.clean[section]:
+        searched = [path.split(".", 1)[1] for path in self.space_keys
+                    if section in TRIAL_SECTIONS and path.startswith(f"{section}.")]
+        for field in [*self.clean[section], *searched]:
             if field in unread:
                 readers = [entry.name for entry in registry if field in entry.fields]
-                self.problems.append((f"{section}.{field}", f"{section}.{selector} {name} does not use it "
-                                      f"(remove it, or use {' or '.join(readers)})"))
+                self.problems.append((self.where(f"{section}.{field}"), f"{section}.{selector} {name} does not "
+                                      f"use it (remove it, or use {' or '.join(readers)})"))
 
     def _check_grid(self, algorithm: str) -> None:
         for path, entry in self.space.items():

@@ -24,6 +24,7 @@ from xsweep.spec.fields import OneOf
 from xsweep.search.algorithms import ALGORITHMS
 from xsweep.search.schedulers import SCHEDULERS
 from xsweep.training.datasets import DATASETS
+from xsweep.training.models import DEFAULT_ARCH, MODELS
 from xsweep.training.recipes import RECIPES
 
 # The kinds a search-space entry can take, in the order messages list them.
@@ -77,6 +78,7 @@ class DataSpec(_Section):
 
 
 class ModelSpec(_Section):
+    arch: Annotated[str, OneOf(MODELS.names)] = DEFAULT_ARCH  # training/models.py; the rest: the fields it reads
     residual: bool = True
     activation: Literal["none", "relu", "elu"] = "none"  # between depthwise and pointwise conv
     # Channel multiplier; parameters grow about as width**2, so 4 is ~16x the paper's 23M.
@@ -278,6 +280,8 @@ class Spec(BaseModel):
         for section, (selector, _) in SELECTED_BY.items():
             for field in unread_fields(section, out[section][selector]):
                 del out[section][field]
+        if out["model"]["arch"] == DEFAULT_ARCH and "model.arch" not in self.search.space:
+            del out["model"]["arch"]  # an Xception sweep hashes the same whether or not it names its arch
         return out
 
     def base_trial_config(self) -> dict[str, Any]:
@@ -320,7 +324,7 @@ class Spec(BaseModel):
 # Sections whose entry a field selects (search.algorithm, scheduler.kind): of the fields that
 # some entry reads, the chosen one's are used and the others are left out of the resolved spec
 # (and refused when written: see checks.py).
-SELECTED_BY = {"search": ("algorithm", ALGORITHMS), "scheduler": ("kind", SCHEDULERS)}
+SELECTED_BY = {"search": ("algorithm", ALGORITHMS), "scheduler": ("kind", SCHEDULERS), "model": ("arch", MODELS)}
 
 
 def unread_fields(section: str, chosen: str) -> set[str]:

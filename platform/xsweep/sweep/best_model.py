@@ -8,9 +8,10 @@ with `MlflowClient().set_registered_model_alias(NAME, "best", VERSION)`.
 
 Saved in MLflow's safe format ("pt2": torch.export's graph and weights), which loads without
 unpickling any code, so `mlflow.pytorch.load_model("models:/NAME@best")` is safe to call on a
-registry others write to. The exported module is for predictions; to fine-tune, build
-`Xception(**model_args)` (recorded in the model's metadata) and load the trial's checkpoint
-(`checkpoints/best/state.pt` of the run in the version's tag xsweep.trial_run_id).
+registry others write to. The exported module is for predictions; to fine-tune, build the network
+`MODELS.get(arch).build(**model_args)` (both in the model's metadata; for Xception,
+`Xception(**model_args)`) and load the trial's checkpoint (`checkpoints/best/state.pt` of the run in
+the version's tag xsweep.trial_run_id).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def register_best_model(*, runs, spec, result, value: float, sweep: str) -> dict
 
     from xsweep.training.checkpoint import load_checkpoint
     from xsweep.training.datasets import dataset_of
-    from xsweep.training.fit import build_model, model_args
+    from xsweep.training.models import arch_of, build_model, model_args
     from xsweep.training.trainable import CHECKPOINT_FILE
 
     if not result.best_checkpoints:  # Tune raises rather than say None
@@ -68,7 +69,8 @@ def register_best_model(*, runs, spec, result, value: float, sweep: str) -> dict
             registered_model_name=spec.experiment,
             serialization_format="pt2",
             input_example=example.numpy(),
-            metadata={"model_args": model_args(config, num_classes=num_classes, in_channels=in_channels)},
+            metadata={"arch": arch_of(config).name,
+                      "model_args": model_args(config, num_classes=num_classes, in_channels=in_channels)},
             # Listing requirements ourselves skips MLflow's slow import-scanning inference.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )

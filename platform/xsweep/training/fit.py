@@ -13,13 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xception import Xception
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.compile_cache import SharedCompileCache, compile_key
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
 from xsweep.training.device_decode import EncodedBatch
 from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
 from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
+from xsweep.training.models import arch_of, build_model, model_args
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 from xsweep.training.trial_start import StartupClock
 
@@ -62,20 +62,8 @@ def pick_device(name):
 def compiles(train: dict, device: torch.device) -> bool:
     """Whether a trial runs its training step through torch.compile. `auto`: on a GPU, where the
     compiled step is faster and its code is cached for the sweep's later trials (compile_cache.py);
-    not on a CPU, where compiling takes minutes and the compiled step is no faster (README)."""
+    not on a CPU, where compiling takes minutes and the compiled step is no faster (docs/SPEC.md)."""
     return train["compile"] is True or (train["compile"] == "auto" and device.type == "cuda")
-
-
-def model_args(config, *, num_classes, in_channels) -> dict:
-    """The keyword arguments of `Xception` for a trial's config: all it takes to rebuild the model."""
-    m = config["model"]
-    return dict(num_classes=num_classes, in_channels=in_channels, residual=m["residual"],
-                activation=m["activation"], width=m["width"], middle_blocks=m["middle_blocks"],
-                dropout=m["dropout"])
-
-
-def build_model(config, *, num_classes, in_channels):
-    return Xception(**model_args(config, num_classes=num_classes, in_channels=in_channels))
 
 
 def seed_everything(seed):
@@ -248,8 +236,8 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
     compiled = compiles(tc, device)
     clock = StartupClock(began=began, device=device, compiled=compiled)
     if compiled:
-        key = compile_key(model_args=model_args(config, num_classes=datasets.num_classes,
-                                                in_channels=datasets.in_channels),
+        key = compile_key(model_args={"arch": arch_of(config).name, **model_args(
+                              config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)},
                           image_size=config["data"]["image_size"], batch_size=tc["batch_size"], amp=tc["amp"],
                           channels_last=tc["channels_last"], device_name=_device_name(device))
         if compile_cache is not None:
