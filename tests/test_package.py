@@ -76,6 +76,13 @@ def test_no_function_of_a_room_imports_the_other_sides_library_either(room, neve
     assert {m: names for m, names in offending.items() if names} == {}
 
 
+def test_the_search_machinery_never_imports_the_driver():
+    # search/ chooses trials; sweep/ runs them and calls search/, never the other way round.
+    offending = {m: sorted(n for n in _imports_in(m) if n.startswith("xsweep.sweep"))
+                 for m in _modules() if m.startswith("xsweep.search")}
+    assert {m: names for m, names in offending.items() if names} == {}
+
+
 def test_the_spec_imports_nothing_heavy():
     # `xsweep validate` must stay instant: the registries it reads import their libraries lazily.
     assert _imported_after(["xsweep.spec", "xsweep.cli"], watch=("torch", "ray", "mlflow", "optuna")) == []

@@ -1,6 +1,6 @@
 """Tests of the Xception model against the paper and the Keras reference layer sequence.
 
-Each test names the porting bug it would catch (see /work/shared/REFERENCE.md): wrong block-13
+Each test names the porting bug it would catch (see docs/PAPER.md): wrong block-13
 widths, conv biases, padded stem, missing/rectified shortcuts, ablation switches that do nothing,
 dropout that is computed and thrown away, layout-dependent results. Sizes are kept tiny (width
 0.125, one middle block, 32x32) except where the paper's full network is the point.
@@ -57,7 +57,7 @@ def _short(cin: int, cout: int) -> list[tuple[int, ...]]:
     return [(cout, cin, 1, 1)]
 
 
-# Written by hand from REFERENCE.md's Keras layer sequence, in module order (main path first, then
+# Written by hand from docs/PAPER.md's Keras layer sequence, in module order (main path first, then
 # the shortcut of each residual module). Not derived from the model.
 def expected_conv_shapes(residual: bool = True) -> list[tuple[int, ...]]:
     def short(cin: int, cout: int) -> list[tuple[int, ...]]:

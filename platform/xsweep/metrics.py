@@ -56,7 +56,7 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric")
 METRICS.add(Metric("val_accuracy", "eval", "validation accuracy", mode="max", percent=True, curve=True))
 METRICS.add(Metric("val_loss", "eval", "validation loss", mode="min"))
-# The label among the model's 5 highest scores: the paper reports 0.945 on ImageNet (REFERENCE.md).
+# The label among the model's 5 highest scores: the paper reports 0.945 on ImageNet (docs/PAPER.md).
 TOP5_MIN_CLASSES = 5
 METRICS.add(Metric("val_top5_accuracy", "eval", "validation top-5 accuracy", mode="max", percent=True,
                    min_classes=TOP5_MIN_CLASSES))

@@ -1,5 +1,5 @@
 """Builds the offline bundle for GPU hosts that have torch but no Ray, MLflow or Optuna, and no
-package index: `make gpu-bundle` (README, "GPU hosts without a package index").
+package index: `make gpu-bundle` (docs/GPU.md, "GPU hosts without a package index").
 
     python scripts/gpu_bundle/build.py [--python 3.12] [--platform manylinux_2_28_x86_64] [--out gpu-bundle]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What each carried package goes without, by path prefix inside its wheel, and why.
-# Each was checked by running a sweep from a bundle without it (README, "GPU hosts").
+# Each was checked by running a sweep from a bundle without it (docs/GPU.md, "GPU hosts without a package index").
 STRIP: dict[str, dict[str, str]] = {
     "ray": {
         "ray/jars/": "Java workers' jars: a Python sweep never starts a Java worker",
