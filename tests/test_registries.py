@@ -41,6 +41,7 @@ toy_dataset = registered(DATASETS, toys.TOY_DATASET)
 toy_metric = registered(METRICS, toys.VAL_ERROR)
 toy_sampler = registered(ALGORITHMS, toys.ROUND_ROBIN)
 toy_scheduler = registered(SCHEDULERS, toys.MEDIAN_STOPPING)
+toy_grid = registered(ALGORITHMS, toys.EVERY_CHOICE)
 
 
 def toy_config(**data):
@@ -153,6 +154,27 @@ def test_a_registered_scheduler_is_built_with_the_fields_it_reads(toy_scheduler)
     with pytest.raises(SpecError, match=r"scheduler.reduction_factor: scheduler.kind median-stopping does not "
                                         r"use it \(remove it, or use asha or hyperband\)"):
         load_spec_text("name: t\nscheduler: {kind: median-stopping, reduction_factor: 3}", source="s.yaml")
+
+
+def test_a_registered_schedulers_default_is_its_own(toy_scheduler):
+    spec = load_spec_text("name: t\ntrain: {epochs: 8}\nscheduler: {kind: median-stopping}", source="s.yaml")
+    assert spec.scheduler.grace_period == 4 and build_trial_scheduler(spec)._grace_period == 4
+
+
+def test_a_registered_grid_like_sampler_is_a_grid_to_the_spec_and_the_report(toy_grid):
+    from sweeps_by_hand import grid, sweep
+
+    from xsweep.report.analysis import summarize
+
+    # The spec: num_samples is the grid's size, and a range has no place in it.
+    spec = load_spec_text(SPACE.format(algorithm="every-choice").replace("  num_samples: 10\n", ""), source="s.yaml")
+    assert spec.grid_size() == spec.search.num_samples == 6
+    with pytest.raises(SpecError, match=r"search.space.train.lr: every-choice search needs choice entries"):
+        load_spec_text(SPACE.format(algorithm="every-choice") + "    train.lr: {loguniform: [0.01, 0.1]}\n",
+                       source="s.yaml")
+    # The report: its trials come in pairs that share all else, as a grid's do.
+    summary = summarize(sweep(grid(), algorithm="every-choice"), workdir="/nowhere")
+    assert summary["sweep"]["grid"] and all(d["test"] == "paired" for f in summary["factors"] for d in f["comparisons"])
 
 
 NOTEBOOK = """

@@ -59,6 +59,8 @@ class RoundRobinSampler(optuna.samplers.BaseSampler):
 
 
 ROUND_ROBIN = SearchAlgorithm("round-robin", lambda spec: RoundRobinSampler())
+# The same proposals over a space of choices only, each configuration once: a grid to every consumer.
+EVERY_CHOICE = SearchAlgorithm("every-choice", lambda spec: RoundRobinSampler(), choices_only=True)
 
 
 def median_stopping(spec):
@@ -67,4 +69,6 @@ def median_stopping(spec):
     return MedianStoppingRule(time_attr="training_iteration", grace_period=spec.scheduler.grace_period)
 
 
-MEDIAN_STOPPING = Scheduler("median-stopping", median_stopping, fields=("grace_period",))
+# Its grace period, left out, is half the shortest trial: the entry's own default.
+MEDIAN_STOPPING = Scheduler("median-stopping", median_stopping, fields=("grace_period",),
+                            defaults=lambda values, *, epochs, **shape: {"grace_period": max(1, min(epochs) // 2)})

@@ -106,7 +106,7 @@ def factor_table(data: SweepData, finished: list[TrialRun], path: str) -> dict:
     by_level = {level_key(v): [t for t in finished
                                 if path in t.searched and level_key(t.searched[path]) == level_key(v)]
                 for v in level_values}
-    paired = data.algorithm == "grid" or data.ablation is not None
+    paired = data.runs_a_grid or data.ablation is not None
     matched = data.ablation["factors"] if data.ablation is not None else None
     rows = []
     for v in level_values:
@@ -314,7 +314,7 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
     return {
         "experiment": data.experiment,
         "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
-                  "algorithm": data.algorithm, "repeats": data.repeats, "epochs": data.epochs,
+                  "algorithm": data.algorithm, "grid": data.runs_a_grid, "repeats": data.repeats, "epochs": data.epochs,
                   "metric": data.metric, "mode": data.mode, "tracking_uri": redact(data.uri),
                   "space": data.space, "device_seconds": st.sum_or_none([t.device_seconds for t in data.trials]),
                   "store_flag": store_flag(data.uri, workdir=workdir)},

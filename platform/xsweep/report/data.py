@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from xsweep.contract import COMPLETED
 from xsweep.errors import ReportError
 from xsweep.metrics import ACCURACY, COST, curve_metrics, is_finite_number
+from xsweep.search.algorithms import ALGORITHMS
 from xsweep.tracking.query import child_runs, find_experiment, latest_sweep
 from xsweep.tracking.store import open_store
 from xsweep.tracking.tags import (
@@ -71,6 +72,12 @@ class SweepData:
     @property
     def algorithm(self) -> str:
         return self.params.get("search.algorithm", "")
+
+    @property
+    def runs_a_grid(self) -> bool:
+        """Whether its algorithm runs every configuration of its choices once (its registry entry
+        says so): any two levels of a factor then come in pairs that share all else."""
+        return self.algorithm in ALGORITHMS and ALGORITHMS.get(self.algorithm).choices_only
 
     @property
     def repeats(self) -> int:

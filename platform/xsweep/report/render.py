@@ -116,7 +116,7 @@ def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
     if summary.get("ablation"):
         how = ("An ablation: phase 2's completed trials only, each variant at its own tuned settings; differences "
                "are paired by seed and by the other factors' levels, as the verdict pairs them; n counts pairs. ")
-    elif summary["sweep"]["algorithm"] == "grid":
+    elif summary["sweep"]["grid"]:
         how = ("Differences are paired: each pair shares every other searched value (the learning rate "
                "included) and the seed, which the grid guarantees; n counts pairs. ")
     else:

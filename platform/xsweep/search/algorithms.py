@@ -34,6 +34,9 @@ class SearchAlgorithm:
     # It models ranges (learning rate, weight decay): a space of choices alone leaves it nothing to do.
     needs_a_range: bool = False
     multi_objective: bool = True  # it can search several objectives (search.objectives) for their front
+    # The values of its fields a spec leaves out (None): (its fields' values, the sweep's shape) ->
+    # {field: value}. The shape: `epochs` (what trials may run), `objective`, `num_samples`.
+    defaults: Callable[..., dict] = lambda values, **shape: {}
 
 
 def _tpe(spec: Spec):
@@ -127,4 +130,5 @@ ALGORITHMS.add(SearchAlgorithm("grid", _grid, fields=("seed",), choices_only=Tru
 ALGORITHMS.add(SearchAlgorithm("optuna-gp", _gp, fields=("seed",)))
 ALGORITHMS.add(SearchAlgorithm("optuna-cmaes", _cmaes, fields=("seed",), needs_a_range=True, multi_objective=False))
 ALGORITHMS.add(SearchAlgorithm("qmc", _qmc, fields=("seed",), needs_a_range=True))
-ALGORITHMS.add(SearchAlgorithm("nsga2", _nsga2, fields=("seed", "population_size")))
+ALGORITHMS.add(SearchAlgorithm("nsga2", _nsga2, fields=("seed", "population_size"), defaults=lambda values, **shape: {
+    "population_size": default_population_size(shape["num_samples"])}))

@@ -28,6 +28,9 @@ class Scheduler:
     name: str
     build: Callable[[Spec], TrialScheduler]
     fields: tuple[str, ...] = ()  # scheduler.* fields it reads (besides kind)
+    # The values of its fields a spec leaves out (None): (its fields' values, the sweep's shape) ->
+    # {field: value}. The shape: `epochs` (what trials may run), `objective`, `num_samples`.
+    defaults: Callable[..., dict] = lambda values, **shape: {}
 
 
 def _fifo(spec: Spec):
@@ -58,10 +61,39 @@ def _hyperband(spec: Spec):
     return _asha(spec, brackets=spec.scheduler.brackets)
 
 
+def default_grace_period(epochs: list[int]) -> int:
+    """ASHA's grace period when the spec leaves it out: a third of the shortest trial, at least 1."""
+    return max(1, min(epochs) // 3) if epochs else 1
+
+
+def brackets_that_fit(epochs: int, *, grace_period: int, reduction_factor: float) -> int:
+    """Hyperband's bracket count when the spec leaves it out: Li et al.'s s_max + 1, one bracket
+    for each k whose first rung, grace_period x reduction_factor^k epochs, is within the longest
+    trial (a bracket whose first rung is that trial's end stops nothing)."""
+    brackets = 0
+    while grace_period * reduction_factor ** brackets <= epochs:
+        brackets += 1
+    return max(brackets, 1)
+
+
+def _asha_defaults(values: dict, *, epochs: list[int], objective: str, **shape) -> dict:
+    """A third of the shortest trial before the first stop; judged by the search's first objective."""
+    return {"grace_period": default_grace_period(epochs), "metric": objective}
+
+
+def _hyperband_defaults(values: dict, *, epochs: list[int], **shape) -> dict:
+    filled = _asha_defaults(values, epochs=epochs, **shape)
+    grace = values.get("grace_period") or filled["grace_period"]
+    return {**filled, "brackets": brackets_that_fit(max(epochs, default=1), grace_period=grace,
+                                                    reduction_factor=values["reduction_factor"])}
+
+
 SCHEDULERS: Registry[Scheduler] = Registry("trial scheduler")
 SCHEDULERS.add(Scheduler("fifo", _fifo))  # every trial runs all its epochs
-SCHEDULERS.add(Scheduler("asha", _asha, fields=("grace_period", "reduction_factor", "metric")))
-SCHEDULERS.add(Scheduler("hyperband", _hyperband, fields=("grace_period", "reduction_factor", "metric", "brackets")))
+SCHEDULERS.add(Scheduler("asha", _asha, fields=("grace_period", "reduction_factor", "metric"),
+                         defaults=_asha_defaults))
+SCHEDULERS.add(Scheduler("hyperband", _hyperband, fields=("grace_period", "reduction_factor", "metric", "brackets"),
+                         defaults=_hyperband_defaults))
 
 
 def build_trial_scheduler(spec: Spec) -> TrialScheduler:

@@ -8,7 +8,6 @@ Problems are (dotted field path, message) pairs; xsweep.spec adds the file name.
 
 from __future__ import annotations
 
-import math
 import re
 import urllib.parse
 from typing import Any
@@ -21,13 +20,14 @@ from xsweep.spec.schema import (
     TRIAL_SECTIONS,
     Spec,
     SpaceEntry,
+    grid_size,
     name_problem,
     unread_fields,
 )
 from xsweep.spec.ablation import check_ablation, variant_count
 from xsweep.spec.objectives import check_objectives
 from xsweep.spec.space import Problem, check_space, leaf_match
-from xsweep.search.algorithms import ALGORITHMS, default_population_size
+from xsweep.search.algorithms import ALGORITHMS
 from xsweep.search.schedulers import SCHEDULERS
 from xsweep.tracking.uri import uri_problem
 from xsweep.training.datasets import DATASETS
@@ -323,9 +323,7 @@ class _Checked:
                                   f"{size} or remove it)"))
 
     def grid_size(self) -> int | None:
-        if any(entry.kind != "choice" for entry in self.space.values()):
-            return None
-        return math.prod(len(entry.values or []) for entry in self.space.values())
+        return grid_size(self.space.values())
 
     # ---- the result ----
 
@@ -343,33 +341,14 @@ class _Checked:
             out["search"]["num_samples"] = variant_count(self.ablation, self.space) * self.ablation["budget"]
         if algorithm.choices_only and "num_samples" not in self.clean["search"]:
             out["search"]["num_samples"] = self.grid_size()
-        if "population_size" in algorithm.fields and self.value("search.population_size") is None:
-            out["search"]["population_size"] = default_population_size(self.value("search.num_samples"))
-        reads = SCHEDULERS.get(self.value("scheduler.kind")).fields
-        if "grace_period" in reads and self.value("scheduler.grace_period") is None:
-            out["scheduler"]["grace_period"] = default_grace_period(self.possible("train.epochs"))
-        if "metric" in reads and self.value("scheduler.metric") is None:
-            out["scheduler"]["metric"] = self.objective_metrics()[0]
-        if "brackets" in reads and self.value("scheduler.brackets") is None:
-            out["scheduler"]["brackets"] = brackets_that_fit(
-                max(self.possible("train.epochs")), grace_period=out["scheduler"].get("grace_period")
-                or self.value("scheduler.grace_period"), reduction_factor=self.value("scheduler.reduction_factor"))
+        # The fields the chosen algorithm and scheduler read and the spec left out: their entries' defaults.
+        shape = {"epochs": self.possible("train.epochs"), "objective": self.objective_metrics()[0],
+                 "num_samples": out["search"].get("num_samples", self.value("search.num_samples"))}
+        for section, entry in (("search", algorithm), ("scheduler", SCHEDULERS.get(self.value("scheduler.kind")))):
+            values = {field: self.value(f"{section}.{field}") for field in entry.fields}
+            out[section].update({field: value for field, value in entry.defaults(values, **shape).items()
+                                 if values.get(field) is None})
         return out
-
-
-def default_grace_period(epochs: list[int]) -> int:
-    """ASHA's grace period when the spec leaves it out: a third of the shortest trial, at least 1."""
-    return max(1, min(epochs) // 3) if epochs else 1
-
-
-def brackets_that_fit(epochs: int, *, grace_period: int, reduction_factor: float) -> int:
-    """Hyperband's bracket count when the spec leaves it out: Li et al.'s s_max + 1, one bracket
-    for each k whose first rung, grace_period x reduction_factor^k epochs, is within the longest
-    trial (a bracket whose first rung is that trial's end stops nothing)."""
-    brackets = 0
-    while grace_period * reduction_factor ** brackets <= epochs:
-        brackets += 1
-    return max(brackets, 1)
 
 
 def _unknown_in_section(section: str, key: str) -> str:

@@ -107,6 +107,14 @@ class TrainSpec(_Section):
     sync_bn: bool | None = None
 
 
+def grid_size(entries) -> int | None:
+    """How many configurations a space of choices holds; None where an entry is a range."""
+    entries = list(entries)
+    if any(entry.kind != "choice" for entry in entries):
+        return None
+    return math.prod(len(entry.values or []) for entry in entries)
+
+
 class SpaceEntry(_Section):
     """One searched field: a range (low, high) for loguniform/uniform/int, or values for choice."""
 
@@ -304,9 +312,10 @@ class Spec(BaseModel):
         return int(max(entry.values or [])) if entry.kind == "choice" else int(entry.high)
 
     def grid_size(self) -> int | None:
-        if self.search.algorithm != "grid":
+        """The configurations of its grid, for an algorithm that runs a grid (None for any other)."""
+        if not ALGORITHMS.get(self.search.algorithm).choices_only:
             return None
-        return math.prod(len(entry.values or []) for entry in self.search.space.values())
+        return grid_size(self.search.space.values())
 
     def variant_count(self) -> int:
         """An ablation's variants: every combination of its factors' levels (1 for other sweeps)."""
