@@ -25,7 +25,8 @@ def test_the_driver_reaches_ray_without_importing_torch():
 import sys
 from xsweep import cli
 from xsweep.cluster import connect
-from xsweep.sweep import console, finish, output, run, searcher, startup
+from xsweep.search import searcher
+from xsweep.sweep import console, finish, output, run, startup
 from xsweep.training import trainable
 from xsweep.tracking import callback
 from xsweep.training.datasets import dataset_of

@@ -28,7 +28,7 @@ from xsweep.defaults import apply_process_defaults, embedded_ray_on_loopback
 from xsweep.errors import SpecError, SweepError
 from xsweep.spec import Spec, load_spec_text
 from xsweep.sweep.outcome import SweepOutcome
-from xsweep.sweep.saved_state import accept_moved_modules, saved_by_an_older_xsweep
+from xsweep.sweep.saved_state import accept_moved_modules, missing_name, saved_by_an_older_xsweep
 from xsweep.text import counted
 from xsweep.sweep.versions import latest, tune_dir, version_spec
 from xsweep.tracking.store import check_reachable, credentials_to_env, resolve_uri
@@ -160,10 +160,11 @@ def resume_sweep(name_or_path: str, *, address: str | None = None, workdir: str 
     try:
         tuner = tune.Tuner.restore(experiment_dir, _trainable(spec, storage=storage, sweep=sweep),
                                    resume_unfinished=True, resume_errored=True, storage_filesystem=storage.filesystem)
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("xsweep"):
+    except (ModuleNotFoundError, AttributeError) as exc:
+        missing = missing_name(exc)
+        if missing is None:
             raise
-        raise saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=exc.name) from None
+        raise saved_by_an_older_xsweep(sweep_path, record, uri=uri, missing=missing) from None
     runs = SweepRuns(uri=uri, experiment_id=record["experiment_id"], parent_run_id=record["parent_run_id"],
                      base_config=spec.base_trial_config(), version=version["version"], **reserve_of(spec))
     runs.client.update_run(runs.parent_run_id, status="RUNNING")

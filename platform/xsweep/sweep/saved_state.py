@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import re
 import sys
 
 from xsweep.errors import SweepError, UserError
@@ -35,6 +36,15 @@ def accept_moved_modules() -> None:
     """Before reading a sweep's saved state: let its old module paths import (once per process)."""
     if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
         sys.meta_path.append(_MovedModules())
+
+
+def missing_name(error: Exception) -> str | None:
+    """The xsweep module saved state names and this xsweep lacks, or has without the class it
+    names (pickle's "Can't get attribute 'C' on <module 'M' ...>"); None for any other error."""
+    if isinstance(error, ModuleNotFoundError):
+        return error.name if (error.name or "").startswith("xsweep") else None
+    found = re.search(r"Can't get attribute '([\w.]+)' on <module '(xsweep[\w.]*)'", str(error))
+    return found[2] if found else None
 
 
 def saved_by_an_older_xsweep(sweep_path: str, record: dict, *, uri: str, missing: str) -> SweepError:
