@@ -40,7 +40,8 @@ def _best_confirmed(results, spec, verdict: dict):
     variant = best_variant(verdict)
     if variant is None:
         return None, None, None
-    own = [r for r in results if r.config.get(RUN_ID_KEY) in set(variant["run_ids"])]
+    run_ids = set(variant["run_ids"])
+    own = [r for r in results if r.config.get(RUN_ID_KEY) in run_ids]
     best, value = _best(own, spec)
     return best, value, variant
 

@@ -85,7 +85,7 @@ def _versions() -> dict[str, str]:
 
 # From this many trials at once, trial runs are made ahead of need. Below it each trial's run is made
 # when Tune asks for the trial (50-110 ms on Tune's loop, nothing beside a trial's seconds), so that
-# MLflow's Duration is the trial's: a reserved run's starts when it is made, and it waits in the
+# MLflow's Duration is the trial's: a reserved run starts when it is made, and it waits in the
 # reserve for a trial (MLflow cannot move a run's start).
 RESERVE_FROM_CONCURRENT = 16
 
