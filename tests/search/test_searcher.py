@@ -90,6 +90,23 @@ def test_optuna_is_told_what_each_trial_really_did():
     assert ran[1].intermediate_values == {1: 0.3}  # what TPE ranks a pruned trial by
 
 
+def test_a_configuration_waits_for_its_run_and_goes_to_the_next_trial_tune_asks_for():
+    # The tracking server is away: no run is made for the first two asks, so suggest says "not yet"
+    # (None) and Tune goes on with its loop; its next ask, under a new trial id, gets the same
+    # configuration with the run, and Optuna hears of it under the id it drew it for.
+    runs = iter([None, None, "run-made"])
+    spec = load_spec_text(SPEC.format(space=DISCRETE, algorithm="optuna-tpe"), source="spec.yaml")
+    searcher = build_searcher(spec, open_run=lambda trial_id, config: next(runs))
+    assert searcher.suggest("t0") is None and searcher.suggest("t1") is None
+    config = searcher.suggest("t2")
+    assert config["xsweep/run_id"] == "run-made"
+    assert len(_study(searcher).trials) == 1  # drawn once, not once per ask
+    _finish(searcher, "t2", accuracy=0.7, epoch=1)
+    (trial,) = _study(searcher).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: 0.7}
+    assert _sampled(trial.params) == _sampled(config)
+
+
 def test_a_continuous_space_never_runs_out():
     searcher = _searcher(space="    train.lr: {loguniform: [0.001, 0.1]}")
     lrs = set()

@@ -59,6 +59,16 @@ def _wait_for_epoch(workdir: Path, epoch: int, *, timeout: float = 300) -> Path:
     raise TimeoutError(f"no trial reached epoch {epoch}")
 
 
+def _wait_for_output(workdir: Path, text: str, *, timeout: float = 300) -> None:
+    """The sweep's console output (its copy in the results folder) has said `text`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in log.read_text() for log in workdir.glob("results/smoke-*/output.log")):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the sweep never said {text!r}")
+
+
 def _children(client: MlflowClient, experiment: str):
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`xsweep.kind` = 'sweep'")
@@ -129,13 +139,13 @@ def test_killed_worker_resumes_its_trial_and_its_run(mlflow_server, tmp_path):
 def test_tracking_outage_loses_no_metric(mlflow_server, tmp_path):
     """The server is stopped mid-sweep and started again: the sweep finishes, nothing missing.
 
-    It stays down from a trial's first epoch until a trial has finished, so epochs, a trial's end
-    and (while the server starts again) the next trial's start all happen while it is away."""
+    It stays down from a trial's first epoch until a trial has finished, so epochs and a trial's end
+    happen while it is away, and the next trials wait for it to make their runs."""
     proc = _start_sweep(tmp_path, mlflow_server.uri, "outage")
     _wait_for_epoch(tmp_path, 1)
     mlflow_server.stop()
     try:
-        _wait_for_epoch(tmp_path, EPOCHS)
+        _wait_for_output(tmp_path, f"completed after {EPOCHS}/{EPOCHS} epochs")
     finally:
         mlflow_server.start()  # also when the wait failed: later tests use this server
     out, _ = proc.communicate(timeout=900)

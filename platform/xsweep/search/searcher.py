@@ -140,46 +140,58 @@ class SweepSearcher(Searcher):
     """Repeats each configuration over seeds and opens the MLflow run of each trial (see module doc).
 
     `open_run(trial_id, sampled) -> run_id` is called in the driver before a trial starts; it must
-    be picklable (Tune pickles the searcher into its experiment state for `xsweep resume`).
+    be picklable (Tune pickles the searcher into its experiment state for `xsweep resume`). When it
+    returns None (the tracking server has not made the run yet) suggest returns None, which tells
+    Tune to go on with its loop and ask again: the configuration waits for the next trial id.
     """
 
-    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str]):
+    def __init__(self, inner: Searcher, *, repeats: int, open_run: Callable[[str, dict], str | None]):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.repeats = repeats
         self.open_run = open_run
         self._group: dict | None = None  # {"primary": trial_id, "config": ..., "members": [...]}
         self._group_of: dict[str, dict] = {}
+        self._waiting: tuple[dict, dict] | None = None  # (group, config) whose run is not made yet
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> dict | None:
-        if self._group is None or len(self._group["members"]) == self.repeats:
-            config = self.inner.suggest(trial_id)
-            if config is None or config == Searcher.FINISHED:
-                return config
-            self._group = {"primary": trial_id, "config": dict(config), "members": [], "scores": {}}
-        group = self._group
-        config = dict(group["config"])
-        # An ablation's confirmation names each item's seed repeat itself (ablation.py).
-        config.setdefault(REPEAT_KEY, len(group["members"]))
+        waiting = getattr(self, "_waiting", None)  # a searcher saved before runs could wait has none
+        if waiting is None:
+            if self._group is None or len(self._group["members"]) == self.repeats:
+                config = self.inner.suggest(trial_id)
+                if config is None or config == Searcher.FINISHED:
+                    return config
+                # The inner searcher knows the configuration by this first id ("primary").
+                self._group = {"primary": trial_id, "config": dict(config), "members": [], "scores": {}}
+            group = self._group
+            config = dict(group["config"])
+            # An ablation's confirmation names each item's seed repeat itself (ablation.py).
+            config.setdefault(REPEAT_KEY, len(group["members"]))
+            waiting = self._waiting = (group, config)
+        group, config = waiting
+        run_id = self.open_run(trial_id, config)
+        if run_id is None:
+            return None
+        self._waiting = None
         group["members"].append(trial_id)
         self._group_of[trial_id] = group
-        config[RUN_ID_KEY] = self.open_run(trial_id, config)
+        config[RUN_ID_KEY] = run_id
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         group = self._group_of.get(trial_id)
         if group is not None and self.repeats == 1:
-            self.inner.on_trial_result(trial_id, result)
+            self.inner.on_trial_result(group["primary"], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         group = self._group_of.get(trial_id)
         if group is None:
             return
         if self.repeats == 1:
-            self.inner.on_trial_complete(trial_id, result=result, error=error)
+            self.inner.on_trial_complete(group["primary"], result=result, error=error)
             return
         report = TrialReport.from_result(result)
         metrics = metric_list(self.metric)
@@ -223,7 +235,7 @@ def _study_searcher(spec: Spec) -> _SweepOptunaSearch:
     )
 
 
-def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_runs=None,
+def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str | None], past_runs=None,
                    variants: list[dict] | None = None) -> SweepSearcher:
     """The sweep's searcher; `past_runs` (MLflow trial runs of earlier versions, or of a warm
     start's experiment) become its evidence where the spec's space holds them: the returned
@@ -253,7 +265,7 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str], past_run
     return searcher
 
 
-def build_confirm_searcher(spec: Spec, items: list[dict], *, open_run: Callable[[str, dict], str]) -> SweepSearcher:
+def build_confirm_searcher(spec: Spec, items: list[dict], *, open_run: Callable[[str, dict], str | None]) -> SweepSearcher:
     """An ablation's phase 2: the planned items, each a configuration with its seed repeat (phases.py)."""
     from xsweep.search.ablation import ConfirmSearcher
 

@@ -84,10 +84,15 @@ def _versions() -> dict[str, str]:
 
 
 # From this many trials at once, trial runs are made ahead of need. Below it each trial's run is made
-# when Tune asks for the trial (50-110 ms on Tune's loop, nothing beside a trial's seconds), so that
-# MLflow's Duration is the trial's: a reserved run starts when it is made, and it waits in the
-# reserve for a trial (MLflow cannot move a run's start).
+# when Tune asks for the trial (50-110 ms, nothing beside a trial's seconds), so that MLflow's
+# Duration is the trial's: a reserved run starts when it is made, and it waits in the reserve for a
+# trial (MLflow cannot move a run's start).
 RESERVE_FROM_CONCURRENT = 16
+
+# How long Tune's loop waits for a trial's run before it goes on and asks again (searcher.py): long
+# enough for a server that answers, short enough that an absent one never holds up the running
+# trials' results, checkpoints and stops.
+OPEN_WAIT_S = 1.0
 
 
 def runs_ahead(*, trials: int, concurrent: int) -> int:
@@ -109,48 +114,66 @@ def reserve_of(spec) -> dict:
 
 
 class ReservedRuns:
-    """Child runs created ahead of need by the tracking writer (writer.py), so that opening a
-    trial's run inside searcher.suggest, on Tune's event loop, takes one that is ready instead of
-    waiting for the tracking server (48-107 ms a trial before, docs/SCALING.md). A reserved run is
-    tagged xsweep.kind=reserved, which every query of trials leaves out, until a trial claims it."""
+    """Child runs for the sweep's next trials, made by the tracking writer (writer.py) so that Tune's
+    event loop never waits on the tracking server: `take` hands out a run that is ready, or says
+    "not yet". `ahead` runs are made ahead of need (at scale, so that a burst of trial starts finds
+    them ready, docs/SCALING.md); with none ahead a run is ordered when a trial asks for one. A
+    reserved run is tagged xsweep.kind=reserved, which every query of trials leaves out, until a
+    trial claims it."""
 
     def __init__(self, create: Callable[[], str], delete: Callable[[str], None], *, ahead: int = 0,
                  most: int | None = None) -> None:
         # `create()` makes a run and `delete(run_id)` deletes one: both picklable, they run in the writer.
         self._create, self._delete = create, delete
         self._lock = threading.Lock()
-        self._closed = False
-        self._left = most  # runs it may still reserve (None: no end), so a sweep leaves none unclaimed
+        self.closed = False
+        self._ahead = ahead
+        self._left = most  # runs it may still reserve ahead (None: no end), so a sweep leaves none unclaimed
         self._coming: collections.deque[Future] = collections.deque()
         for _ in range(ahead):
             self._reserve_one()
+
+    def _order(self) -> None:
+        self._coming.append(shared_writer().call("opening a trial run", partial(
+            retry, "opening a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)))
 
     def _reserve_one(self) -> None:
         if self._left is not None:
             if self._left == 0:
                 return
             self._left -= 1
-        self._coming.append(shared_writer().call("reserving a trial run", partial(
-            retry, "reserving a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)))
+        self._order()
 
-    def take(self) -> str | None:
-        """A reserved run, or None when none could be made or none is left (the caller then makes one)."""
+    def take(self, *, wait_s: float) -> str | None:
+        """The next run, or None when the writer has not made it within `wait_s` (the server is slow
+        or away): the caller asks again later. Raises what the writer met when it gave up."""
         with self._lock:
-            if self._closed or not self._coming:
-                return None  # closed, or every run it was to reserve is taken
-            future = self._coming.popleft()
-            self._reserve_one()
+            if not self._coming:
+                self._order()  # none ahead, or more trials than reserved: made on demand
+            future = self._coming[0]
         try:
-            return future.result()
-        except Exception:  # noqa: BLE001 - the writer gave up on the server, or has ended
+            run_id = future.result(timeout=wait_s)
+        except TimeoutError:
             return None
+        except Exception:
+            self._drop(future)
+            raise
+        with self._lock:
+            self._drop(future)
+            if self._ahead:
+                self._reserve_one()  # keeps `ahead` runs in the reserve
+        return run_id
+
+    def _drop(self, future: Future) -> None:
+        if self._coming and self._coming[0] is future:  # not if `close` has emptied the queue meanwhile
+            self._coming.popleft()
 
     def close(self) -> None:
-        """Stop reserving, and delete the runs reserved and never claimed. The deletions go to the
+        """Stop reserving, and delete the runs made and never claimed. The deletions go to the
         tracking writer, which the end of a sweep flushes: a tracking server that is down right then
         delays them (or leaves them, hidden as reserved), never the sweep's end."""
         with self._lock:
-            self._closed = True
+            self.closed = True
             unclaimed, self._coming = list(self._coming), collections.deque()
         for future in unclaimed:
             future.add_done_callback(self._discard)  # now, or once the writer has made it
@@ -202,10 +225,11 @@ class SweepRuns:
         # runs this object does not know, which it then looks for before opening new ones.
         return dict(self.__dict__, _client=None, _reserve=None, _restored=True)
 
-    def __call__(self, trial_id: str, tune_config: dict) -> str:
+    def __call__(self, trial_id: str, tune_config: dict) -> str | None:
         """The child run of a trial (the same one if asked again); called by the searcher before the
-        trial starts. Takes a reserved run and queues the trial's name, tags and params to the
-        tracking writer (delivered before anything else of the trial, in order)."""
+        trial starts. Takes a run the writer has made and queues the trial's name, tags and params to
+        the tracking writer (delivered before anything else of the trial, in order). None when no run
+        is ready within OPEN_WAIT_S: the server is slow or away, and the searcher asks again later."""
         opened = getattr(self, "opened", None)
         if opened is None:  # state pickled before runs were reserved
             self.opened = opened = {}
@@ -216,12 +240,13 @@ class SweepRuns:
                 opened[trial_id] = found
         if trial_id in opened:
             return opened[trial_id]
-        if getattr(self, "_reserve", None) is None:
+        if getattr(self, "_reserve", None) is None or self._reserve.closed:
             self._reserve = ReservedRuns(self._create_reserved, partial(delete_run, self.uri),
                                          **getattr(self, "reserve", {}))
             _reserves.append(self._reserve)
-        run_id = self._reserve.take() or retry("opening a trial run", self._create_reserved,
-                                               deadline_s=OPEN_RUN_DEADLINE_S)
+        run_id = self._reserve.take(wait_s=OPEN_WAIT_S)
+        if run_id is None:
+            return None
         opened[trial_id] = run_id
         shared_writer().submit(f"the run of trial {trial_id}", partial(
             claim_run, self.uri, run_id, trial_id=trial_id, tune_config=tune_config, base_config=self.base_config,
