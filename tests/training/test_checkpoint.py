@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from xsweep.training.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from xsweep.training.checkpoint import CorruptCheckpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 def sample_state():
@@ -142,3 +142,11 @@ def test_a_kill_during_saves_never_leaves_a_loadable_half_file(tmp_path):
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("state.pt", "state.pt.sha256")]
     # Temp files of killed saves may remain (a SIGKILL runs no cleanup); none has the real name.
     assert all(name.startswith("state.pt.") and name.endswith(".tmp") for name in leftovers), leftovers
+
+
+def test_a_damaged_checkpoint_builds_no_model(tmp_path):
+    path = tmp_path / "state.pt"
+    save_checkpoint(sample_state(), path)
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(CorruptCheckpoint):
+        model_from_checkpoint(path, config=sample_state()["config"])

@@ -1,4 +1,5 @@
-"""xsweep.train.fit: metrics, determinism, resume, divergence, schedules, and that it learns.
+"""xsweep.train.fit: metrics, determinism, resume, divergence, schedules, that it learns, and that its
+set-up evaluates a checkpoint to the metrics it logged.
 
 Tiny everything (width 0.125, one middle block, 1 thread) so the suite fits 2 shared cores.
 """
@@ -15,11 +16,11 @@ import pyarrow.fs
 import pytest
 import torch
 
-from xsweep.training.checkpoint import load_checkpoint, save_checkpoint
+from xsweep.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from xsweep.training.compile_cache import SharedCompileCache
 from xsweep.training.loaders import build_datasets, make_loaders
 from xsweep.metrics import reproducible
-from xsweep.training.fit import FitResult, evaluate, fit
+from xsweep.training.fit import FitResult, evaluate, fit, set_up_trial
 from xsweep.training.models import build_model
 
 torch.set_num_threads(1)
@@ -246,3 +247,30 @@ def test_top5_accuracy_counts_the_label_among_the_five_highest_scores_with_five_
     assert evaluated["val_top5_accuracy"] == pytest.approx(2 / 3)
     three = evaluate(_Logits(), [(scores[:, :3], torch.tensor([0, 1, 2]))], device=torch.device("cpu"))
     assert "val_top5_accuracy" not in three  # too few classes for a top 5
+
+
+def test_a_checkpoint_evaluated_in_the_trials_set_up_gives_its_logged_metrics_bit_for_bit(tmp_path):
+    # What `xsweep reproduce --from-checkpoint` does: the network rebuilt from the checkpoint alone,
+    # evaluated in the set-up fit trained it in.
+    c = config(epochs=1)
+    path = tmp_path / "state.pt"
+    reports = []
+
+    def keep(report) -> None:
+        reports.append(report)
+        save_checkpoint(report.state(), path)
+
+    fit(c, on_epoch=keep)
+    model, state = model_from_checkpoint(path, config=c)
+    assert state["epoch"] == 1 and not next(model.parameters()).is_cuda
+    setup = set_up_trial(c)
+    evaluated = evaluate(setup.place(model), setup.val_loader, **setup.step_args())
+    assert {k: float(v) for k, v in evaluated.items()} == {
+        k: float(reports[0].metrics[k]) for k in ("val_loss", "val_accuracy")}
+
+
+def test_the_set_up_places_a_model_on_its_device_in_its_memory_format():
+    setup = set_up_trial(config())
+    model = setup.place(torch.nn.Conv2d(3, 4, 3))
+    assert setup.device.type == "cpu" and model.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.are_deterministic_algorithms_enabled()  # CPU trials are bitwise reproducible

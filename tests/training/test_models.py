@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xsweep.spec import SpecError, load_spec_text
-from xsweep.training.models import MODELS, build_model
+from xsweep.training.models import MODELS, build_model, model_args, rebuild_args
 
 
 def load(text: str):
@@ -52,3 +52,8 @@ def test_the_arch_is_in_the_resolved_spec_only_where_it_is_not_xception():
     # An Xception sweep hashes the same whether or not it names its network (extend compares hashes).
     assert load("model: {arch: xception}").sha256() == load("model: {width: 1.0}").sha256()
     assert "arch" not in load("train: {epochs: 2}").resolved()["model"]
+
+
+def test_the_rebuild_arguments_count_the_classes_and_channels_the_data_config_names():
+    cifar100 = load("data: {dataset: cifar100}").base_trial_config()
+    assert rebuild_args(cifar100) == model_args(cifar100, num_classes=100, in_channels=3)

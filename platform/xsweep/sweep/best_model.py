@@ -44,9 +44,8 @@ def register_best_model(*, runs, spec, result, value: float, sweep: str) -> dict
     import mlflow.pytorch
     import torch
 
-    from xsweep.training.checkpoint import load_checkpoint
-    from xsweep.training.datasets import dataset_of
-    from xsweep.training.models import arch_of, build_model, model_args
+    from xsweep.training.checkpoint import model_from_checkpoint
+    from xsweep.training.models import arch_of, rebuild_args
     from xsweep.training.trainable import CHECKPOINT_FILE
 
     if not result.best_checkpoints:  # Tune raises rather than say None
@@ -55,13 +54,11 @@ def register_best_model(*, runs, spec, result, value: float, sweep: str) -> dict
     config = resolve_trial_config(spec.base_trial_config(), result.config)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint.to_directory(folder)
-        state = load_checkpoint(Path(folder, CHECKPOINT_FILE))
-    data = config["data"]
-    num_classes, in_channels = dataset_of(data).shape(data, check=False)
-    model = build_model(config, num_classes=num_classes, in_channels=in_channels)
-    model.load_state_dict(state["model"])
+        model, state = model_from_checkpoint(Path(folder, CHECKPOINT_FILE), config=config)
     model.eval()
-    example = torch.zeros(EXAMPLE_BATCH, in_channels, data["image_size"], data["image_size"])
+    args = rebuild_args(config)
+    size = config["data"]["image_size"]
+    example = torch.zeros(EXAMPLE_BATCH, args["in_channels"], size, size)
     with fluent_tracking_to(runs.uri), mlflow.start_run(run_id=runs.parent_run_id):
         info = mlflow.pytorch.log_model(
             model,
@@ -69,8 +66,7 @@ def register_best_model(*, runs, spec, result, value: float, sweep: str) -> dict
             registered_model_name=spec.experiment,
             serialization_format="pt2",
             input_example=example.numpy(),
-            metadata={"arch": arch_of(config).name,
-                      "model_args": model_args(config, num_classes=num_classes, in_channels=in_channels)},
+            metadata={"arch": arch_of(config).name, "model_args": args},
             # Listing requirements ourselves skips MLflow's slow import-scanning inference.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from importlib.metadata import distributions
+from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 MLFLOW_SOURCE_NAME = "mlflow.source.name"
@@ -52,6 +56,16 @@ def packages_text(packages: dict[str, str]) -> str:
 def parse_packages(text: str) -> dict[str, str]:
     pairs = (line.strip().partition("==") for line in text.splitlines() if "==" in line)
     return {name: version for name, _, version in pairs}
+
+
+def recorded_packages(client: MlflowClient, *, sweep_run_id: str) -> dict[str, str] | None:
+    """The packages a sweep's parent run recorded (PACKAGES_ARTIFACT); None where it recorded none."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="xsweep-packages-") as tmp:
+            path = client.download_artifacts(sweep_run_id, PACKAGES_ARTIFACT, dst_path=tmp)
+            return parse_packages(Path(path).read_text())
+    except (MlflowException, OSError):
+        return None
 
 
 def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Atomic, checksummed checkpoints.
+"""Atomic, checksummed checkpoints, and the network one holds rebuilt from its trial's config.
 
 A trial can be killed at any moment (ASHA stops it, a node goes away), so a checkpoint is
 written under a temporary name, fsynced and renamed: the real name only ever holds a complete
@@ -11,6 +11,8 @@ import os
 import tempfile
 
 import torch
+
+from xsweep.training.models import arch_of, rebuild_args
 
 # Read in 1 MiB pieces: checkpoints of the full model are ~90 MB, no need to hold them twice.
 HASH_CHUNK_BYTES = 1 << 20
@@ -103,3 +105,12 @@ def load_checkpoint(path):
             f"checkpoint {path} is damaged: its sha256 is {actual}, but {sidecar} says {expected or '(empty)'}"
         )
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def model_from_checkpoint(path, *, config: dict):
+    """(trial `config`'s network with the weights of the checkpoint at `path`, on the CPU; the
+    checkpoint's whole state). Raises CorruptCheckpoint as load_checkpoint does."""
+    state = load_checkpoint(path)
+    model = arch_of(config).build(**rebuild_args(config))
+    model.load_state_dict(state["model"])
+    return model, state

@@ -12,13 +12,14 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
 from xsweep.training.compile_cache import SharedCompileCache, compile_key
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
 from xsweep.training.device_decode import EncodedBatch
 from xsweep.training.distributed import Shard, data_parallel, with_global_batch_norm
-from xsweep.training.loaders import build_datasets, loader_workers, make_loaders
+from xsweep.training.loaders import Datasets, build_datasets, loader_workers, make_loaders
 from xsweep.training.models import arch_of, build_model, model_args
 from xsweep.training.optim import build_lr_schedule, build_optimizer
 from xsweep.training.trial_start import StartupClock
@@ -174,19 +175,35 @@ def train_epoch(model, loader, optimizer, *, device, amp, channels_last, normali
     return mean_loss, correct / max(n, 1), int(n), step, not math.isfinite(mean_loss)
 
 
-def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: float | None = None,
-        compile_cache: SharedCompileCache | None = None):
-    """Train the trial `config`; call on_epoch(EpochReport) after every epoch.
+@dataclass
+class TrialSetup:
+    """A trial's device, data and loaders, as `fit` trains and evaluates it (set_up_trial)."""
 
-    resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
-    at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
-    shard: which of the trial's data-parallel workers this process is (distributed.py); each calls
-    on_epoch with the same metrics, summed over all of them, and rank 0's state is the checkpoint.
-    began: when the trial began in this process, in time.time() seconds (by default: now);
-    compile_cache: where the sweep keeps its compiled code for other nodes (compile_cache.py).
-    """
-    began = time.time() if began is None else began
-    started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
+    device: torch.device
+    datasets: Datasets
+    train_loader: DataLoader
+    val_loader: DataLoader
+    amp: bool
+    channels_last: bool
+    shard: Shard
+
+    def place(self, model):
+        """`model` on the trial's device, in its memory format."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def step_args(self) -> dict:
+        """The keyword arguments of train_epoch and evaluate for this trial."""
+        return dict(device=self.device, amp=self.amp, channels_last=self.channels_last,
+                    normalise=self.datasets.normalise, shard=self.shard)
+
+
+def set_up_trial(config: dict, *, shard: Shard = Shard()) -> TrialSetup:
+    """Seed the process, pick its threads, device and kernels, and load the data of trial `config`,
+    all as `fit` does: `xsweep reproduce` evaluates a checkpoint in the very same set-up, since
+    bit-equal numbers need the same threads, kernels and data path as the trial had."""
     tc = config["train"]
     seed_everything(tc["seed"])
     torch.set_num_threads(tc["threads"])
@@ -209,6 +226,26 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
         num_workers=loader_workers(datasets, threads=tc["threads"]), pin_memory=device.type == "cuda",
         shard=shard,
     )
+    return TrialSetup(device=device, datasets=datasets, train_loader=train_loader, val_loader=val_loader,
+                      amp=tc["amp"], channels_last=tc["channels_last"], shard=shard)
+
+
+def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: float | None = None,
+        compile_cache: SharedCompileCache | None = None):
+    """Train the trial `config`; call on_epoch(EpochReport) after every epoch.
+
+    resume: a state from EpochReport.state() (e.g. via load_checkpoint); training continues
+    at epoch state["epoch"] + 1 and, on CPU, repeats the uninterrupted run bit for bit.
+    shard: which of the trial's data-parallel workers this process is (distributed.py); each calls
+    on_epoch with the same metrics, summed over all of them, and rank 0's state is the checkpoint.
+    began: when the trial began in this process, in time.time() seconds (by default: now);
+    compile_cache: where the sweep keeps its compiled code for other nodes (compile_cache.py).
+    """
+    began = time.time() if began is None else began
+    started = time.perf_counter()  # the trial holds its device from here: its device_seconds count
+    tc = config["train"]
+    setup = set_up_trial(config, shard=shard)
+    device, datasets, train_loader, val_loader = setup.device, setup.datasets, setup.train_loader, setup.val_loader
     model = build_model(config, num_classes=datasets.num_classes, in_channels=datasets.in_channels)
     # The model's own cost, the same every epoch (counted on the CPU copy, before it moves).
     model_cost = {"params": parameter_count(model),
@@ -216,9 +253,7 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
                                                      image_size=config["data"]["image_size"])}
     if shard.parallel and tc.get("sync_bn"):  # before the optimizer takes the parameters
         with_global_batch_norm(model, device)
-    model.to(device)
-    if tc["channels_last"]:
-        model.to(memory_format=torch.channels_last)
+    setup.place(model)
     optimizer = build_optimizer(model, tc)
     scheduler = build_lr_schedule(optimizer, tc)
 
@@ -246,8 +281,7 @@ def fit(config, *, on_epoch=None, resume=None, shard: Shard = Shard(), began: fl
         # Static shapes: a reused trial process meets other models (a searched width), and the
         # automatic dynamic shapes a second shape turns on fail in inductor for this network.
         step_model = torch.compile(step_model, dynamic=False)
-    run = dict(device=device, amp=tc["amp"], channels_last=tc["channels_last"], normalise=datasets.normalise,
-               shard=shard)
+    run = setup.step_args()
     # Evaluation runs the plain module. Compiled, it would compile twice more (eval mode, and the
     # last, smaller batch) for a tenth of the work; and each data-parallel worker evaluates its own
     # share, where DDP's forward would wait on the others, whose shares may hold one batch more or less.

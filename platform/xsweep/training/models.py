@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xsweep.registry import Registry, import_object
+from xsweep.training.datasets import dataset_of
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ def arch_of(config: dict) -> Arch:
 def model_args(config: dict, *, num_classes: int, in_channels: int) -> dict:
     """The keyword arguments of the builder of a trial's network, for its config."""
     return arch_of(config).args(config["model"], num_classes=num_classes, in_channels=in_channels)
+
+
+def rebuild_args(config: dict) -> dict:
+    """model_args with the classes and channels of the trial's data config (datasets.py, without
+    loading the data): what rebuilds its network away from the data, e.g. from a checkpoint."""
+    data = config["data"]
+    num_classes, in_channels = dataset_of(data).shape(data, check=False)
+    return model_args(config, num_classes=num_classes, in_channels=in_channels)
 
 
 def build_model(config: dict, *, num_classes: int, in_channels: int):
