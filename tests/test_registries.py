@@ -164,7 +164,7 @@ def test_a_registered_schedulers_default_is_its_own(toy_scheduler):
 def test_a_registered_grid_like_sampler_is_a_grid_to_the_spec_and_the_report(toy_grid):
     from sweeps_by_hand import grid, sweep
 
-    from xsweep.report.analysis import summarize
+    from xsweep.report.sections import summarize
 
     # The spec: num_samples is the grid's size, and a range has no place in it.
     spec = load_spec_text(SPACE.format(algorithm="every-choice").replace("  num_samples: 10\n", ""), source="s.yaml")
@@ -197,7 +197,7 @@ try:
     xsweep.reproduce(spec=spec, pick=0)
 except UserError as error:
     refused = str(error)
-print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "best": outcome.best["searched"],
+print(json.dumps({{"exit_code": outcome.exit_code, "counts": outcome.counts, "best": outcome.best.searched,
                   "report": str(report), "refused": refused}}))
 """
 
@@ -231,13 +231,16 @@ def test_a_notebook_runs_a_sweep_with_a_registered_sampler_and_scheduler(tmp_pat
 # ---- a report section --------------------------------------------------------------------------
 @pytest.fixture
 def toy_section():
-    from xsweep.report.render import SECTIONS, Section
+    """A toy section whose entry holds both its analysis and its text: the seeds the completed trials ran."""
+    from xsweep.report.sections import SECTIONS, Section
 
-    def seeds(summary, figures):
-        seeds = sorted({run["seed"] for run in summary["trials"]["runs"]})
-        return [("p", f"Seeds used: {', '.join(map(str, seeds))}.")]
+    def seeds(data, shared):
+        return {"seeds": sorted({t.seed for t in shared.finished})}
 
-    SECTIONS.add(Section("seeds", "Seeds", seeds), before="trials")
+    def text(summary, figures):
+        return [("p", f"Seeds used: {', '.join(map(str, summary['seeds']))}.")]
+
+    SECTIONS.add(Section("seeds", "Seeds", text, analyze=seeds), before="trials")
     yield
     SECTIONS.remove("seeds")
 
@@ -245,11 +248,27 @@ def toy_section():
 def test_a_registered_report_section_is_in_the_report_numbered_in_its_place(toy_section, tmp_path):
     from sweeps_by_hand import grid, sweep
 
-    from xsweep.report.analysis import summarize
-    from xsweep.report.render import write
+    from xsweep.report.render import write_report
+    from xsweep.report.sections import blocks, summarize
 
-    write(tmp_path, summarize(sweep(grid()), workdir="/nowhere"), figures={})
+    summary = summarize(sweep(grid()), workdir="/nowhere")
+    write_report(tmp_path, summary, blocks(summary, figures={}))
     md = (tmp_path / "report.md").read_text()
     assert "## 5. Seeds\n\nSeeds used: 0, 1.\n" in md
     assert md.index("## 4. Best trial") < md.index("## 5. Seeds") < md.index("## All trials")
     assert "<h2>5. Seeds</h2>" in (tmp_path / "report.html").read_text()
+    # Its numbers are in report.json beside every other section's.
+    assert json.loads((tmp_path / "report.json").read_text())["seeds"] == [0, 1]
+
+
+def test_a_report_section_cannot_set_a_key_another_one_holds():
+    from sweeps_by_hand import grid, sweep
+
+    from xsweep.report.sections import SECTIONS, Section, summarize
+
+    SECTIONS.add(Section("rival", "Rival", lambda summary, figures: [], analyze=lambda data, shared: {"best": None}))
+    try:
+        with pytest.raises(ValueError, match="report section 'rival' sets best, which the summary holds already"):
+            summarize(sweep(grid()), workdir="/nowhere")
+    finally:
+        SECTIONS.remove("rival")

@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 
 from xsweep.report import stats as st
-from xsweep.report.analysis import factor_table, lr_groups, summarize
+from xsweep.report.analysis import factor_table, lr_groups
+from xsweep.report.sections import blocks, summarize
 
 from conftest import SPECS, run_xsweep
 from sweeps_by_hand import grid, sweep, trial
@@ -99,7 +100,7 @@ def test_grid_pairs_share_every_other_value_and_the_seed():
 
 
 def test_each_factor_level_shows_its_device_time_per_trial_beside_its_accuracy():
-    from xsweep.report.render import blocks, to_markdown
+    from xsweep.report.render import to_markdown
 
     # Residual trials cost 30 s each, plain ones 20 s; a diverged trial's time counts in the sweep's
     # total but not in its level's mean of completed trials.
@@ -121,7 +122,7 @@ def test_each_factor_level_shows_its_device_time_per_trial_beside_its_accuracy()
 
 
 def test_the_report_says_how_fast_trials_started_training():
-    from xsweep.report.render import blocks, to_markdown
+    from xsweep.report.render import to_markdown
 
     # Sixteen trials: the first of its process started slowly and compiled; the others found its code.
     trials = grid()

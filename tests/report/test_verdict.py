@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 from xsweep.report import stats as st
-from xsweep.report.analysis import summarize
 from xsweep.report.data import SweepData, TrialRun
-from xsweep.report.render import blocks, to_markdown
+from xsweep.report.render import to_markdown
+from xsweep.report.sections import blocks, summarize
 from xsweep.report.verdict import ablation_verdict
 from xsweep.tracking.tags import TAG_ABLATION, TAG_BEST_RUN_ID
 

@@ -7,6 +7,7 @@ Writes report.html (self-contained), report.md, report.json (every number, machi
 the PNGs into --out, and logs them under "report/" on the sweep's parent run.
 
 data -> analysis -> stats -> figures -> render, one concern per module: data (reading MLflow),
-analysis (the numbers), stats (pure statistics), figures (PNGs), render (the sections of the
-document, as Markdown and HTML), make (all of it for one sweep: `make_report`).
+analysis (the numbers), stats (pure statistics), figures (PNGs), render (each section's text, and
+the document as Markdown and HTML), sections (the sections in order, each entry pairing its
+analysis with its text: `summarize` and `blocks`), make (all of it for one sweep: `make_report`).
 """

@@ -2,7 +2,9 @@
 learning-rate panels, mean curves, hyperparameter importance and the best trial.
 
 Everything here returns plain JSON-able dicts (accuracies as fractions, as MLflow holds them):
-`summarize` is what report.json holds and what the figures and the text are drawn from.
+each report section's entry (sections.py) names the analyses it shows, and their results together,
+with the common keys, are the summary: what report.json holds and what the figures and the text
+are drawn from.
 Only completed trials count (their final accuracy is after every epoch); diverged, failed,
 stopped or unfinished trials are counted and listed, never averaged in.
 """
@@ -13,6 +15,7 @@ import itertools
 import math
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from xsweep.defaults import quiet_optuna
@@ -236,7 +239,7 @@ def variants(data: SweepData, finished: list[TrialRun], factor_paths: list[str])
     return out
 
 
-# ---- best trial and the whole summary -----------------------------------------------------------
+# ---- best trial, Pareto front, start-up ----------------------------------------------------------
 def best_trial(data: SweepData, finished: list[TrialRun], *, uri: str, workdir: str,
                verdict: dict | None = None) -> dict | None:
     by_id = {t.run_id: t for t in data.trials}
@@ -300,26 +303,41 @@ def startup(trials: list[TrialRun]) -> dict:
     return out
 
 
-def summarize(data: SweepData, *, workdir: str) -> dict:
+# ---- what the sections share, and the summary's common keys ------------------------------------
+@dataclass(frozen=True)
+class Shared:
+    """What several sections' analyses read, computed once before any of them (sections.summarize)."""
+    workdir: str  # where the report is made: the reproduce commands name the store from there
+    finished: list[TrialRun]  # the completed trials: every mean, interval and importance is over these
+    # The trials the factors are compared over: an ablation's phase 2 only, since phase 1's trials
+    # ran each variant at other learning rates than its tuned one.
+    compared: list[TrialRun]
+    factor_paths: list[str]  # the searched paths compared level by level
+    lr_groups: dict  # the panels trials of like learning rate are compared in
+    verdict: dict | None  # an ablation's verdict: its own section's, and what chose the best trial
+
+
+def shared_parts(data: SweepData, *, workdir: str) -> Shared:
     finished = [t for t in data.trials if t.finished]
+    compared = [t for t in finished if t.phase == "confirm"] if data.ablation is not None else finished
+    return Shared(workdir=workdir, finished=finished, compared=compared, factor_paths=factors(data),
+                  lr_groups=lr_groups(data, compared), verdict=ablation_verdict(data))
+
+
+def common_summary(data: SweepData, shared: Shared) -> dict:
+    """The summary's keys of no one section: the sweep, its trials, the outcome, start-up, lr panels."""
     excluded = [{"run_id": t.run_id, "name": t.name, "status": t.status,
                  "reason": ("no final val_accuracy" if t.status == "completed" else f"status {t.status}")}
                 for t in data.trials if not t.finished]
-    # An ablation compares its variants over phase 2's seeds only: phase 1's trials ran each
-    # variant at other learning rates than its tuned one.
-    compared = [t for t in finished if t.phase == "confirm"] if data.ablation is not None else finished
-    groups = lr_groups(data, compared)
-    factor_paths = factors(data)
-    verdict = ablation_verdict(data)
     return {
         "experiment": data.experiment,
         "sweep": {"run_id": data.run_id, "run_name": data.run_name, "status": data.status,
                   "algorithm": data.algorithm, "grid": data.runs_a_grid, "repeats": data.repeats, "epochs": data.epochs,
                   "metric": data.metric, "mode": data.mode, "tracking_uri": redact(data.uri),
                   "space": data.space, "device_seconds": st.sum_or_none([t.device_seconds for t in data.trials]),
-                  "store_flag": store_flag(data.uri, workdir=workdir)},
+                  "store_flag": store_flag(data.uri, workdir=shared.workdir)},
         "outcome": f"final {ACCURACY} (the last epoch's)",
-        "trials": {"total": len(data.trials), "finished": len(finished),
+        "trials": {"total": len(data.trials), "finished": len(shared.finished),
                    "by_status": dict(Counter(t.status for t in data.trials)), "excluded": excluded,
                    "versions": max((t.version for t in data.trials), default=1),
                    "runs": [{"run_id": t.run_id, "name": t.name, "status": t.status, "seed": t.seed,
@@ -327,12 +345,5 @@ def summarize(data: SweepData, *, workdir: str) -> dict:
                              STARTUP: t.latest.get(STARTUP)}
                             for t in data.trials]},
         "startup": startup(data.trials),
-        "lr_groups": groups,
-        "factors": [factor_table(data, compared, p) for p in factor_paths],
-        "curves": {p: curves(data, compared, p, groups) for p in factor_paths},
-        "importance": importance(data, finished),
-        "variants": variants(data, finished, factor_paths),
-        "best": best_trial(data, finished, uri=data.uri, workdir=workdir, verdict=verdict),
-        "pareto": pareto(data, finished),
-        "ablation": verdict,
+        "lr_groups": shared.lr_groups,
     }

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from xsweep.errors import ReportError
-from xsweep.report import analysis, data, figures, render
+from xsweep.report import data, figures, render, sections
 from xsweep.tracking.writes import set_tags
 from xsweep.tracking.store import experiment_and_uri, resolve_uri
 from xsweep.tracking.tags import TAG_REPORT
@@ -28,9 +28,9 @@ def make_report(*, experiment: str | None = None, spec=None, sweep: str | None =
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"--out: cannot create {folder}: {exc.strerror} (pick a writable folder)") from None
-    summary = analysis.summarize(sweep_data, workdir=workdir)
+    summary = sections.summarize(sweep_data, workdir=workdir)
     drawn = figures.draw_all(folder, summary)
-    files = render.write(folder, summary, drawn)
+    files = [*render.write_report(folder, summary, sections.blocks(summary, drawn)), *drawn.values()]
     if log_artifacts:
         for name in files:
             client.log_artifact(sweep_data.run_id, str(folder / name), artifact_path="report")

@@ -1,19 +1,18 @@
-"""The report's text: one list of blocks, written out as report.md and as a self-contained report.html
-(CSS inline, every PNG embedded as a base64 data URI, nothing fetched from anywhere)."""
+"""The report's text: each section's blocks, drawn from the summary (sections.py pairs each with
+the analysis it shows and puts them in order), and the document they make written out as
+report.md and as a self-contained report.html (CSS inline, every PNG embedded as a base64 data
+URI, nothing fetched from anywhere)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xsweep.metrics import METRICS
 from xsweep.report.stats import METHOD, MIN_N
-from xsweep.registry import Registry
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
 
@@ -39,22 +38,12 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, type(None))) else str(value)
 
 
-# ---- the document: its sections, in order -------------------------------------------------------
+# ---- each section's blocks: (summary, {figure key: file}) -> blocks ------------------------------
 Blocks = list[tuple]  # ('h', level, text) | ('p', text) | ('ul', [text]) | ('table', headers, rows)
 #                       | ('img', file, alt) | ('code', text)
 
 
-@dataclass(frozen=True)
-class Section:
-    name: str
-    title: str | None  # its level-2 heading; None for the opening, which has the document's title
-    blocks: Callable[[dict, dict[str, str]], Blocks]  # (summary, {figure key: file}) -> its blocks
-    numbered: bool = True  # "## 2. <title>"; an appendix is not numbered
-    # Whether the sweep has what the section is about (a Pareto front needs several objectives).
-    applies: Callable[[dict], bool] = lambda summary: True
-
-
-def _overview_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def overview_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     sweep, trials = summary["sweep"], summary["trials"]
     out: Blocks = [("h", 1, f"Ablation report: {summary['experiment']}")]
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(trials["by_status"].items()))
@@ -96,7 +85,7 @@ def _startup_text(startup: dict) -> str:
     return "Start-up: " + "; ".join(parts) + "."
 
 
-def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def curves_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     out: Blocks = [("p", summary["lr_groups"]["text"] + " In each panel a line is the mean over the completed "
                          "trials of one level (pooling the seeds and the other factors' levels); its band is the "
                          f"95% t-interval of that mean, clipped to what the metric can be (none where a line has "
@@ -112,7 +101,7 @@ def _curves_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
-def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def factors_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     if summary.get("ablation"):
         how = ("An ablation: phase 2's completed trials only, each variant at its own tuned settings; differences "
                "are paired by seed and by the other factors' levels, as the verdict pairs them; n counts pairs. ")
@@ -148,7 +137,7 @@ def _factors_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
-def _importance_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def importance_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     imp = summary["importance"]
     out: Blocks = []
     if imp["values"]:
@@ -165,7 +154,7 @@ def _importance_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
-def _best_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def best_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     best = summary["best"]
     if not best:
         return [("p", "No trial completed: there is no best trial.")]
@@ -179,7 +168,7 @@ def _best_section(summary: dict, figures: dict[str, str]) -> Blocks:
     ]
 
 
-def _pareto_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def pareto_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     pareto = summary["pareto"]
     objectives = pareto["objectives"]
     names = ", ".join(f"{o['metric']} ({o['mode']})" for o in objectives)
@@ -202,7 +191,7 @@ def pp_text(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f}"
 
 
-def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     verdict = summary["ablation"]
     seeds = ", ".join(str(s) for s in verdict["seeds"]) or "none completed"
     out: Blocks = [("p", f"An ablation study in two phases. Phase 1 tuned each of the {len(verdict['variants'])} "
@@ -233,7 +222,7 @@ def _ablation_section(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
-def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
+def trials_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     trials = summary["trials"]
     versions = trials.get("versions", 1) > 1  # an extended sweep: which version ran each trial
     return [("table", ["trial", *(["version"] if versions else []), "status", "seed", "final val accuracy (%)",
@@ -245,33 +234,6 @@ def _all_trials_section(summary: dict, figures: dict[str, str]) -> Blocks:
 
 def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
-
-
-# Adding a section is one entry (before="trials" keeps the appendix last), plus its test.
-SECTIONS: Registry[Section] = Registry("report section")
-SECTIONS.add(Section("overview", None, _overview_section))
-SECTIONS.add(Section("ablation", "Ablation verdict", _ablation_section,
-                     applies=lambda summary: bool(summary.get("ablation"))))
-SECTIONS.add(Section("curves", "Learning curves", _curves_section))
-SECTIONS.add(Section("factors", "Final validation accuracy per factor", _factors_section))
-SECTIONS.add(Section("importance", "Hyperparameter importance", _importance_section))
-SECTIONS.add(Section("pareto", "Pareto front", _pareto_section, applies=lambda summary: bool(summary.get("pareto"))))
-SECTIONS.add(Section("best", "Best trial and how to reproduce it", _best_section))
-SECTIONS.add(Section("trials", "All trials", _all_trials_section, numbered=False))
-
-
-def blocks(summary: dict, figures: dict[str, str]) -> Blocks:
-    """The whole document: every section in order, numbered ones as "## n. title"."""
-    out: Blocks = []
-    number = 0
-    for section in SECTIONS:
-        if not section.applies(summary):
-            continue
-        if section.title is not None:
-            number += section.numbered
-            out.append(("h", 2, f"{number}. {section.title}" if section.numbered else section.title))
-        out += section.blocks(summary, figures)
-    return out
 
 
 # ---- writers ------------------------------------------------------------------------------------
@@ -336,10 +298,10 @@ def to_html(doc: list[tuple], folder: Path, title: str) -> str:
     return "\n".join(parts)
 
 
-def write(folder: Path, summary: dict, figures: dict[str, str]) -> list[str]:
-    """report.md, report.html and report.json in `folder` (the PNGs are there already)."""
-    doc = blocks(summary, figures)
+def write_report(folder: Path, summary: dict, doc: Blocks) -> list[str]:
+    """report.md and report.html of the document, and report.json of the summary, in `folder` (the
+    PNGs are there already)."""
     (folder / "report.md").write_text(to_markdown(doc))
     (folder / "report.html").write_text(to_html(doc, folder, f"Ablation report: {summary['experiment']}"))
     (folder / "report.json").write_text(json.dumps(summary, indent=1, sort_keys=False, default=str))
-    return ["report.md", "report.html", "report.json", *figures.values()]
+    return ["report.md", "report.html", "report.json"]
