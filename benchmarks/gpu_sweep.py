@@ -487,8 +487,8 @@ def ablation_on_the_gpu(run: Run, lines: list[str]) -> None:
               for name in STARTUP_METRICS]
     lines.append(f"- {warm_startup(trials, timings, device=run.device)}.")
     if outcome.best:
-        lines.append(f"- best trial: {outcome.best['name']}, {outcome.best['metric']} {outcome.best['value']:.4f} "
-                     f"(run {outcome.best['run_id']}).")
+        lines.append(f"- best trial: {outcome.best.name}, {outcome.best.metric} {outcome.best.value:.4f} "
+                     f"(run {outcome.best.run_id}).")
     lines += ["", "The verdicts, as the sweep printed them:", "", "```", *outcome.verdicts, "```"]
     if not outcome.verdicts:
         raise PartFailed("the ablation ended without a verdict")

@@ -8,11 +8,9 @@ import json
 import pytest
 
 from xsweep.cluster.storage import (
-    SWEEP_FILE, check_writable, find_sweeps, new_sweep_name, open_storage, read_sweep_record, recorded_tracking_uri,
-    write_sweep_record,
+    SWEEP_FILE, check_writable, find_sweeps, new_sweep_name, open_storage, read_sweep_record, write_sweep_record,
 )
 from xsweep.errors import StorageError
-from xsweep.spec import parse_spec
 
 
 def test_a_relative_path_is_the_folder_run_was_started_in(tmp_path):
@@ -52,14 +50,3 @@ def test_sweeps_of_a_name_are_found_oldest_first(tmp_path):
     assert find_sweeps(storage, "smoke") == ["smoke-20260101-000000", "smoke-20260102-000000"]
     assert find_sweeps(open_storage("none", workdir=tmp_path), "x") == []
     assert new_sweep_name("smoke").startswith("smoke-")
-
-
-def test_the_recorded_tracking_store_wins_over_the_shell(tmp_path, monkeypatch):
-    spec = parse_spec({"name": "t"}, source="s")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
-    assert recorded_tracking_uri({"tracking_uri": "sqlite:////x/mlflow.db", "workdir": "/w"}, spec) == \
-        "sqlite:////x/mlflow.db"
-    # A sweep recorded before xsweep kept the URI: the one rule, from the folder it ran in.
-    assert recorded_tracking_uri({"workdir": str(tmp_path)}, spec) == "http://127.0.0.1:1"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert recorded_tracking_uri({"workdir": str(tmp_path)}, spec) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

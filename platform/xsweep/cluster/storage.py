@@ -17,7 +17,6 @@ from pathlib import Path
 import pyarrow.fs
 
 from xsweep.errors import StorageError
-from xsweep.tracking.store import resolve_uri
 
 SWEEP_FILE = "xsweep.json"
 
@@ -157,6 +156,7 @@ def new_sweep_name(name: str) -> str:
 
 
 def write_sweep_record(storage: Storage, sweep: str, record: dict) -> None:
+    """The sweep's xsweep.json (sweep/record.py writes it typed)."""
     fs, folder = storage.fs_path(sweep)
     fs.create_dir(folder, recursive=True)
     # Under a temporary name, then renamed: a kill mid-write never leaves a half record that
@@ -168,18 +168,13 @@ def write_sweep_record(storage: Storage, sweep: str, record: dict) -> None:
 
 
 def read_sweep_record(storage: Storage, sweep: str) -> dict | None:
+    """The sweep's xsweep.json, None when the folder has none (sweep/record.py reads it typed)."""
     fs, folder = storage.fs_path(sweep, SWEEP_FILE)
     try:
         with fs.open_input_stream(folder) as f:
             return json.loads(f.read().decode())
     except (FileNotFoundError, OSError):
         return None
-
-
-def recorded_tracking_uri(record: dict, spec) -> str:
-    """The tracking store a sweep wrote to: the URI its record holds, or for a sweep recorded before
-    xsweep wrote it there, the one rule (tracking/store.py) applied in the folder it was run from."""
-    return record.get("tracking_uri") or resolve_uri(spec.tracking.uri, workdir=record["workdir"])
 
 
 # A sweep folder's name: its spec's name and when it started (new_sweep_name).

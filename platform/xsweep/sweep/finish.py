@@ -1,10 +1,11 @@
-"""The end of a sweep: counts per status, the best trial, the registered best model, the sweep's
-parent run closed with what it ended with, and the summary printed."""
+"""The end of a sweep: counts per status, the best trial, the registered best model, and the sweep's
+parent run closed with what it ended with; the driver prints the outcome (outcome.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
@@ -15,7 +16,10 @@ from xsweep.metrics import COST, STARTUP, best_scored, better
 from xsweep.spec.trial import RUN_ID_KEY, resolve_trial_config, sampled_params, trial_name
 from xsweep.sweep.best_model import register_best_model
 from xsweep.sweep.front import record_pareto_front
-from xsweep.sweep.outcome import SweepOutcome, best_of_history, print_summary, startup_spread, sweep_cost
+from xsweep.search.ablation import TUNE
+from xsweep.sweep.outcome import SweepOutcome, best_of_history, startup_spread, sweep_cost
+from xsweep.sweep.phases import best_variant, record_verdict
+from xsweep.sweep.record import BestTrial, Earlier
 from xsweep.tracking.query import child_runs
 from xsweep.tracking.writes import set_tags
 from xsweep.tracking.tags import (
@@ -35,8 +39,6 @@ def _best_confirmed(results, spec, verdict: dict):
     the trial with the best metric at any epoch, whose checkpoint is registered. (trial, its value,
     the variant's verdict row); no trial when none of that variant's trials ran in `results` (an
     extension that confirmed other variants)."""
-    from xsweep.sweep.phases import best_variant
-
     variant = best_variant(verdict)
     if variant is None:
         return None, None, None
@@ -65,84 +67,104 @@ def _end_interrupted_runs(client, results, statuses) -> None:
             client.set_terminated(run_id, status="KILLED")
 
 
-def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False, earlier: dict | None = None,
-                 planned_trials: int | None = None, in_flight: frozenset = frozenset(), undelivered: int = 0):
-    """earlier: for a later version of an extended sweep, what the versions before it ended with
-    (sweep/versions.py), so that the counts and the best trial stay those of the whole sweep;
-    planned_trials: that version's own trials (default: the spec's); in_flight: the Tune ids of the
+def _delete_orphans(runs, results, earlier: Earlier) -> list[str]:
+    """The summary's note on child runs no trial owns (opened just before a killed driver's last
+    saved state), which are deleted; none when every run has its trial."""
+    # An ablation's confirmation phase: its tuning phase's runs are owned too (phases.py).
+    owned = {r.config.get(RUN_ID_KEY) for r in results} | set(earlier.run_ids)
+    orphans = runs.delete_orphans(owned)
+    if not orphans:
+        return []
+    return [f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a killed driver's "
+            f"last saved state (restorable: mlflow runs restore --run-id ID): {', '.join(orphans)}"]
+
+
+def _best_of_sweep(results, spec, *, earlier: Earlier, verdict: dict | None) -> BestTrial | None:
+    """The sweep's best trial: this run's, unless an earlier version's is better. An ablation's best
+    variant is ranked by the verdict over every version's seeds, not by one trial's value."""
+    best, value, variant = _best_confirmed(results, spec, verdict) if verdict else (*_best(results, spec), None)
+    before = earlier.best
+    outdone = best is not None and (variant is not None or better(value, before and before.value,
+                                                                      mode=spec.search.mode))
+    if before is not None and not outdone:
+        return replace(before, earlier=True)
+    if best is None:
+        return None
+    return BestTrial(trial_id=best.metrics.get("trial_id"), run_id=best.config.get(RUN_ID_KEY),
+                     name=trial_name(best.config), metric=spec.search.metric, value=value,
+                     searched=sampled_params(best.config),
+                     config=resolve_trial_config(spec.base_trial_config(), best.config),
+                     variant={key: variant[key] for key in ("label", "mean", "n")} if variant else None)
+
+
+def _end_statuses(results, in_flight: frozenset) -> list[str]:
+    """Each trial's status in xsweep's words. Tune returns normally after Ctrl-C too, with the
+    trials it stopped TERMINATED like those that ended: which were still training comes from the
+    console's record (`in_flight`)."""
+    return [sweep_end_status(tune_status, r.metrics, errored=r.error is not None, in_flight=trial_id in in_flight)
+            for r, (trial_id, tune_status) in zip(results, tune_trials(results))]
+
+
+def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = False, earlier: Earlier,
+                 planned_trials: int | None = None, in_flight: frozenset = frozenset(),
+                 undelivered: int = 0) -> SweepOutcome:
+    """What the sweep ended with (the driver prints it), recorded in MLflow: its trials' end, its best
+    model registered, its parent run closed. earlier: what the versions before it (or an ablation's
+    phase 1) ended with, so that the counts and the best trial stay those of the whole sweep;
+    planned_trials: this version's own trials (default: the spec's); in_flight: the Tune ids of the
     trials a Ctrl-C stopped while they trained; undelivered: tracking writes left undelivered, which
     keep the sweep resumable (`resume` delivers them)."""
-    client = runs.client
-    earlier = earlier or {}
     outcome = SweepOutcome(sweep_path=sweep_path, parent_run_id=runs.parent_run_id, experiment=spec.experiment,
-                           tracking_uri=runs.uri, experiment_id=runs.experiment_id)
+                           tracking_uri=runs.uri, experiment_id=runs.experiment_id, version=runs.version)
     if results is None:
         outcome.interrupted = True
     else:
-        # Tune returns normally after Ctrl-C too, with the trials it stopped TERMINATED like those
-        # that ended: which were still training comes from the console's record (`in_flight`).
-        statuses = [sweep_end_status(tune_status, r.metrics, errored=r.error is not None,
-                                     in_flight=trial_id in in_flight)
-                    for r, (trial_id, tune_status) in zip(results, tune_trials(results))]
+        statuses = _end_statuses(results, in_flight)
         outcome.counts = dict(Counter(statuses))
-        _end_interrupted_runs(client, results, statuses)
+        _end_interrupted_runs(runs.client, results, statuses)
         finished = results.num_terminated + results.num_errors
         outcome.interrupted = (interrupted or finished < len(results)
                                or len(results) < (planned_trials or spec.total_trials()))
-        if not outcome.interrupted:
-            # An ablation's confirmation phase: its tuning phase's runs are owned too (phases.py).
-            owned = {r.config.get(RUN_ID_KEY) for r in results} | set(earlier.get("run_ids", []))
-            orphans = runs.delete_orphans(owned)
-            if orphans:
-                print(f"MLflow: deleted {len(orphans)} child run(s) no trial owns, opened just before a "
-                      f"killed driver's last saved state (restorable: mlflow runs restore --run-id ID): "
-                      f"{', '.join(orphans)}")
+        confirmed = earlier.phase == TUNE  # this is an ablation's phase 2 (phases.py)
         verdict = None
-        if earlier.get("phase") == "tune" and not outcome.interrupted:  # an ablation's phase 2 (phases.py)
-            from xsweep.sweep.phases import record_verdict
-
-            outcome.verdicts, verdict = record_verdict(spec, runs=runs)
-        best, value, variant = _best_confirmed(results, spec, verdict) if verdict else (*_best(results, spec), None)
-        before = earlier.get("best")
-        # An earlier version's trial stays the best unless this version's is better; an ablation's
-        # best variant is ranked by the verdict over every version's seeds, not by one trial's value.
-        outdone = best is not None and (variant is not None or better(value, before and before["value"],
-                                                                          mode=spec.search.mode))
-        if before is not None and not outdone:
-            outcome.best = dict(before, earlier=True)
-        elif best is not None:
-            outcome.best = {
-                "trial_id": best.metrics.get("trial_id"),
-                "run_id": best.config.get(RUN_ID_KEY),
-                "name": trial_name(best.config),
-                "metric": spec.search.metric,
-                "value": value,
-                "searched": sampled_params(best.config),
-                "config": resolve_trial_config(spec.base_trial_config(), best.config),
-            }
-            if variant:
-                outcome.best["variant"] = {key: variant[key] for key in ("label", "mean", "n")}
-            if not outcome.interrupted:  # the registry's `best` is that of a whole sweep
-                outcome.best["model"] = register_best_model(runs=runs, spec=spec, result=best, value=value,
-                                                            sweep=Path(sweep_path).name)
-        if earlier.get("phase") == "tune":
-            outcome.phases = {"tune": earlier.get("phase_counts", earlier["counts"]), "confirm": outcome.counts}
+        if not outcome.interrupted:
+            outcome.notes = _delete_orphans(runs, results, earlier)
+            if confirmed:
+                outcome.verdicts, verdict = record_verdict(spec, runs=runs)
+        outcome.best = _best_of_sweep(results, spec, earlier=earlier, verdict=verdict)
+        if outcome.best is not None and not outcome.best.earlier and not outcome.interrupted:
+            # The registry's `best` is that of a whole sweep.
+            outcome.best.model = register_best_model(runs=runs, spec=spec, result=_result_of(results, outcome.best),
+                                                     value=outcome.best.value, sweep=Path(sweep_path).name)
+        if confirmed:
+            tuned = earlier.phase_counts if earlier.phase_counts is not None else earlier.counts
+            outcome.phases = {"tune": tuned, "confirm": outcome.counts}
         if spec.search.multi_objective:
             outcome.objectives = spec.search.objective_list
-            outcome.front = record_pareto_front(spec, client=client, parent_run_id=runs.parent_run_id)
+            outcome.front = record_pareto_front(spec, client=runs.client, parent_run_id=runs.parent_run_id)
+    outcome.totals = dict(Counter(earlier.counts) + Counter(outcome.counts))
+    outcome.cost, outcome.startup = _cost_and_startup(runs.client, runs.parent_run_id)
+    _close_parent_run(outcome, spec, runs=runs, undelivered=undelivered)
+    return outcome
 
+
+def _result_of(results, best: BestTrial):
+    """Tune's result of the best trial (its checkpoints)."""
+    return next(r for r in results if r.config.get(RUN_ID_KEY) == best.run_id)
+
+
+def _close_parent_run(outcome: SweepOutcome, spec, *, runs, undelivered: int) -> None:
+    """The parent run says how the sweep ended: its status, counts, best trial and cost."""
+    client = runs.client
     if outcome.interrupted:
         tags = {TAG_STATUS: "interrupted"}
     else:
         tags = {TAG_STATUS: "finished" if not undelivered else "finished, writes undelivered"}
-    outcome.version = getattr(runs, "version", 1)
-    outcome.totals = dict(Counter(earlier.get("counts", {})) + Counter(outcome.counts))
     tags.update({f"{TAG_TRIAL_COUNT_PREFIX}{status}": n for status, n in outcome.totals.items()})
     if outcome.best:
-        tags.update({TAG_BEST_TRIAL_ID: outcome.best["trial_id"], TAG_BEST_RUN_ID: outcome.best["run_id"],
-                     TAG_BEST_TRIAL_NAME: outcome.best["name"]})
-        client.log_metric(runs.parent_run_id, f"best_{spec.search.metric}", outcome.best["value"])
-    outcome.cost, outcome.startup = _cost_and_startup(client, runs.parent_run_id)
+        tags.update({TAG_BEST_TRIAL_ID: outcome.best.trial_id, TAG_BEST_RUN_ID: outcome.best.run_id,
+                     TAG_BEST_TRIAL_NAME: outcome.best.name})
+        client.log_metric(runs.parent_run_id, f"best_{spec.search.metric}", outcome.best.value)
     if outcome.cost:  # the sweep's total, on its parent run (logged again, larger, by a later version)
         client.log_metric(runs.parent_run_id, COST, outcome.cost["device_seconds"])
     set_tags(client, runs.parent_run_id, tags)
@@ -151,8 +173,6 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     else:
         status = "FINISHED" if outcome.exit_code == 0 else "FAILED"
     client.set_terminated(runs.parent_run_id, status=status)
-    print_summary(outcome)
-    return outcome
 
 
 class ImportModelCodeEarly(tune.Callback):

@@ -1,6 +1,7 @@
 """What a sweep ended with: counts per status and the best trial, and the summary it prints.
 
-Free of heavy imports: the driver imports it before Ray starts; finish.py computes it.
+Free of heavy imports: the driver imports it before Ray starts; finish.py computes it, the driver
+prints it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from xsweep.contract import COMPLETED, STOPPED
 from xsweep.metrics import ACCURACY, best_value
 from xsweep.sweep.best_model import BEST_ALIAS
 from xsweep.sweep.front import front_lines
+from xsweep.sweep.record import BestTrial
 from xsweep.text import counted
 from xsweep.tracking.store import store_flag
 from xsweep.tracking.ui import runs_url
@@ -25,7 +27,7 @@ class SweepOutcome:
     parent_run_id: str
     experiment: str
     counts: dict[str, int] = field(default_factory=dict)
-    best: dict | None = None  # {"trial_id", "run_id", "metric", "value", "config"}
+    best: BestTrial | None = None
     interrupted: bool = False
     # A multi-objective sweep's objectives (Objective: metric, mode) and its Pareto front's rows.
     objectives: tuple = ()
@@ -39,6 +41,7 @@ class SweepOutcome:
     tracking_uri: str = ""  # the sweep's store, for the commands the summary suggests
     experiment_id: str = ""  # for the link to its runs on a tracking server's UI
     startup: dict | None = None  # the trials' seconds to their first step: startup_spread
+    notes: list[str] = field(default_factory=list)  # what the end of the sweep did that a user should know
 
     @property
     def exit_code(self) -> int:
@@ -107,7 +110,9 @@ def registered_line(model: dict, *, experiment: str, metric: str) -> str:
             f"sweep {kept['sweep']}), which this one did not beat")
 
 
-def print_summary(outcome) -> None:
+def print_summary(outcome: SweepOutcome) -> None:
+    for note in outcome.notes:
+        print(note)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
     ended = 'interrupted' if outcome.interrupted else 'finished'
     if outcome.phases:
@@ -121,17 +126,16 @@ def print_summary(outcome) -> None:
         print(f"\nsweep {ended}: {counts}")
     if outcome.best:
         b = outcome.best
-        which = " (of an earlier version)" if b.get("earlier") else ""
-        if b.get("variant"):  # an ablation: the best confirmed variant, then which of its trials
-            v = b["variant"]
+        which = " (of an earlier version)" if b.earlier else ""
+        if b.variant:  # an ablation: the best confirmed variant, then which of its trials
+            v = b.variant
             print(f"best variant: {v['label']}, mean final {ACCURACY} {100 * v['mean']:.2f} % over "
-                  f"{counted(v['n'], 'seed')} (phase 2); its trial with the best {b['metric']} is registered")
-        print(f"best trial{which}: {b['name']}  {b['metric']} = {b['value']:.4f}  "
-              f"(trial {b['trial_id']}, run {b['run_id']})")
-        for path, value in sorted(b["searched"].items()):
+                  f"{counted(v['n'], 'seed')} (phase 2); its trial with the best {b.metric} is registered")
+        print(f"best trial{which}: {b.name}  {b.metric} = {b.value:.4f}  (trial {b.trial_id}, run {b.run_id})")
+        for path, value in sorted(b.searched.items()):
             print(f"  {path} = {value}")
-        if b.get("model"):
-            print(registered_line(b["model"], experiment=outcome.experiment, metric=b["metric"]))
+        if b.model:
+            print(registered_line(b.model, experiment=outcome.experiment, metric=b.metric))
     if outcome.front is not None:
         print("\n".join(front_lines(outcome.front, outcome.objectives)))
     for line in outcome.verdicts:

@@ -1,39 +1,26 @@
-"""Running an ablation's two phases (ablation.py) inside one sweep: the tuning phase, then, once it
-has finished, the confirmation phase, with one log, one console and one summary at the end. An
-extended ablation (extend.py) runs the same two phases for what it adds: phase 1 for its new
-variants only, phase 2 for those over every seed and for the earlier variants over the new seeds.
+"""An ablation's two phases (search/ablation.py) inside one sweep: the tuning phase, then, once it
+has finished, the confirmation phase, with one log, one console and one summary at the end (the
+driver, driver.py, runs both). An extended ablation (extend.py) runs the same two phases for what
+it adds: phase 1 for its new variants only, phase 2 for those over every seed and for the earlier
+variants over the new seeds.
 
-xsweep.json keeps each version's state under "ablation" -> "<version>":
-
-    {"variants": [...] (phase 1's; absent: every variant), "earlier_picked": [...], "first_new_seed": 1,
-     "phase": "confirm", "picked": [...], "missing": [...], "items": [...], "earlier": {...}}
-
-"phase" and what follows it are written once phase 2 is about to start, so that `xsweep resume`
-continues phase 2 with the same plan, or phase 1 and then phase 2.
+Each version's state is the record's AblationState (record.py). Its phase-2 plan is recorded once
+phase 2 is about to start, so that `xsweep resume` continues phase 2 with the same plan, or phase 1
+and then phase 2.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
-from xsweep.cluster.storage import write_sweep_record
 from xsweep.contract import ended_status
 from xsweep.spec import Spec
 from xsweep.text import counted
 from xsweep.spec.trial import REPEAT_KEY, RUN_ID_KEY
-from xsweep.search.ablation import CONFIRM, CONFIRM_DIR, picked_configurations
+from xsweep.search.ablation import CONFIRM, CONFIRM_DIR, TUNE, all_variants, picked_configurations
+from xsweep.sweep.record import Earlier, SweepRecord
 from xsweep.sweep.versions import tune_dir
-
-
-def ablation_state(record: dict, version: int) -> dict:
-    """The version's ablation state in the record (created empty when missing)."""
-    return record.setdefault("ablation", {}).setdefault(str(version), {})
-
-
-def every_picked(record: dict) -> list[dict]:
-    """The configurations every version so far picked to confirm, oldest first."""
-    states = record.get("ablation", {})
-    return [config for version in sorted(states, key=int) for config in states[version].get("picked", [])]
 
 
 def confirm_location(storage, sweep: str, version: int = 1) -> tuple[str, str]:
@@ -89,37 +76,30 @@ def best_variant(verdict: dict) -> dict | None:
     return max(confirmed, key=lambda v: v["mean"]) if confirmed else None
 
 
-def start_confirmation(results, spec: Spec, *, storage, sweep: str, record: dict, runs, version: int,
-                       earlier: dict | None, callbacks_for, make_tuner):
-    """After phase 1 (`results`: its Tune results; None when an extension adds seeds only): pick each
-    variant's best, plan phase 2 and record the plan (for resume), and build phase 2's Tuner with
-    `make_tuner(searcher=, num_trials=, location=, callbacks=)` (run.py's). Returns (tuner, console,
-    earlier, planned_trials); earlier holds the counts before phase 2 and phase 1's run ids."""
-    from xsweep.search.ablation import all_variants
-    from xsweep.search.searcher import build_confirm_searcher
+@dataclass
+class ConfirmationPlan:
+    items: list[dict]  # phase 2's trials: a configuration and its seed repeat each
+    earlier: Earlier  # what phase 2's summary adds to: the counts before it, phase 1's run ids
+    line: str  # what the console says of it
 
-    state = ablation_state(record, version)
-    picked, missing = picked_configurations(results, spec, state.get("variants") or all_variants(spec)) \
+
+def plan_confirmation(results, spec: Spec, *, record: SweepRecord, version: int, earlier: Earlier) -> ConfirmationPlan:
+    """After phase 1 (`results`: its Tune results; None when an extension adds seeds only): pick each
+    variant's best and plan phase 2, into the version's state in `record` (the caller saves it)."""
+    state = record.ablation_state(version)
+    picked, missing = picked_configurations(results, spec, state.variants or all_variants(spec)) \
         if results is not None else ([], [])
-    items = confirmation_plan(spec, picked=picked, earlier_picked=state.get("earlier_picked", []),
-                              first_new_seed=state.get("first_new_seed", 1))
+    items = confirmation_plan(spec, picked=picked, earlier_picked=state.earlier_picked,
+                              first_new_seed=state.first_new_seed)
     phase_1 = Counter(ended_status(r.metrics, errored=r.error is not None) for r in results or [])
-    before = earlier or {}
-    earlier = {"phase": "tune", "phase_counts": dict(phase_1),
-               "counts": dict(Counter(before.get("counts", {})) + phase_1),
-               "run_ids": [r.config.get(RUN_ID_KEY) for r in results or [] if r.config.get(RUN_ID_KEY)]}
-    if before.get("best"):
-        earlier["best"] = before["best"]
-    state.update(phase=CONFIRM, picked=picked, missing=missing, items=items, earlier=earlier)
-    write_sweep_record(storage, sweep, record)
+    after = Earlier(phase=TUNE, phase_counts=dict(phase_1), counts=dict(Counter(earlier.counts) + phase_1),
+                    run_ids=[r.config.get(RUN_ID_KEY) for r in results or [] if r.config.get(RUN_ID_KEY)],
+                    best=earlier.best)
+    state.phase, state.picked, state.missing, state.items, state.earlier = CONFIRM, picked, missing, items, after
     parts = [f"{len(picked)} variants x {spec.ablation.confirm_seeds} seeds"] if picked else []
-    new_seeds = spec.ablation.confirm_seeds - state.get("first_new_seed", 1) + 1
-    if state.get("earlier_picked") and new_seeds > 0:
-        parts.append(f"{len(state['earlier_picked'])} earlier variants x {new_seeds} new seeds")
-    print(f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {counted(len(items), 'trial')}"
-          + (f"; not confirmed, no trial of theirs ran every epoch: {', '.join(missing)}" if missing else ""),
-          flush=True)
-    callbacks, console = callbacks_for(len(items))
-    tuner = make_tuner(searcher=build_confirm_searcher(spec, items, open_run=runs), num_trials=len(items),
-                       location=confirm_location(storage, sweep, version), callbacks=callbacks)
-    return tuner, console, earlier, len(items)
+    new_seeds = spec.ablation.confirm_seeds - state.first_new_seed + 1
+    if state.earlier_picked and new_seeds > 0:
+        parts.append(f"{len(state.earlier_picked)} earlier variants x {new_seeds} new seeds")
+    line = (f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {counted(len(items), 'trial')}"
+            + (f"; not confirmed, no trial of theirs ran every epoch: {', '.join(missing)}" if missing else ""))
+    return ConfirmationPlan(items=items, earlier=after, line=line)

@@ -12,6 +12,7 @@ import re
 import sys
 
 from xsweep.errors import SweepError, UserError
+from xsweep.sweep.record import SweepRecord
 from xsweep.tracking.tags import TAG_GIT_COMMIT
 
 # Where a module saved state may name lives now: the search machinery left the driver's room.
@@ -47,7 +48,7 @@ def missing_name(error: Exception) -> str | None:
     return found[2] if found else None
 
 
-def saved_by_an_older_xsweep(sweep_path: str, record: dict, *, uri: str, missing: str) -> SweepError:
+def saved_by_an_older_xsweep(sweep_path: str, record: SweepRecord, *, uri: str, missing: str) -> SweepError:
     """The one line for state naming a module this xsweep has no longer (`missing`): resume it with
     the commit it ran, read from its MLflow parent run while the store is there."""
     import ray
@@ -56,11 +57,11 @@ def saved_by_an_older_xsweep(sweep_path: str, record: dict, *, uri: str, missing
 
     ray.shutdown()
     try:
-        commit = open_store(uri, flag="tracking.uri").get_run(record["parent_run_id"]).data.tags.get(TAG_GIT_COMMIT)
+        commit = open_store(uri, flag="tracking.uri").get_run(record.parent_run_id).data.tags.get(TAG_GIT_COMMIT)
     except UserError:
         commit = None
     where = f"`git checkout {commit[:12]}` (the commit it ran) and resume it there" if commit else \
         "resume it with the xsweep it ran"
     return SweepError(f"{sweep_path}: saved by an older xsweep (its state names the module {missing}, which "
                       f"this version has moved), so it cannot be resumed here: {where}, or start it "
-                      f"again with `xsweep run {record['spec_source']}`")
+                      f"again with `xsweep run {record.spec_source}`")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -60,8 +59,6 @@ class TrackingCallback(tune.Callback):
         self.delivery = shared_writer()
         self._best: dict[str, float] = {}  # run id -> best metric whose checkpoint was uploaded
         self._tagged: set = set()  # run ids (and (run id, fallback) pairs) already tagged
-        self.callback_seconds = 0.0  # driver time spent in this callback (benchmarks/sweep_overhead.py)
-        self.results_seen = 0
 
     def __getstate__(self) -> dict:
         return {k: self.__dict__[k] for k in ("runs", "metric", "mode")}
@@ -81,12 +78,6 @@ class TrackingCallback(tune.Callback):
 
     # ---- Tune events -------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        started = time.perf_counter()
-        self._on_result(trial, result)
-        self.callback_seconds += time.perf_counter() - started
-        self.results_seen += 1
-
-    def _on_result(self, trial, result) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
         report = TrialReport.from_result(result)
         if not run_id or report is None:
@@ -113,11 +104,6 @@ class TrackingCallback(tune.Callback):
         self.log_epoch(run_id, result, tags=tags)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        started = time.perf_counter()
-        self._on_checkpoint(trial, checkpoint)
-        self.callback_seconds += time.perf_counter() - started
-
-    def _on_checkpoint(self, trial, checkpoint) -> None:
         run_id = trial.config.get(RUN_ID_KEY)
         report = TrialReport.from_result(trial.last_result)
         value = report.value(self.metric) if report else None
