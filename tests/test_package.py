@@ -184,20 +184,64 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-# Names that several modules define on purpose, each doing the same kind of thing.
+# Names that several modules or classes define on purpose, each doing the same kind of thing.
 SHARED_NAMES = {
     "main": "a script's entry point",
+    "to_json": "a saved record's JSON form (sweep/record.py)",
+    "from_json": "a saved record read back from its JSON form (sweep/record.py)",
+    "write": "a file-like object's write",
+    "flush": "push out what is buffered: a file-like object's bytes, the tracking writes queued",
+    "close": "let go of what an object holds open: a pipe, the tracking writer, reserved runs",
+    "submit": "hand work over to run elsewhere: a write to the tracking queue, the sweep to Ray's Jobs API",
+    "pending": "how many tracking writes are queued and not yet delivered",
+    "call": "run a function elsewhere and give back its result: in the tracking writer, on Ray's Jobs API",
+    "check": "(clean value, problem) of what the user wrote: one spec field, or the whole spec",
+    "show": "a value as the user reads it",
+    "value": "the value of a named entry: a metric of an epoch's report, a field of a spec being checked",
+    "better": "whether one metric value beats another (the console's board: in the sweep's mode)",
+    "elapsed": "seconds something has run at `now`: a trial, the sweep",
+    "grid_size": "how many configurations a grid holds (a space's, a spec's)",
+    "variant_count": "how many variants an ablation has (its spec's)",
+    "_init_transient": "a Tune callback's state that is not pickled, made again where it is unpickled",
+    "start": "a console view's hook (LineView, TableView)",
+    "event": "a console view's hook (LineView, TableView)",
+    "stop": "a console view's hook (LineView, TableView)",
 }
 
 
+def _own_methods(cls: ast.ClassDef) -> list[str]:
+    """The class's methods that are names of its own: not dunders (Python's protocols) and not
+    properties (read as attributes, like a record's fields)."""
+    return [node.name for node in cls.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and not (node.name.startswith("__") and node.name.endswith("__"))
+            and not any(ast.unparse(d).endswith("property") for d in node.decorator_list)]
+
+
+def _overrides(module: str, cls: ast.ClassDef, name: str) -> bool:
+    """Whether a base class of `cls` defines `name`: an override (a Tune hook, torch's forward)
+    names what its base names. A class with no bases has only object's methods to override, dunders."""
+    import importlib
+
+    if not cls.bases:
+        return False
+    return any(name in vars(base) for base in getattr(importlib.import_module(module), cls.name).__mro__[1:])
+
+
 def test_no_two_functions_of_one_name():
+    # Every top-level function and class, and every method: (module, its class or None).
     defined = defaultdict(list)
     for module in _modules():
         for node in ast.parse(_source(module).read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                defined[node.name].append(module)
-    twice = {name: where for name, where in defined.items() if len(where) > 1 and name not in SHARED_NAMES}
-    assert twice == {}
+                defined[node.name].append((module, None))
+            if isinstance(node, ast.ClassDef):
+                for name in _own_methods(node):
+                    defined[name].append((module, node))
+    # Only names found twice in the source import their classes (importing Ray and torch takes seconds).
+    twice = {name: [f"{module}.{cls.name}" if cls else module for module, cls in where
+                    if cls is None or not _overrides(module, cls, name)]
+             for name, where in defined.items() if len(where) > 1 and name not in SHARED_NAMES}
+    assert {name: where for name, where in twice.items() if len(where) > 1} == {}
 
 
 def test_the_public_api_is_the_five_functions_and_importing_it_is_cheap():
@@ -213,3 +257,36 @@ print(json.dumps([heavy, api]))
     assert api == {"load_spec": "xsweep.spec.load", "run_sweep": "xsweep.sweep.run",
                    "resume_sweep": "xsweep.sweep.run", "reproduce": "xsweep.reproduce",
                    "make_report": "xsweep.report.make"}
+
+
+def _private_uses(module: str, source: str) -> list[str]:
+    """Private names of other xsweep modules that `module` uses: imported by name (`from xsweep.x
+    import _y`) or reached on an imported module (`x._y`). A module's privates are its own business."""
+    tree = ast.parse(source)
+    names_module: dict[str, str] = {}  # a local name -> the xsweep module it is
+    used = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names_module |= {alias.asname: alias.name for alias in node.names
+                             if alias.asname and alias.name.startswith("xsweep")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xsweep"):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    used.append(f"{node.module}.{alias.name}")
+                names_module[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names_module
+                and node.attr.startswith("_") and not node.attr.startswith("__")
+                and names_module[node.value.id] != module):
+            used.append(f"{names_module[node.value.id]}.{node.attr}")
+    return used
+
+
+def test_no_module_uses_another_modules_private_functions():
+    used = {module: _private_uses(module, _source(module).read_text()) for module in _modules()}
+    assert {module: names for module, names in used.items() if names} == {}
+
+
+def test_the_private_use_finder_finds_both_ways_in():
+    source = "from xsweep.sweep import run as sweep_run\nfrom xsweep.spec.load import _parse\nsweep_run._tuner()\n"
+    assert _private_uses("xsweep.sweep.extend", source) == ["xsweep.spec.load._parse", "xsweep.sweep.run._tuner"]

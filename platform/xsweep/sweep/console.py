@@ -139,7 +139,7 @@ class Board:
             row.epoch_seconds.append(seconds)
 
     # ---- what the callback tells it -------------------------------------------------------
-    def start(self, trial) -> TrialRow:
+    def trial_started(self, trial) -> TrialRow:
         row = self.row(trial)
         row.status, row.ended = RUNNING, None
         row.started = row.last_report = time.monotonic()
@@ -375,7 +375,7 @@ class ConsoleCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         with self.board.lock:
-            row = self.board.start(trial)
+            row = self.board.trial_started(trial)
             number = len(self.board.rows) - self.board.count(PENDING)
         self._tell(row, f"started (trial {number} of {self.board.total_trials})")
 

@@ -66,7 +66,7 @@ class TrackingWriter:
         self.failures = 0  # failed attempts so far in the writer (each later retried)
         self.busy_seconds = 0.0  # the writer's time in successful writes (benchmarks/sweep_overhead.py)
         threading.Thread(target=self._feed, name="xsweep-tracking-feed", daemon=True).start()
-        threading.Thread(target=self._read, name="xsweep-tracking-read", daemon=True).start()
+        threading.Thread(target=self._read_messages, name="xsweep-tracking-read", daemon=True).start()
         atexit.register(self.close)
 
     @property
@@ -122,10 +122,10 @@ class TrackingWriter:
                 stdin.write(frame)
                 stdin.flush()
             except (BrokenPipeError, ValueError):
-                return  # the writer is gone; _read says so
+                return  # the writer is gone; _read_messages says so
         stdin.close()
 
-    def _read(self) -> None:
+    def _read_messages(self) -> None:
         while (message := _read_frame(self._process.stdout)) is not None:
             try:
                 self._take(message)

@@ -57,10 +57,10 @@ def digits(data: dict) -> DataFingerprint:
 
 
 def cifar(data: dict) -> DataFingerprint:
-    from xsweep.training.sources import CIFAR, _cifar_folder
+    from xsweep.training.sources import CIFAR, cifar_folder
 
     fmt = CIFAR[data["dataset"]]
-    folder = _cifar_folder(fmt, data.get("root"), download=False)
+    folder = cifar_folder(fmt, data.get("root"), download=False)
     return DataFingerprint(data["dataset"], _sha(_file_chunks([folder / name for name in fmt.train_files])),
                            str(folder), "the training batches' contents")
 

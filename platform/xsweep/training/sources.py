@@ -64,7 +64,7 @@ def read_cifar(dataset, root, *, download):
     the training files, keeping the test set untouched.
     """
     fmt = CIFAR[dataset]
-    folder = _cifar_folder(fmt, root, download=download)
+    folder = cifar_folder(fmt, root, download=download)
     images, labels = [], []
     for name in fmt.train_files:
         try:
@@ -82,7 +82,7 @@ def read_cifar(dataset, root, *, download):
     return np.concatenate(images), labels, fmt.num_classes
 
 
-def _cifar_folder(fmt, root, *, download):
+def cifar_folder(fmt, root, *, download):
     """The folder holding a CIFAR data set's training batches, downloaded first if missing and allowed."""
     root = Path(root if root is not None else "data").expanduser().resolve()
     folder = root / fmt.folder
