@@ -48,6 +48,7 @@ SECTIONS = {
         rf"\| completed trials per second \| {N} /s \|",
         rf"\| driver CPU time during `fit` \| {N} s = \d+ ms per trial \(\d+ ms per reported result\) \|",
         rf"\| `searcher.suggest` [^|]*, 6 calls \| {N} / {N} / {N} ms \|",
+        rf"\| `searcher.suggest` calls that said \"not yet\" [^|]* \| \d+, {N} s in all \|",
         rf"\| `suggest`, first 100 vs last 100 trials \(median\) \| {N} ms vs {N} ms \|",
         r"\| driver peak memory \(`getrusage` ru_maxrss\) \| \d+ MiB \(RSS before `fit` \d+ MiB, after \d+ MiB\) \|",
         rf"\| load average \(1 min\) sampled every {N} s during `fit` \([1-9]\d* samples\): min / median / max "

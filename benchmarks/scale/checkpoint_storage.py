@@ -16,7 +16,7 @@ from scale import common  # noqa: E402
 # The paper's network (width 1, 8 middle blocks, 1000 classes); --quick saves a toy one instead.
 PAPER = {"width": 1.0, "middle_blocks": 8, "classes": 1000}
 QUICK = {"checkpoint_width": 0.125, "checkpoint_middle_blocks": 1, "checkpoint_classes": 10}
-KEPT_PER_TRIAL = 3  # sweep/run.py: num_to_keep=2 by the metric, and Tune keeps the latest as well
+KEPT_PER_TRIAL = 3  # sweep/driver.py: num_to_keep=2 by the metric, and Tune keeps the latest as well
 SWEEPS = ((1000, 10), (10000, 10), (10000, 100))  # (trials, epochs) the totals are given for
 
 
@@ -64,7 +64,7 @@ def section(args, ckpt) -> list[str]:
         f"{args.checkpoint_middle_blocks} middle block{'' if args.checkpoint_middle_blocks == 1 else 's'}, "
         f"{args.checkpoint_classes} classes). Bytes written by a "
         f"sweep that checkpoints every epoch, and kept at its end at {KEPT_PER_TRIAL} per trial (the 2 best by its "
-        "metric and the latest: `num_to_keep=2` in `sweep/run.py`; Tune never deletes the latest).",
+        "metric and the latest: `num_to_keep=2` in `sweep/driver.py`; Tune never deletes the latest).",
         "",
         "| measure | measured |",
         "|---|---|",

@@ -32,7 +32,7 @@ QUICK = {"trials": 6, "rounds": 1, "nodes": 2, "gpus_per_node": 2, "concurrency"
 SYSTEMS = {
     "stock": "stock Ray Tune: OptunaSearch (Optuna TPE), no tracking, Tune's default result loggers",
     "xsweep": "xsweep: its searcher (TPE, deduplication, a run per trial), MLflow tracking to sqlite, and Tune's "
-              "result loggers as a sweep has them (CSV and JSON, not TensorBoard: sweep/run.py)",
+              "result loggers as a sweep has them (CSV and JSON, not TensorBoard: sweep/driver.py)",
 }
 
 
@@ -83,19 +83,21 @@ def sleeper(config):
         tune.report({**report.to_result(), "epoch": epoch, "started_at": started})
 
 
-SUGGEST_SECONDS: list[float] = []  # driver side; a module global survives Tune copying the searcher
+# Driver side; module globals survive Tune copying the searcher.
+SUGGEST_SECONDS: list[float] = []  # each suggest that made a trial
+WAITED_SECONDS: list[float] = []  # each suggest that said "not yet": its trial's run was not made yet
 
 
 class TimedSuggest:
-    """Mixed into a searcher: records how long each suggest() takes and adds the sleeping
-    trainable's settings to each config."""
+    """Mixed into a searcher: records how long each suggest() takes (apart: those that said "not
+    yet", search/searcher.py) and adds the sleeping trainable's settings to each config."""
 
     bench_settings: dict = {}
 
     def suggest(self, trial_id):
         t0 = time.perf_counter()
         config = super().suggest(trial_id)
-        SUGGEST_SECONDS.append(time.perf_counter() - t0)
+        (WAITED_SECONDS if config is None else SUGGEST_SECONDS).append(time.perf_counter() - t0)
         if isinstance(config, dict):
             config = dict(config, **self.bench_settings)
         return config
@@ -178,7 +180,7 @@ def measure(args, work: Path) -> dict:
                 result["quiet_wait_s"], result["busy_at_start"] = waited, busy
                 result["cpu_probe_ms"] = (probe_before, common.cpu_probe_ms(args.probe_loops))  # before, and right after `fit`
                 print("  " + json.dumps({k: v for k, v in result.items()
-                                         if k not in ("suggest_ms", "load_during", "start_rate_tenths")}), flush=True)
+                                         if k not in ("suggest_ms", "waited_ms", "load_during", "start_rate_tenths")}), flush=True)
                 out["rounds"].append({"round": round_number, "system": system, **{
                     key: result.get(key) for key in ("start_rate_mid", "driver_cpu_s", "writer_cpu_with_flush_s",
                                                      "trials_ok", "busy_at_start", "cpu_probe_ms",
@@ -201,6 +203,7 @@ def tune_once(args, work: Path, system: str, *, name: str) -> dict:
 
     out: dict = {}
     SUGGEST_SECONDS.clear()
+    WAITED_SECONDS.clear()
     spec = common.load_space_spec(trials=args.trials, concurrency=args.concurrency, reports=args.reports)
     callbacks = []
     if system == "xsweep":
@@ -286,6 +289,7 @@ def tune_once(args, work: Path, system: str, *, name: str) -> dict:
     out["trial_s"] = args.reports * args.sleep
     out["ideal_rate"] = args.concurrency / (args.reports * args.sleep)
     out["suggest_ms"] = [1000 * s for s in SUGGEST_SECONDS]
+    out["waited_ms"] = [1000 * s for s in WAITED_SECONDS]
     # Tune's own state files in the run's folder: what it rewrites on every experiment checkpoint.
     out["state_files"] = {path.name: path.stat().st_size for path in (work / "tune" / name).glob("*")
                           if path.is_file()}
@@ -413,6 +417,8 @@ def detail(args, tune_out: dict) -> list[str]:
         f"| `searcher.suggest` (xsweep SweepSearcher -> OptunaSearch -> TPE), median / p90 / max, "
         f"{len(suggest)} calls | {statistics.median(suggest):.1f} / {common.quantile(suggest, 0.9):.1f} / "
         f"{max(suggest):.1f} ms |",
+        f"| `searcher.suggest` calls that said \"not yet\" (the trial's run not made yet) | {len(t['waited_ms'])}, "
+        f"{sum(t['waited_ms']) / 1000:.1f} s in all |",
         f"| `suggest`, first 100 vs last 100 trials (median) | {statistics.median(suggest[:100]):.1f} ms vs "
         f"{statistics.median(suggest[-100:]):.1f} ms |",
         f"| driver peak memory (`getrusage` ru_maxrss) | {t['driver_maxrss_mib']:.0f} MiB (RSS before `fit` "
@@ -431,7 +437,7 @@ def detail(args, tune_out: dict) -> list[str]:
         "",
         "Raw numbers of the run: "
         + json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in t.items()
-                      if k not in ("suggest_ms", "start_rate_tenths", "load_during")}),
+                      if k not in ("suggest_ms", "waited_ms", "start_rate_tenths", "load_during")}),
         "",
     ]
 

@@ -27,6 +27,14 @@ def _sweep(tmp_path, *overrides: str):
                                   ray_address="embedded (127.0.0.1)")
 
 
+def _open(runs, trial_id: str, config: dict) -> str:
+    """A trial's run, asked for as Tune's loop asks the searcher: again until the writer has made it."""
+    deadline = time.monotonic() + 120
+    while (run_id := runs(trial_id, config)) is None:
+        assert time.monotonic() < deadline, "no run made in 120 s"
+    return run_id
+
+
 def _wait_for_reserved(client, parent, count: int) -> set[str]:
     deadline = time.monotonic() + 60
     while len(child_runs(client, parent, kind="reserved")) < count and time.monotonic() < deadline:
@@ -51,8 +59,8 @@ def test_the_parent_run_holds_the_spec_and_its_provenance(tmp_path):
 def test_a_trial_run_is_opened_once_and_found_again(tmp_path):
     _, uri, runs = _sweep(tmp_path)
     tune_config = {"train.lr": 0.05, "model.residual": True, "model.activation": "relu", REPEAT_KEY: 1}
-    run_id = runs("trial-1", tune_config)
-    assert runs("trial-1", tune_config) == run_id  # asked again: the same run
+    run_id = _open(runs, "trial-1", tune_config)
+    assert _open(runs, "trial-1", tune_config) == run_id  # asked again: the same run
     assert shared_writer().flush(timeout=60) == 0  # its name, tags and params go to the tracking writer
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.run_name == "lr=0.05 res=on act=relu s1"
@@ -72,10 +80,10 @@ def test_trial_runs_are_reserved_ahead_and_the_unclaimed_ones_deleted_at_the_end
     _, uri, runs = _sweep(tmp_path, "search.num_samples=200", "search.max_concurrent=16")
     client = MlflowClient(uri)
     parent = client.get_run(runs.parent_run_id)
-    first = runs("trial-1", {"train.lr": 0.05})
+    first = _open(runs, "trial-1", {"train.lr": 0.05})
     reserved = _wait_for_reserved(client, parent, 64)
     assert len(reserved) == 64 and first not in reserved  # ready for the next suggestions
-    second = runs("trial-2", {"train.lr": 0.06})
+    second = _open(runs, "trial-2", {"train.lr": 0.06})
     assert second in reserved  # taken from the reserve, not created while Tune waits
     assert shared_writer().flush(timeout=60) == 0
     assert [run.info.run_name for run in child_runs(client, parent)] == ["lr=0.05 s0", "lr=0.06 s0"]
@@ -89,12 +97,12 @@ def test_a_few_trials_at_a_time_reserve_nothing_so_a_runs_duration_is_its_trials
     # The smoke sweep runs 2 trials at a time: each run is made when its trial is asked for, since
     # MLflow's Duration counts from a run's creation and a reserved run would wait for its trial.
     _, uri, runs = _sweep(tmp_path)
-    runs("trial-1", {"train.lr": 0.05})
+    _open(runs, "trial-1", {"train.lr": 0.05})
     assert shared_writer().flush(timeout=60) == 0  # whatever the first trial's run queued is made
     client = MlflowClient(uri)
     assert child_runs(client, client.get_run(runs.parent_run_id), kind="reserved") == []
     asked = int(time.time() * 1000)
-    run_id = runs("trial-2", {"train.lr": 0.06})
+    run_id = _open(runs, "trial-2", {"train.lr": 0.06})
     assert client.get_run(run_id).info.start_time >= asked
     release_reserved_runs()
 
@@ -106,11 +114,11 @@ def test_a_sweep_reserves_no_more_runs_than_it_has_trials(tmp_path):
     spec, uri, runs = _sweep(tmp_path, "search.num_samples=20", "search.max_concurrent=16")  # all 20 reserved
     client = MlflowClient(uri)
     parent = client.get_run(runs.parent_run_id)
-    opened = [runs(f"trial-{i}", {"train.lr": 0.01 * i}) for i in range(1, spec.total_trials() + 1)]
+    opened = [_open(runs, f"trial-{i}", {"train.lr": 0.01 * i}) for i in range(1, spec.total_trials() + 1)]
     assert shared_writer().flush(timeout=60) == 0
     assert child_runs(client, parent, kind="reserved") == []  # every reserved run was claimed
     # One more than it planned (a resumed sweep's count is an upper bound): made when needed.
-    opened.append(runs("one-more", {"train.lr": 0.2}))
+    opened.append(_open(runs, "one-more", {"train.lr": 0.2}))
     release_reserved_runs()
     assert shared_writer().flush(timeout=60) == 0
     trial_runs = [run.info.run_id for run in child_runs(client, parent)]
@@ -121,8 +129,8 @@ def test_a_sweep_reserves_no_more_runs_than_it_has_trials(tmp_path):
 
 def test_runs_no_trial_owns_are_deleted_at_the_end(tmp_path):
     _, uri, runs = _sweep(tmp_path)
-    kept = runs("kept", {"train.lr": 0.05})
-    orphan = runs("orphan", {"train.lr": 0.06})
+    kept = _open(runs, "kept", {"train.lr": 0.05})
+    orphan = _open(runs, "orphan", {"train.lr": 0.06})
     release_reserved_runs()
     assert shared_writer().flush(timeout=60) == 0  # as at the end of a sweep: every write delivered first
     assert runs.delete_orphans({kept}) == [orphan]

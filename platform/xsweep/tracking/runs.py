@@ -133,7 +133,7 @@ class ReservedRuns:
         for _ in range(ahead):
             self._reserve_one()
 
-    def _order(self) -> None:
+    def _order_run(self) -> None:
         self._coming.append(shared_writer().call("opening a trial run", partial(
             retry, "opening a trial run", self._create, deadline_s=OPEN_RUN_DEADLINE_S)))
 
@@ -142,14 +142,14 @@ class ReservedRuns:
             if self._left == 0:
                 return
             self._left -= 1
-        self._order()
+        self._order_run()
 
     def take(self, *, wait_s: float) -> str | None:
         """The next run, or None when the writer has not made it within `wait_s` (the server is slow
         or away): the caller asks again later. Raises what the writer met when it gave up."""
         with self._lock:
             if not self._coming:
-                self._order()  # none ahead, or more trials than reserved: made on demand
+                self._order_run()  # none ahead, or more trials than reserved: made on demand
             future = self._coming[0]
         try:
             run_id = future.result(timeout=wait_s)
@@ -213,6 +213,7 @@ class SweepRuns:
         self.provenance = source_tags(spec_source, git_commit())
         self._reserve: ReservedRuns | None = None
         self._restored = False
+        shared_writer()  # it makes the trials' runs: started now, it is up when the first trial is asked for
 
     @property
     def client(self) -> MlflowClient:
