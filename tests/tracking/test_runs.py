@@ -9,6 +9,7 @@ import os
 import pickle
 import time
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import SPECS
@@ -18,6 +19,13 @@ from xsweep.tracking.writer import shared_writer
 from xsweep.tracking.query import child_runs
 from xsweep.tracking.runs import fluent_tracking_to, release_reserved_runs, start_sweep
 from xsweep.tracking.writes import MLFLOW_BATCH_LIMIT, flatten, log_params
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """A sqlite store keeps its artifacts under ./mlruns of the folder its experiment is made in: the
+    test's own, not the checkout, which other tests (test_gpu_sweep.py) check is left clean."""
+    monkeypatch.chdir(tmp_path)
 
 
 def _sweep(tmp_path, *overrides: str):
