@@ -1,5 +1,6 @@
 """An ablation's verdict from its confirmation trials: paired by seed and by the other factor's
-level, checked against scipy's paired t-test, with the paper's claims judged from the interval."""
+level, checked against scipy's paired t-test, corrected for its family of comparisons with Holm's
+method, with the paper's claims judged from the corrected decision."""
 
 from __future__ import annotations
 
@@ -93,6 +94,9 @@ def test_one_seed_per_variant_leaves_every_verdict_undecided():
     assert residual["n"] == 2
     # Two pairs give no interval: at n = 2 a t-interval spans 12.7 standard errors.
     assert residual["verdict"] == "too few runs to tell at n = 2 (an interval needs 3)"
+    assert verdict["family"]["size"] == 0 and verdict["family"]["untested"] == 2
+    text = to_markdown(blocks(summarize(sweep([trial(r, a, 1) for (r, a) in BASE]), workdir="/nowhere"), {}))
+    assert "No comparison has the 3 pairs a test needs: there is no family to correct." in text
     single = ablation_verdict(sweep([trial(True, "none", 1), trial(False, "none", 1)]))
     assert comparison(single, "model.residual")["verdict"] == "too few runs to tell at n = 1 (an interval needs 3)"
     assert comparison(single, "model.residual")["paper"]["finding"] == "not decided at this budget"
@@ -138,7 +142,84 @@ def test_an_ablations_report_compares_as_its_verdict_does_and_says_which_way_a_d
 
     document = blocks(summary, {})
     headers = [block[1] for block in document if block[0] == "table"]
-    assert ["within", "pairs", "residual off - residual on (pp)", "95% CI (pp)", "verdict"] in headers
+    assert ["within", "pairs", "residual off - residual on (pp)", "95% CI (pp)",
+            "exploratory verdict (uncorrected)"] in headers
     text = to_markdown(document)
     assert "clipped to what accuracy can be" in text
     assert "residual on, ReLU (92.93% over 3 seeds)" in summary["best"]["source"]
+
+
+# One factor of three levels, over seeds 1-3: each level's paired differences from no activation are
+# significant on their own (p 0.035 and 0.044) but not as a family of 2 (Holm: 0.070 both).
+NONE_BY_SEED = {1: 0.80, 2: 0.82, 3: 0.79}
+AGAINST_NONE = {"none": [0.0, 0.0, 0.0], "relu": [0.010, 0.020, 0.015], "elu": [-0.010, -0.022, -0.016]}
+
+
+def one_factor_sweep() -> SweepData:
+    trials = [TrialRun(run_id=f"{act}-{seed}", name="t", status="completed",
+                       searched={"model.activation": act, "train.lr": 0.05}, config={"train": {"seed": seed}},
+                       seed=seed, history={"val_accuracy": [(1, 0.1), (2, NONE_BY_SEED[seed] + diffs[seed - 1])]},
+                       phase="confirm")
+              for act, diffs in AGAINST_NONE.items() for seed in NONE_BY_SEED]
+    ablation = {"factors": ["model.activation"], "tune": ["train.lr"], "budget": 2, "confirm_seeds": 3,
+                "reference": {"model.activation": "none"}}
+    params = {"search.space.model.activation": json.dumps({"choice": ["none", "relu", "elu"]}),
+              "search.space.train.lr": json.dumps({"loguniform": [0.01, 0.2]})}
+    return SweepData(uri="sqlite://", experiment="e", experiment_id="1", run_id="p", run_name="p", status="finished",
+                     params=params, tags={TAG_ABLATION: json.dumps(ablation)}, trials=trials)
+
+
+def test_a_comparison_significant_alone_but_not_in_its_family_reads_no_significant_difference():
+    verdict = ablation_verdict(one_factor_sweep())
+    (factor,) = verdict["factors"]
+    relu, elu = factor["comparisons"]
+    raw = {c["label"]: stats.ttest_1samp(AGAINST_NONE[c["level"]], 0.0).pvalue for c in (relu, elu)}
+    assert raw == {"ReLU": pytest.approx(0.0351, abs=1e-4), "ELU": pytest.approx(0.0438, abs=1e-4)}
+    assert verdict["family"] | {"intervals": None} == {"method": "Holm", "alpha": 0.05, "size": 2, "untested": 0,
+                                                       "intervals": None}
+    for c in (relu, elu):
+        assert c["p_value"] == pytest.approx(raw[c["label"]], rel=1e-9)
+        assert c["ci_low"] > 0 or c["ci_high"] < 0  # the raw 95% interval alone would say "beats"
+        # Holm: the smaller p times 2 is 0.070; the larger is never adjusted below it.
+        assert c["p_adjusted"] == pytest.approx(2 * raw["ReLU"], rel=1e-9)
+        assert not c["significant"] and c["holm_confidence"] == pytest.approx(0.975)
+        assert c["holm_ci_low"] < 0 < c["holm_ci_high"]  # consistent with the adjusted p
+        assert c["verdict"].startswith(f"no significant difference at n = 3 after Holm's correction ({c['label']} "
+                                       "- no activation = ")
+        assert "97.5% CI [" in c["verdict"]
+        assert f"p = {raw[c['label']]:.2g}, Holm-adjusted p = 0.07 over 2 comparisons" in c["verdict"]
+    # The paper's claim (no activation beats ELU) is judged by the corrected decision.
+    assert elu["paper"]["finding"] == "not decided at this budget"
+    # The rows within other levels are exploratory: a single factor has none but the whole.
+    assert [row["at"] for row in relu["within"]] == ["-"]
+
+
+def test_the_report_states_the_family_and_shows_both_p_values():
+    summary = summarize(one_factor_sweep(), workdir="/nowhere")
+    text = to_markdown(blocks(summary, {}))
+    section = text.split("## 1. Ablation verdict")[1].split("\n## ")[0]
+    assert "The verdicts are one family: 2 comparisons, Holm, every non-reference level" in section
+    assert "(from 97.5% for the smallest p to 95% for the largest; after a step where Holm stops" in section
+    assert "The tables within each level of the other factors are exploratory" in section
+    for c in summary["ablation"]["factors"][0]["comparisons"]:
+        assert f"Verdict: {c['verdict']}." in section
+        assert "Holm-adjusted p = 0.07" in c["verdict"]
+    assert "not corrected for multiplicity. The ablation verdict is the one corrected" in text
+
+
+def test_a_family_counts_only_the_comparisons_with_a_test_and_wording_follows_holm():
+    # Residual: 5 pairs far apart; activation: 2 pairs only, too few to test, not one of the family.
+    trials = confirmed() + [trial(True, "none", 4), trial(False, "none", 4)]
+    trials = [t for t in trials if not (t.searched["model.activation"] == "relu" and t.seed in (2, 3))]
+    verdict = ablation_verdict(sweep(trials))
+    assert verdict["family"]["size"] == 1 and verdict["family"]["untested"] == 1
+    residual, relu = comparison(verdict, "model.residual"), comparison(verdict, "model.activation")
+    assert relu["p_adjusted"] is None and relu["verdict"].startswith("too few runs to tell at n = 2")
+    # A family of one is the plain test: nothing to adjust, the 95% interval.
+    assert residual["p_adjusted"] == pytest.approx(residual["p_value"])
+    assert (residual["holm_ci_low"], residual["holm_ci_high"]) == (residual["ci_low"], residual["ci_high"])
+    assert residual["verdict"].startswith("residual on beats residual off by ")
+    assert residual["verdict"].endswith("over 1 comparison")
+    text = to_markdown(blocks(summarize(sweep(trials), workdir="/nowhere"), {}))
+    assert "one family: 1 comparison, Holm (not counted: 1 more with too few pairs to test)" in text
+    assert "(95%: a family of one is the plain test)" in text

@@ -186,18 +186,57 @@ def _fitted_distribution(entry: dict, values: list):
     return distribution(kind, low=min(low, min(values)), high=max(high, max(values)))
 
 
-def importance(data: SweepData, finished: list[TrialRun]) -> dict:
-    """fANOVA (Optuna's, seeded) over the completed trials, target = final val accuracy."""
+@dataclass(frozen=True)
+class ImportanceEvaluator:
+    """One of Optuna's importance evaluators, as the report names it and draws its values."""
+    name: str  # the figure's title
+    method: str  # the report's sentence on how the importances were computed
+    axis: str  # what the figure's bars measure
+    optuna_class: str  # its class in optuna.importance
+    options: dict  # its arguments
+
+
+PED_ANOVA_QUANTILE = 0.1  # PedAnovaImportanceEvaluator's target_quantile, Optuna's default
+PED_ANOVA_MIN_TOP = 5  # trials in that top quantile below which Optuna's documentation calls it unstable
+IMPORTANCE_EVALUATORS = {
+    # Optuna's default, and fast at thousands of trials, where fANOVA's random forest is slow.
+    "ped-anova": ImportanceEvaluator(
+        name="PED-ANOVA",
+        method="PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator, Optuna's default): how much each "
+               f"parameter's distribution over the top {100 * PED_ANOVA_QUANTILE:.0f}% of trials differs from "
+               "its distribution over all of them",
+        axis=f"importance (normalized divergence, top {100 * PED_ANOVA_QUANTILE:.0f}% of trials against all)",
+        optuna_class="PedAnovaImportanceEvaluator", options={"target_quantile": PED_ANOVA_QUANTILE}),
+    "fanova": ImportanceEvaluator(
+        name="fANOVA", method="fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)",
+        axis="importance (fraction of variance of final val accuracy)",
+        optuna_class="FanovaImportanceEvaluator", options={"seed": 0}),
+}
+DEFAULT_IMPORTANCE = "ped-anova"
+
+
+def importance(data: SweepData, finished: list[TrialRun], *, evaluator: str = DEFAULT_IMPORTANCE) -> dict:
+    """Each searched parameter's importance over the completed trials, target = final val accuracy,
+    by one of IMPORTANCE_EVALUATORS (PED-ANOVA unless `evaluator`)."""
     import optuna
 
-    method = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
+    chosen = IMPORTANCE_EVALUATORS[evaluator]
+    method = chosen.method
+    if evaluator == "ped-anova" and (top := math.ceil(PED_ANOVA_QUANTILE * len(finished))) < PED_ANOVA_MIN_TOP:
+        method += (f" (at {len(finished)} trials that top is {top}, fewer than the {PED_ANOVA_MIN_TOP} Optuna "
+                   "advises: read these importances as rough)")
     space = data.space
     paths = [p for p in space if len({level_key(t.searched.get(p)) for t in finished}) > 1
              and all(p in t.searched for t in finished)]
-    result = {"method": method, "target": f"final {ACCURACY}", "n": len(finished), "values": {}, "error": None}
+    result = {"method": method, "evaluator": evaluator, "name": chosen.name, "axis": chosen.axis,
+              "target": f"final {ACCURACY}", "n": len(finished), "values": {}, "error": None}
     if len(finished) < 2 or not paths:
         result["error"] = (f"not computed: it needs at least 2 completed trials that differ in a searched value "
                            f"(have {len(finished)})")
+        return result
+    if len({t.final(ACCURACY) for t in finished}) == 1:
+        # PED-ANOVA would share the importance out equally (its top trials are all of them), as if known.
+        result["error"] = "not computed: every completed trial scored the same"
         return result
     try:
         distributions = {p: _fitted_distribution(space[p], [t.searched[p] for t in finished]) for p in paths}
@@ -207,7 +246,7 @@ def importance(data: SweepData, finished: list[TrialRun]) -> dict:
             study.add_trial(optuna.trial.create_trial(
                 params={p: t.searched[p] for p in paths}, distributions=distributions, value=t.final(ACCURACY)))
         values = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            study, evaluator=getattr(optuna.importance, chosen.optuna_class)(**chosen.options))
     except Exception as exc:  # noqa: BLE001 - a report without importance beats no report
         result["error"] = f"not computed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return result

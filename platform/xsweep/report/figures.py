@@ -87,10 +87,10 @@ def importance_figure(out: Path, importance: dict) -> str | None:
     fig = Figure(figsize=(6, 0.5 * len(names) + 1.2), layout="constrained")
     ax = fig.subplots()
     ax.barh(names, [values[n] for n in names], color="#4c72b0")
-    ax.set_xlabel("importance (fraction of variance of final val accuracy)")
+    ax.set_xlabel(importance["axis"])
     ax.set_xlim(0, 1)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Hyperparameter importance (fANOVA)", fontsize=11)
+    ax.set_title(f"Hyperparameter importance ({importance['name']})", fontsize=11)
     return _save(fig, out, "importance.png")
 
 

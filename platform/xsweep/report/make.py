@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from xsweep.errors import ReportError
-from xsweep.report import data, figures, render, sections
+from xsweep.report import analysis, data, figures, render, sections
 from xsweep.tracking.writes import set_tags
 from xsweep.tracking.store import experiment_and_uri, resolve_uri
 from xsweep.tracking.tags import TAG_REPORT
@@ -15,9 +15,14 @@ from xsweep.tracking.tags import TAG_REPORT
 
 def make_report(*, experiment: str | None = None, spec=None, sweep: str | None = None,
                 out: str | os.PathLike | None = None, tracking_uri: str | None = None,
-                workdir: str | os.PathLike | None = None, log_artifacts: bool = True) -> Path:
+                workdir: str | os.PathLike | None = None, log_artifacts: bool = True,
+                importance: str = analysis.DEFAULT_IMPORTANCE) -> Path:
     """Write the report of the experiment's sweep (latest unless `sweep`) and return its folder. A
-    `spec` (load_spec) names the experiment and its store (its tracking.uri) in one."""
+    `spec` (load_spec) names the experiment and its store (its tracking.uri) in one. `importance`
+    names the hyperparameter importance's evaluator: "ped-anova" (Optuna's default) or "fanova"."""
+    if importance not in analysis.IMPORTANCE_EVALUATORS:
+        raise ReportError(f"importance: no evaluator {importance!r} (pick one of "
+                          f"{', '.join(analysis.IMPORTANCE_EVALUATORS)})")
     workdir = str(workdir or os.getcwd())
     experiment, tracking_uri, given_as = experiment_and_uri(experiment=experiment, spec=spec,
                                                             tracking_uri=tracking_uri, error=ReportError)
@@ -29,6 +34,9 @@ def make_report(*, experiment: str | None = None, spec=None, sweep: str | None =
     except OSError as exc:
         raise ReportError(f"--out: cannot create {folder}: {exc.strerror} (pick a writable folder)") from None
     summary = sections.summarize(sweep_data, workdir=workdir)
+    if importance != analysis.DEFAULT_IMPORTANCE:  # the importance section computes the default one
+        summary["importance"] = analysis.importance(sweep_data, [t for t in sweep_data.trials if t.finished],
+                                                    evaluator=importance)
     drawn = figures.draw_all(folder, summary)
     files = [*render.write_report(folder, summary, sections.blocks(summary, drawn)), *drawn.values()]
     if log_artifacts:

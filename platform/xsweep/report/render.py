@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xsweep.metrics import METRICS
-from xsweep.report.stats import METHOD, MIN_N
+from xsweep.report.stats import METHOD, MIN_N, level_text
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
 
@@ -111,9 +111,11 @@ def factors_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     else:
         how = ("The sweep is not a grid, so trials do not come in pairs: differences use Welch's "
                "unpaired t-interval; n counts the trials of each level. ")
+    corrected = (" The ablation verdict is the one corrected for its family of comparisons (Holm)."
+                 if summary.get("ablation") else "")
     out: Blocks = [("p", how + f"Means and differences (the first level minus the second) in percentage points, "
-                              f"with {METHOD}; the intervals of a factor with more than two levels are per "
-                              "comparison, not adjusted for multiplicity.")]
+                              f"with {METHOD}; each interval and verdict here is per comparison (exploratory), "
+                              "not corrected for multiplicity." + corrected)]
     for factor in summary["factors"]:
         out.append(("h", 3, f"{factor['name']} ({factor['path']})"))
         out.append(("table", ["level", "mean (%)", "95% CI (%)", "n", "device time per trial"],
@@ -202,7 +204,8 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
                          "levels, over phase 2's completed trials, with "
                          f"{METHOD}; where the interval spans zero, this budget cannot decide (more "
                          "ablation.confirm_seeds narrow it). A verdict names the winner first; the tables' "
-                         "differences are the level minus the reference, as their headers say.")]
+                         "differences are the level minus the reference, as their headers say."),
+                   ("p", _family_text(verdict["family"]))]
     for factor in verdict["factors"]:
         for c in factor["comparisons"]:
             out.append(("h", 3, f"{c['label']} against {c['reference_label']}"))
@@ -210,7 +213,7 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
             if c["paper"]:
                 out.append(("p", f"The paper: {c['paper']['claim']}. This sweep: {c['paper']['finding']}."))
             out.append(("table", ["within", "pairs", f"{c['label']} - {c['reference_label']} (pp)", "95% CI (pp)",
-                                  "verdict"],
+                                  "exploratory verdict (uncorrected)"],
                         [[r["at"], str(r["n"]), pp_text(r["difference"]),
                           ci_text(r["ci_low"], r["ci_high"], 1), r["verdict"]] for r in c["within"]]))
     out.append(("h", 3, "Each variant at its own tuned settings"))
@@ -220,6 +223,25 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
                   pct(v["mean"]), ci_text(v["ci_low"], v["ci_high"]), duration(v.get("device_seconds"))]
                  for v in verdict["variants"]]))
     return out
+
+
+def _family_text(family: dict) -> str:
+    """What the verdicts are corrected for, and how their p-values and intervals read."""
+    m, alpha = family["size"], family["alpha"]
+    if m == 0:
+        return f"No comparison has the {MIN_N} pairs a test needs: there is no family to correct."
+    untested = f" (not counted: {family['untested']} more with too few pairs to test)" if family["untested"] else ""
+    levels = (f"from {level_text(1 - alpha / m)}% for the smallest p to {level_text(1 - alpha)}% for the largest; "
+              "after a step where Holm stops, that step's level" if m > 1 else
+              f"{level_text(1 - alpha)}%: a family of one is the plain test")
+    return (f"The verdicts are one family: {m} comparison{'s' if m != 1 else ''}, Holm{untested}, every "
+            "non-reference level of each factor against that factor's reference. Holm's step-down method "
+            f"keeps the chance of any false \"beats\" among them below {level_text(alpha)}%, where "
+            f"{level_text(1 - alpha)}% per comparison would let it grow with their number. Each verdict "
+            "gives its raw p (the paired t-test's, two-sided) and its Holm-adjusted p, and is worded by the "
+            f"adjusted one; its interval is at the level of its Holm step, 1 - {alpha:g} / (m - step + 1) "
+            f"({levels}), so that it excludes zero exactly when the adjusted p is below {alpha:g}. The tables "
+            "within each level of the other factors are exploratory: 95% per row, not corrected for multiplicity.")
 
 
 def trials_blocks(summary: dict, figures: dict[str, str]) -> Blocks:

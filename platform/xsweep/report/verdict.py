@@ -2,8 +2,12 @@
 
 * for each factor, each level against the reference level at each variant's own tuned settings:
   the paired difference of final accuracy, pairs matched by seed and by the other factors'
-  levels, with its 95% interval and a sentence (stats.verdict);
-* the same difference within each level of the other factors (the interaction table);
+  levels, with its raw 95% interval and p-value;
+* these comparisons, every factor's together, as one family corrected with Holm's step-down
+  method (stats.holm): each one's adjusted p-value, its interval at its Holm step's level, and a
+  sentence worded by the adjusted decision (stats.family_verdict);
+* the same difference within each level of the other factors (the interaction table), exploratory:
+  95% per row, uncorrected (stats.verdict);
 * each variant's tuned values and confirmed accuracy, so that a reader sees whether a variant lost
   by its architecture or by its learning rate;
 * the paper's claims beside the verdicts: agreed, contradicted, or not decided at this budget.
@@ -50,7 +54,9 @@ def ablation_verdict(data: SweepData) -> dict | None:
     for trial in confirmed:
         by_variant[tuple(level_key(trial.searched.get(p)) for p in factors)].append(trial)
 
-    out_factors = []
+    # Every factor's comparisons against its reference, one family: (comparison, its pairs, its raw
+    # test, the factor's path).
+    out_factors, family = [], []
     for index, path in enumerate(factors):
         ref = reference[path]
         others = [p for p in factors if p != path]
@@ -82,13 +88,40 @@ def ablation_verdict(data: SweepData) -> dict | None:
             comparisons.append({
                 "level": level, "label": label, "reference": ref, "reference_label": ref_label,
                 "n": diff.n, "difference": st.finite_or_none(diff.estimate), "ci_low": st.finite_or_none(diff.low), "ci_high": st.finite_or_none(diff.high),
-                "p_value": st.finite_or_none(diff.p_value), "verdict": st.verdict(label, ref_label, diff),
-                "within": rows, "paper": _paper(path, level, ref, diff),
+                "p_value": st.finite_or_none(diff.p_value), "within": rows,
             })
+            family.append((comparisons[-1], pairs, diff, path))
         out_factors.append({"path": path, "reference": ref, "comparisons": comparisons})
+    tested = _judge_family(family)
     return {"factors": out_factors, "variants": _variants(data, factors, ablation["tune"], by_variant),
+            "family": {"method": "Holm", "alpha": st.ALPHA, "size": tested, "untested": len(family) - tested,
+                       "intervals": "each at its Holm step's level, 1 - alpha / (m - step + 1); after the step "
+                                    "where Holm stops, that step's level"},
             "confirm_seeds": ablation["confirm_seeds"], "budget": ablation["budget"],
             "seeds": sorted({t.seed for t in confirmed if t.seed is not None})}
+
+
+def _judge_family(family: list[tuple[dict, list, st.Interval, str]]) -> int:
+    """Correct the comparisons for each other with Holm's method and word each by its adjusted
+    decision: adds p_adjusted, significant, the interval at its Holm level (holm_*), its verdict and
+    the paper's claim to each comparison. Returns the family's size (the comparisons with a test)."""
+    steps = st.holm([raw.p_value for _, _, raw, _ in family])
+    for (comparison, pairs, _, path), step in zip(family, steps):
+        # The same paired t-test as the raw interval, at the comparison's Holm level.
+        interval = st.paired_difference([a for a, _ in pairs], [b for _, b in pairs], bounds=st.DIFFERENCE_BOUNDS,
+                                        confidence=step.confidence if step else st.CONFIDENCE)
+        significant = step is not None and step.significant
+        comparison.update({
+            "p_adjusted": step.p_adjusted if step else None, "holm_step": step.step if step else None,
+            "holm_confidence": step.confidence if step else None,
+            "holm_ci_low": st.finite_or_none(interval.low), "holm_ci_high": st.finite_or_none(interval.high),
+            "significant": significant,
+            "verdict": st.family_verdict(label_a=comparison["label"], label_b=comparison["reference_label"],
+                                         interval=interval, holm_step=step),
+            "paper": _paper(path, comparison["level"], comparison["reference"], estimate=interval.estimate,
+                            significant=significant),
+        })
+    return sum(step is not None for step in steps)
 
 
 def _levels(data: SweepData, path: str) -> list[Any]:
@@ -102,15 +135,16 @@ def _levels(data: SweepData, path: str) -> list[Any]:
     return levels
 
 
-def _paper(path: str, level: Any, ref: Any, diff: st.Interval) -> dict | None:
-    """The paper's claim on level vs reference, and whether this sweep agrees with it."""
+def _paper(path: str, level: Any, ref: Any, *, estimate: float, significant: bool) -> dict | None:
+    """The paper's claim on level vs reference, and whether this sweep agrees with it (by the
+    Holm-corrected decision)."""
     claim = PAPER_CLAIMS.get((path, level, ref))
     if claim is None:
         return None
-    if not diff.excludes_zero:
+    if not significant:
         finding = "not decided at this budget"
     else:  # every claim of the paper has the reference level winning
-        finding = "agreed" if diff.estimate < 0 else "contradicted"
+        finding = "agreed" if estimate < 0 else "contradicted"
     return {"claim": claim, "finding": finding}
 
 
