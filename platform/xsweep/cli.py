@@ -91,7 +91,8 @@ def cmd_report(args) -> int:
     from xsweep.report.make import make_report
 
     folder = make_report(experiment=args.experiment, sweep=args.sweep, out=args.out,
-                         tracking_uri=args.tracking_uri, log_artifacts=not args.no_log)
+                         tracking_uri=args.tracking_uri, log_artifacts=not args.no_log,
+                         importance=args.importance)
     print(f"report: {folder / 'report.html'}")
     print(f"        {folder / 'report.md'}")
     if not args.no_log:
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: ./reports/<experiment>-<sweep run id, short>)")
     p.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
     p.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent run")
+    p.add_argument("--importance", choices=["ped-anova", "fanova"], default="ped-anova",
+                   help="hyperparameter importance by Optuna's PED-ANOVA (its default, fast at thousands of "
+                        "trials) or fANOVA")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ui", help="the MLflow UI of the tracking store, on http://127.0.0.1:PORT")

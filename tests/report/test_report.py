@@ -353,6 +353,13 @@ def test_report_folder_sweep_flag_and_user_errors(reported, tmp_path, monkeypatc
     again = make_report(experiment="smoke", sweep=sweep.info.run_id, out=tmp_path / "again", workdir=workdir,
                         log_artifacts=False)
     assert json.loads((again / "report.json").read_text()) == json.loads((out / "report.json").read_text())
+    assert "\nPED-ANOVA (optuna.importance." in (out / "report.md").read_text()  # the default evaluator
+    proc = report("smoke", "--importance", "fanova", "--out", str(tmp_path / "fanova"), "--no-log", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    asked = (tmp_path / "fanova" / "report.md").read_text()
+    assert "\nfANOVA (optuna.importance." in asked and "PED-ANOVA" not in asked
+    with pytest.raises(ReportError, match="^importance: no evaluator 'anova' .pick one of ped-anova, fanova"):
+        make_report(experiment="smoke", importance="anova", workdir=workdir)
 
     proc = report("nope", cwd=workdir)  # the CLI: exit 2 and one line
     assert proc.returncode == 2

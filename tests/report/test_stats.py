@@ -79,20 +79,3 @@ def test_importance_is_not_computed_when_every_trial_scored_the_same():
         t.history["val_accuracy"][-1] = (2, 0.5)
     result = importance(sweep(same), same)
     assert result["values"] == {} and result["error"] == "not computed: every completed trial scored the same"
-
-
-def test_make_report_takes_the_importance_evaluator_by_name(tmp_path, monkeypatch):
-    from xsweep.errors import ReportError
-    from xsweep.report import data as report_data
-    from xsweep.report.make import make_report
-
-    hand_made = sweep(grid())
-    monkeypatch.setattr(report_data, "load_sweep", lambda uri, **where: (None, hand_made))
-    where = {"experiment": "x", "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "workdir": tmp_path,
-             "log_artifacts": False}
-    default = (make_report(out=tmp_path / "default", **where) / "report.md").read_text()
-    asked = (make_report(out=tmp_path / "fanova", importance="fanova", **where) / "report.md").read_text()
-    assert "\nPED-ANOVA (optuna.importance." in default and "fANOVA" not in default
-    assert "\nfANOVA (optuna.importance." in asked and "PED-ANOVA" not in asked
-    with pytest.raises(ReportError, match="no evaluator 'anova' .pick one of ped-anova, fanova"):
-        make_report(out=tmp_path / "wrong", importance="anova", **where)
