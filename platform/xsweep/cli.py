@@ -31,8 +31,11 @@ def cmd_validate(args) -> int:
             continue
         trials = counted(spec.total_trials(), "trial")
         if spec.ablation is not None:  # where the trials go
-            trials += (f": {spec.variant_count()} variants x ({spec.ablation.budget} tuning + "
-                       f"{spec.ablation.confirm_seeds} confirming)")
+            a = spec.ablation
+            confirming = f"{a.min_seeds} to {a.max_seeds} confirming, sequential" if a.sequential else \
+                f"{a.confirm_seeds} confirming"
+            trials = ("up to " if a.sequential else "") + trials + \
+                f": {spec.variant_count()} variants x ({a.budget} tuning + {confirming})"
         print(f"{path}: ok ({trials}, experiment '{spec.experiment}')")
     return EXIT_USAGE if failed else 0
 

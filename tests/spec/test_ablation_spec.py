@@ -82,6 +82,15 @@ def test_a_written_reference_and_a_factor_the_paper_does_not_know():
     (dict(space=SPACE + "  repeats: 2\n"),
      "s.yaml: search.repeats: an ablation repeats seeds in its confirmation phase (remove it; "
      "set ablation.confirm_seeds)"),
+    (dict(ablation=ABLATION + "  confirm_seeds: {min: 5, max: 3}\n"),
+     "s.yaml: ablation.confirm_seeds: min 5 is more than max 3 (min <= max)"),
+    (dict(ablation=ABLATION + "  confirm_seeds: {min: 1, max: 5}\n"),
+     "s.yaml: ablation.confirm_seeds: min must be >= 2 (got 1): one seed gives no interval"),
+    (dict(ablation=ABLATION + "  confirm_seeds: {min: 3, max: 50}\n"),
+     "s.yaml: ablation.confirm_seeds: max 50 is above 20, the most a sequential design plans for (lower it)"),
+    (dict(ablation=ABLATION + "  confirm_seeds: {min: 3}\n"),
+     "s.yaml: ablation.confirm_seeds: a sequential confirmation needs both min and max, e.g. {min: 3, max: 10} "
+     "(got {min: 3})"),
     (dict(ablation=ABLATION + "  seeds: 3\n"),
      "s.yaml: ablation.seeds: unknown field (an ablation has factors, tune, budget, confirm_seeds, reference)"),
 ])
@@ -95,6 +104,9 @@ def test_validate_says_where_an_ablations_trials_go(tmp_path):
     proc = run_xsweep("validate", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{path}: ok (42 trials: 6 variants x (4 tuning + 3 confirming), experiment 'a')"
+    proc = run_xsweep("validate", str(path), "--set", "ablation.confirm_seeds={min: 3, max: 10}", cwd=tmp_path)
+    assert proc.stdout.strip() == (f"{path}: ok (up to 84 trials: 6 variants x (4 tuning + 3 to 10 confirming, "
+                                   "sequential), experiment 'a')")
     proc = run_xsweep("validate", str(path), "--set", "ablation.factors=[train.lr]", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0].startswith("--set ablation.factors: train.lr is a loguniform entry")

@@ -199,7 +199,7 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     out: Blocks = [("p", f"An ablation study in two phases. Phase 1 tuned each of the {len(verdict['variants'])} "
                          f"variants with its own search ({verdict['budget']} trials each), so that no variant is "
                          "judged at another's learning rate. Phase 2 re-trained each variant's best configuration "
-                         f"with the same {verdict['confirm_seeds']} fresh seeds ({seeds}). Differences are of final "
+                         f"with {_seeds_text(verdict)} ({seeds}). Differences are of final "
                          "validation accuracy, in percentage points, paired by seed and by the other factors' "
                          "levels, over phase 2's completed trials, with "
                          f"{METHOD}; where the interval spans zero, this budget cannot decide (more "
@@ -225,8 +225,18 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     return out
 
 
+def _seeds_text(verdict: dict) -> str:
+    seeds = verdict["confirm_seeds"]
+    if isinstance(seeds, dict):
+        return (f"the same fresh seeds, {seeds['min']} for every variant and then one a round for the variants whose "
+                f"comparisons were still open, up to {seeds['max']}")
+    return f"the same {seeds} fresh seeds"
+
+
 def _family_text(family: dict) -> str:
     """What the verdicts are corrected for, and how their p-values and intervals read."""
+    if "sequential" in family:
+        return _sequential_text(family)
     m, alpha = family["size"], family["alpha"]
     if m == 0:
         return f"No comparison has the {MIN_N} pairs a test needs: there is no family to correct."
@@ -242,6 +252,20 @@ def _family_text(family: dict) -> str:
             f"adjusted one; its interval is at the level of its Holm step, 1 - {alpha:g} / (m - step + 1) "
             f"({levels}), so that it excludes zero exactly when the adjusted p is below {alpha:g}. The tables "
             "within each level of the other factors are exploratory: 95% per row, not corrected for multiplicity.")
+
+
+def _sequential_text(family: dict) -> str:
+    design, alpha, m = family["sequential"], family["alpha"], family["size"]
+    return (f"The verdicts are one family of {m} comparison{'s' if m != 1 else ''}, judged sequentially: "
+            f"{design['method']}. After {design['min']} seeds and after each seed added, every comparison still "
+            f"open is tested at {level_text(alpha)}% / (the comparisons still open), its boundary on |t| drawn "
+            "from that share of the error spent so far; a comparison past its boundary is decided and takes no "
+            f"more seeds, one never past it runs to {design['max']} seeds. This keeps the chance of any false "
+            f"\"beats\" among them below {level_text(alpha)}% however early each one stops, where testing a fixed "
+            "95% interval after every seed would let it grow with every look. Each verdict gives the seeds that "
+            "decided it and its repeated confidence interval at that look (the estimate +- its boundary times "
+            "its standard error), which excludes zero exactly when it was decided. The tables within each level "
+            "of the other factors are exploratory: 95% per row, over every seed run, not corrected for multiplicity.")
 
 
 def trials_blocks(summary: dict, figures: dict[str, str]) -> Blocks:

@@ -168,24 +168,24 @@ def verdict(label_a: str, label_b: str, diff: Interval) -> str:
     if not math.isfinite(diff.low):
         return f"too few runs to tell at {n} (an interval needs {MIN_N})"
     if not diff.excludes_zero:
-        return f"no significant difference at {n} ({_difference_text(label_a, label_b, diff)})"
-    return f"{_win_text(label_a, label_b, diff)}, {n}"
+        return f"no significant difference at {n} ({difference_text(label_a, label_b, diff)})"
+    return f"{win_text(label_a, label_b, diff)}, {n}"
 
 
-def _difference_text(label_a: str, label_b: str, diff: Interval) -> str:
-    """'ReLU - no activation = 1.2 pp, 95% CI [-0.3, 2.7]'."""
+def difference_text(label_a: str, label_b: str, diff: Interval, *, kind: str = "CI") -> str:
+    """'ReLU - no activation = 1.2 pp, 95% CI [-0.3, 2.7]' (`kind`: what the interval is)."""
     return (f"{label_a} - {label_b} = {pp(diff.estimate)} pp, "
-            f"{level_text(diff.confidence)}% CI [{pp(diff.low)}, {pp(diff.high)}]")
+            f"{level_text(diff.confidence)}% {kind} [{pp(diff.low)}, {pp(diff.high)}]")
 
 
-def _win_text(label_a: str, label_b: str, diff: Interval) -> str:
+def win_text(label_a: str, label_b: str, diff: Interval, *, kind: str = "CI") -> str:
     """'ReLU beats no activation by 1.2 pp, 95% CI [0.4, 2.0]': the winner first, so that the
     difference and its interval read as positive numbers."""
     if diff.estimate > 0:
         winner, loser, est, low, high = label_a, label_b, diff.estimate, diff.low, diff.high
     else:
         winner, loser, est, low, high = label_b, label_a, -diff.estimate, -diff.high, -diff.low
-    return f"{winner} beats {loser} by {pp(est)} pp, {level_text(diff.confidence)}% CI [{pp(low)}, {pp(high)}]"
+    return f"{winner} beats {loser} by {pp(est)} pp, {level_text(diff.confidence)}% {kind} [{pp(low)}, {pp(high)}]"
 
 
 # ---- a family of comparisons: Holm's step-down correction ------------------------------------------
@@ -242,6 +242,6 @@ def family_verdict(*, label_a: str, label_b: str, interval: Interval, holm_step:
     p_values = (f"{p_text(interval.p_value)}, Holm-adjusted {p_text(holm_step.p_adjusted)} over "
                 f"{m} comparison{'s' if m != 1 else ''}")
     if holm_step.significant:
-        return f"{_win_text(label_a, label_b, interval)}, {n_text(interval)}; {p_values}"
+        return f"{win_text(label_a, label_b, interval)}, {n_text(interval)}; {p_values}"
     return (f"no significant difference at {n_text(interval)} after Holm's correction "
-            f"({_difference_text(label_a, label_b, interval)}; {p_values})")
+            f"({difference_text(label_a, label_b, interval)}; {p_values})")

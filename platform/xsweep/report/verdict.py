@@ -22,6 +22,7 @@ from collections import defaultdict
 from typing import Any
 
 from xsweep.metrics import ACCURACY
+from xsweep.report import sequential
 from xsweep.report import stats as st
 from xsweep.report.data import SweepData, TrialRun
 from xsweep.report.labels import level_key, level_label
@@ -92,12 +93,18 @@ def ablation_verdict(data: SweepData) -> dict | None:
             })
             family.append((comparisons[-1], pairs, diff, path))
         out_factors.append({"path": path, "reference": ref, "comparisons": comparisons})
-    tested = _judge_family(family)
-    return {"factors": out_factors, "variants": _variants(data, factors, ablation["tune"], by_variant),
-            "family": {"method": "Holm", "alpha": st.ALPHA, "size": tested, "untested": len(family) - tested,
+    seeds = ablation["confirm_seeds"]
+    if isinstance(seeds, dict):  # a sequential design
+        design = sequential.Design(min_seeds=seeds["min"], max_seeds=seeds["max"])
+        family_text = _judge_sequentially(data, family, by_variant, factors=factors, reference=reference,
+                                          design=design)
+    else:
+        tested = _judge_family(family)
+        family_text = {"method": "Holm", "alpha": st.ALPHA, "size": tested, "untested": len(family) - tested,
                        "intervals": "each at its Holm step's level, 1 - alpha / (m - step + 1); after the step "
-                                    "where Holm stops, that step's level"},
-            "confirm_seeds": ablation["confirm_seeds"], "budget": ablation["budget"],
+                                    "where Holm stops, that step's level"}
+    return {"factors": out_factors, "variants": _variants(data, factors, ablation["tune"], by_variant),
+            "family": family_text, "confirm_seeds": seeds, "budget": ablation["budget"],
             "seeds": sorted({t.seed for t in confirmed if t.seed is not None})}
 
 
@@ -122,6 +129,40 @@ def _judge_family(family: list[tuple[dict, list, st.Interval, str]]) -> int:
                             significant=significant),
         })
     return sum(step is not None for step in steps)
+
+
+def _judge_sequentially(data: SweepData, family: list[tuple[dict, list, st.Interval, str]], by_variant,
+                        *, factors: list[str], reference: dict, design: sequential.Design) -> dict:
+    """A sequential design's decisions (report/sequential.py), replayed from the confirmation trials
+    as its searcher made them round by round: adds each comparison's decision, its repeated
+    interval, its verdict and the paper's claim. Returns the family's description."""
+    base_seed = int(data.params.get("train.seed", 0) or 0)  # a trial's seed is base + its round's rank
+    scores = {variant: {t.seed - base_seed: t.final(ACCURACY) for t in trials if t.seed is not None}
+              for variant, trials in by_variant.items()}
+    levels = [[level_key(v) for v in _levels(data, p)] for p in factors]
+    comparisons = sequential.pair_up(scores, levels=levels, reference=[level_key(reference[p]) for p in factors])
+    seeds_run = max((rank for by_seed in scores.values() for rank in by_seed), default=0)
+    decisions = sequential.decide(comparisons, design, seeds_run=seeds_run)
+    by_key = {(factors[c.factor], c.level): d for c, d in zip(comparisons, decisions)}
+    for comparison, _, _, path in family:
+        decision = by_key[(path, level_key(comparison["level"]))]
+        interval = decision.interval
+        comparison.update({
+            "p_adjusted": None, "decided": decision.decided, "decided_after_seeds": decision.seeds or None,
+            "t": st.finite_or_none(decision.t), "boundary": st.finite_or_none(decision.boundary),
+            "holm_confidence": 1 - decision.level if interval else None,
+            "holm_ci_low": st.finite_or_none(interval.low) if interval else None,
+            "holm_ci_high": st.finite_or_none(interval.high) if interval else None,
+            "significant": decision.decided,
+            "verdict": sequential.sentence(comparison["label"], comparison["reference_label"], decision, design),
+            "paper": _paper(path, comparison["level"], comparison["reference"],
+                            estimate=interval.estimate if interval else 0.0, significant=decision.decided),
+        })
+    return {"method": "Holm, group-sequential", "alpha": design.alpha, "size": len(family), "untested": 0,
+            "sequential": {"min": design.min_seeds, "max": design.max_seeds, "seeds_run": seeds_run,
+                           "method": sequential.METHOD},
+            "intervals": "repeated confidence intervals at each comparison's Holm share of alpha, at the look "
+                         "that decided it (else its last)"}
 
 
 def _levels(data: SweepData, path: str) -> list[Any]:

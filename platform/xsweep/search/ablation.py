@@ -6,7 +6,9 @@
                       trials of its own variant, so that one architecture never stops another's;
     phase 2, confirm: each variant's best configuration re-trained at the full epoch count with
                       seeds train.seed + 1 ... + confirm_seeds, the same seeds for every variant,
-                      so that two variants compare pair by pair, seed by seed.
+                      so that two variants compare pair by pair, seed by seed. A sequential
+                      design (confirm_seeds: {min, max}) runs min seeds, then one seed a round
+                      for the variants whose comparisons are still open (report/sequential.py).
 
 Why tune each variant: the paper warns that reusing the residual network's optimizer settings for
 the non-residual one "may be uncharitable" to it. Why fresh seeds in phase 2: the tuning seed
@@ -25,8 +27,11 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from xsweep.contract import TrialReport
+from xsweep.metrics import ACCURACY
+from xsweep.report import sequential
+from xsweep.report.labels import level_key
 from xsweep.spec import Spec
-from xsweep.spec.trial import PHASE_KEY, VARIANT_KEY, sampled_params, values_label
+from xsweep.spec.trial import PHASE_KEY, REPEAT_KEY, VARIANT_KEY, sampled_params, values_label
 
 TUNE, CONFIRM = "tune", "confirm"
 CONFIRM_DIR = "confirm"  # phase 2's Tune experiment, inside the sweep's folder
@@ -110,6 +115,88 @@ class ConfirmSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass
+
+
+class SequentialConfirmSearcher(ConfirmSearcher):
+    """Phase 2 of a sequential design: every picked configuration over seeds 1 ... min, then round
+    by round one more seed for the configurations whose comparisons are still open (next_round),
+    each round once the one before has ended, until none is open or max seeds have run. Tune
+    pickles it with its experiment, so that `xsweep resume` continues at the round it stopped in."""
+
+    def __init__(self, spec: Spec, picked: list[dict], *, metric: str, mode: str):
+        first = [dict(config, **{REPEAT_KEY: seed}) for seed in range(1, spec.ablation.min_seeds + 1)
+                 for config in picked]
+        super().__init__(first, metric=metric, mode=mode)
+        self.spec, self.picked = spec, picked
+        self.seeds = spec.ablation.min_seeds  # the seeds planned so far
+        self.config_of: dict[str, dict] = {}  # trials suggested and not ended yet
+        self.scores: dict[tuple, dict[int, float]] = {}  # variant -> seed rank -> final accuracy
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self.next == len(self.configurations):
+            if self.config_of:
+                return None  # the round is still training: the next one depends on it
+            more = next_round(self.spec, self.picked, self.scores, seeds_run=self.seeds)
+            if not more:
+                return Searcher.FINISHED
+            self.seeds += 1
+            self.configurations += [dict(config, **{REPEAT_KEY: self.seeds}) for config in more]
+        config = super().suggest(trial_id)
+        self.config_of[trial_id] = config
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config = self.config_of.pop(trial_id, None)
+        accuracy = final_accuracy(result, error=error)
+        if config is not None and accuracy is not None:
+            variant = variant_key(self.spec, config)
+            self.scores.setdefault(variant, {})[int(config[REPEAT_KEY])] = accuracy
+
+
+def final_accuracy(result: dict | None, *, error: bool = False) -> float | None:
+    """A confirmation trial's final accuracy, if it ran every epoch without diverging."""
+    report = TrialReport.from_result(result or {})
+    if error or report is None or report.diverged or report.epoch < report.planned_epochs:
+        return None
+    value = (result or {}).get(ACCURACY)
+    return float(value) if value is not None else None
+
+
+def variant_key(spec: Spec, config: dict) -> tuple:
+    """A trial's variant as level keys, one per factor (report/sequential.py's pairing)."""
+    return tuple(level_key(config.get(path)) for path in spec.ablation.factors)
+
+
+def next_round(spec: Spec, picked: list[dict], scores: dict[tuple, dict[int, float]], *, seeds_run: int) -> list[dict]:
+    """The picked configurations a sequential design gives one more seed after `seeds_run` seeds
+    (`scores`: what those ended with): each one that is a side of a comparison still open; none once
+    max seeds have run or every comparison is decided."""
+    ablation = spec.ablation
+    if seeds_run >= ablation.max_seeds:
+        return []
+    levels = [[level_key(v) for v in spec.search.space[path].values or []] for path in ablation.factors]
+    reference = [level_key(ablation.reference[path]) for path in ablation.factors]
+    comparisons = sequential.pair_up(scores, levels=levels, reference=reference)
+    design = sequential.Design(min_seeds=ablation.min_seeds, max_seeds=ablation.max_seeds)
+    decisions = sequential.decide(comparisons, design, seeds_run=seeds_run)
+    open_ = [comparisons[i] for i in sequential.still_open(decisions)]
+    return [config for config in picked if any(c.involves(variant_key(spec, config)) for c in open_)]
+
+
+def sequential_trials_due(spec: Spec, picked: list[dict], results) -> int:
+    """How many trials a sequential phase 2 calls for, given its Tune `results` so far: more than it
+    ran when it stopped before its design did (the sweep is then resumable)."""
+    scores: dict[tuple, dict[int, float]] = {}
+    for result in results or []:
+        accuracy = final_accuracy(result.metrics, error=result.error is not None)
+        if accuracy is not None and REPEAT_KEY in result.config:
+            scores.setdefault(variant_key(spec, result.config), {})[int(result.config[REPEAT_KEY])] = accuracy
+    due, seeds = len(picked) * spec.ablation.min_seeds, spec.ablation.min_seeds
+    while more := next_round(spec, picked, scores, seeds_run=seeds):
+        due, seeds = due + len(more), seeds + 1
+        if not any(scores.get(variant_key(spec, c), {}).get(seeds) is not None for c in more):
+            break  # that round has not run: it is due, and nothing after it can be known yet
+    return due
 
 
 class VariantScheduler(FIFOScheduler):

@@ -265,9 +265,14 @@ def build_searcher(spec: Spec, *, open_run: Callable[[str, dict], str | None], p
     return searcher
 
 
-def build_confirm_searcher(spec: Spec, items: list[dict], *, open_run: Callable[[str, dict], str | None]) -> SweepSearcher:
-    """An ablation's phase 2: the planned items, each a configuration with its seed repeat (phases.py)."""
-    from xsweep.search.ablation import ConfirmSearcher
+def build_confirm_searcher(spec: Spec, items: list[dict], *, picked: list[dict],
+                           open_run: Callable[[str, dict], str | None]) -> SweepSearcher:
+    """An ablation's phase 2: the planned items, each a configuration with its seed repeat
+    (phases.py); for a sequential design, the `picked` configurations round by round instead."""
+    from xsweep.search.ablation import ConfirmSearcher, SequentialConfirmSearcher
 
-    inner = ConfirmSearcher(items, metric=spec.search.metric, mode=spec.search.mode)
+    if spec.ablation.sequential:
+        inner = SequentialConfirmSearcher(spec, picked, metric=spec.search.metric, mode=spec.search.mode)
+    else:
+        inner = ConfirmSearcher(items, metric=spec.search.metric, mode=spec.search.mode)
     return SweepSearcher(inner, repeats=1, open_run=open_run)

@@ -4,7 +4,8 @@
       factors: [model.residual, model.activation]  # choice entries of search.space: compared
       tune: [train.lr]                             # searched anew within each variant
       budget: 4                                    # phase-1 (tuning) trials per variant
-      confirm_seeds: 3                             # phase-2 seeds per variant
+      confirm_seeds: 3                             # phase-2 seeds per variant, or {min: 3, max: 10}:
+                                                   # seeds added only where a comparison is open
       reference: {model.residual: true, model.activation: none}  # default: the paper's network
 
 A variant is one combination of the factors' levels. Every entry of search.space is either a
@@ -18,7 +19,7 @@ import math
 from typing import Any
 
 from xsweep.spec.fields import key_text, section_rules, show
-from xsweep.spec.schema import AblationSpec
+from xsweep.spec.schema import MAX_CONFIRM_SEEDS, AblationSpec, SequentialSeeds
 from xsweep.spec.space import Problem
 
 WHERE = "ablation"
@@ -49,6 +50,10 @@ def check_ablation(raw: Any, checked) -> tuple[dict[str, Any] | None, list[Probl
             paths, problem = _paths(value, key)
             problems += [(path, problem)] if problem else []
             clean[key] = paths
+        elif key == "confirm_seeds":
+            value, problem = _confirm_seeds(value)
+            problems += [(path, problem)] if problem else []
+            clean[key] = value
         elif key == "reference":
             if isinstance(value, dict):
                 clean[key] = {key_text(k): v for k, v in value.items()}
@@ -71,8 +76,32 @@ def check_ablation(raw: Any, checked) -> tuple[dict[str, Any] | None, list[Probl
     given = clean.get("reference") or {}
     clean["reference"] = {path: given.get(path, _default_level(path, values)) for path, values in levels.items()}
     clean.setdefault("budget", rules["budget"].default)
-    clean.setdefault("confirm_seeds", rules["confirm_seeds"].default)
+    clean.setdefault("confirm_seeds", AblationSpec.model_fields["confirm_seeds"].default)
     return clean, []
+
+
+def _confirm_seeds(value: Any) -> tuple[Any, str | None]:
+    """A number of seeds (2 or more), or {min, max} for a sequential confirmation."""
+    fixed = "a number of seeds (2 or more), or {min: 3, max: 10} to add seeds only where a comparison is open"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None if value >= 2 else f"must be >= 2 (got {value})"
+    if not isinstance(value, dict):
+        return None, f"expected {fixed} (got {show(value)})"
+    unknown = [k for k in value if k not in SequentialSeeds.model_fields]
+    if unknown:
+        return None, f"unknown key {key_text(unknown[0])} (a sequential confirmation has min and max)"
+    if set(value) != {"min", "max"}:
+        return None, f"a sequential confirmation needs both min and max, e.g. {{min: 3, max: 10}} (got {show(value)})"
+    low, high = value["min"], value["max"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        return None, f"min and max are numbers of seeds (got {show(value)})"
+    if low < 2:
+        return None, f"min must be >= 2 (got {low}): one seed gives no interval"
+    if low > high:
+        return None, f"min {low} is more than max {high} (min <= max)"
+    if high > MAX_CONFIRM_SEEDS:
+        return None, f"max {high} is above {MAX_CONFIRM_SEEDS}, the most a sequential design plans for (lower it)"
+    return {"min": low, "max": high}, None
 
 
 _PURPOSE = {"factors": "the choice entries of search.space to compare, e.g. [model.residual]",

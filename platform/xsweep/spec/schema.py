@@ -211,16 +211,48 @@ class StorageSpec(_Section):
     endpoint_url: str | None = Field(None, min_length=1)  # S3-compatible endpoint (MinIO); s3:// only
 
 
+MAX_CONFIRM_SEEDS = 20  # a sequential design's most seeds per variant: its boundaries are drawn up to there
+
+
+class SequentialSeeds(_Section):
+    """`confirm_seeds: {min: 3, max: 10}`: a sequential confirmation (report/sequential.py), `min`
+    seeds for every variant, then one seed a round for the variants whose comparisons are open."""
+
+    min: int = Field(3, ge=2)  # one seed gives no interval
+    max: int = Field(10, ge=2, le=MAX_CONFIRM_SEEDS)
+
+
 class AblationSpec(_Section):
     """An ablation study (spec/ablation.py checks it, search/ablation.py runs it): the `factors`
     compared, each variant (combination of their levels) tuning `tune` with `budget` trials, then
-    its best configuration re-trained with `confirm_seeds` seeds, the same for every variant."""
+    its best configuration re-trained with `confirm_seeds` seeds, the same for every variant: a
+    number (a fixed design), or {min, max} (a sequential one)."""
 
     factors: list[str]
     tune: list[str]
     budget: int = Field(4, ge=1)
-    confirm_seeds: int = Field(3, ge=2)  # one seed gives no interval
+    confirm_seeds: int | SequentialSeeds = 3  # one seed gives no interval: 2 or more (spec/ablation.py)
     reference: dict[str, Any] = Field(default_factory=dict)  # factor -> level; filled in by parse_spec
+
+    @property
+    def sequential(self) -> bool:
+        return isinstance(self.confirm_seeds, SequentialSeeds)
+
+    @property
+    def min_seeds(self) -> int:
+        """The seeds every confirmed variant gets."""
+        return self.confirm_seeds.min if self.sequential else self.confirm_seeds
+
+    @property
+    def max_seeds(self) -> int:
+        """The most seeds a confirmed variant can get."""
+        return self.confirm_seeds.max if self.sequential else self.confirm_seeds
+
+    def seeds_text(self) -> str:
+        """'3 seeds' or '3 to 10 seeds (sequential)'."""
+        if self.sequential:
+            return f"{self.min_seeds} to {self.max_seeds} seeds (sequential)"
+        return f"{self.confirm_seeds} seeds"
 
 
 class Spec(BaseModel):
@@ -326,7 +358,7 @@ class Spec(BaseModel):
     def total_trials(self) -> int:
         # For grid, num_samples is the grid size (parse_spec fills it in and rejects others); for an
         # ablation, its variants x budget, to which the confirmation phase adds variants x seeds.
-        confirm = self.variant_count() * self.ablation.confirm_seeds if self.ablation else 0
+        confirm = self.variant_count() * self.ablation.max_seeds if self.ablation else 0  # at most
         return self.search.num_samples * self.search.repeats + confirm
 
 

@@ -37,6 +37,9 @@ def check_extension(old: Spec, new: Spec) -> tuple[list[dict], int]:
         if gone:
             raise SpecError([f"--set search.space.{path}: an extended ablation keeps every level it had "
                              f"(add levels, do not remove {', '.join(map(str, gone))})"])
+    if old.ablation.sequential or new.ablation.sequential:
+        raise SpecError(["ablation.confirm_seeds: a sequential confirmation cannot be extended (its rounds "
+                         "and boundaries are planned to its max; start a new sweep with the levels and a larger max)"])
     seeds_before, seeds_after = old.ablation.confirm_seeds, new.ablation.confirm_seeds
     if seeds_after < seeds_before:
         raise SpecError([f"--set ablation.confirm_seeds: {seeds_after} is fewer than the {seeds_before} seeds "

@@ -24,7 +24,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from xsweep.cluster import connect as cluster
 from xsweep.cluster.storage import Storage
-from xsweep.search.ablation import CONFIRM, VariantScheduler
+from xsweep.search.ablation import CONFIRM, TUNE, VariantScheduler, sequential_trials_due
 from xsweep.search.schedulers import SCHEDULERS, build_trial_scheduler, judged_by
 from xsweep.search.searcher import build_confirm_searcher, build_searcher
 from xsweep.spec import Spec
@@ -186,10 +186,10 @@ def _confirmation(session: SweepSession, results, *, earlier: Earlier, streams):
     plan = plan_confirmation(results, spec, record=session.record, version=session.version, earlier=earlier)
     session.write_record()
     print(plan.line, file=streams.stdout, flush=True)
-    callbacks, console = session.callbacks(planned=len(plan.items))
-    tuner = build_tuner(session, callbacks=callbacks, num_trials=len(plan.items), phase=CONFIRM,
-                        searcher=build_confirm_searcher(spec, plan.items, open_run=session.runs))
-    return tuner, console, plan.earlier, len(plan.items)
+    callbacks, console = session.callbacks(planned=plan.most)
+    tuner = build_tuner(session, callbacks=callbacks, num_trials=plan.most, phase=CONFIRM,
+                        searcher=build_confirm_searcher(spec, plan.items, picked=plan.picked, open_run=session.runs))
+    return tuner, console, plan.earlier, plan.most
 
 
 def fit_tuner(tuner: tune.Tuner, console: ConsoleCallback, *, streams, verbose: bool):
@@ -210,6 +210,9 @@ def every_trial_ended(results, planned: int | None) -> bool:
 def _finish(session: SweepSession, results, *, interrupted: bool, streams, earlier: Earlier,
             planned: int | None, in_flight: frozenset) -> SweepOutcome:
     spec, runs = session.spec, session.runs
+    if earlier.phase == TUNE and spec.ablation.sequential and results is not None:
+        # A sequential phase 2 plans at most `planned`; what its rounds called for is what it owes.
+        planned = sequential_trials_due(spec, session.record.ablation_state(session.version).picked, results)
     # Ray is done with: its shutdown, mostly waiting for its processes to exit, overlaps the
     # tracking and the model registration below, which need only MLflow and the storage.
     ray_shutdown = threading.Thread(target=ray.shutdown, name="xsweep-ray-shutdown")

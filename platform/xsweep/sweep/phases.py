@@ -30,9 +30,10 @@ def confirm_location(storage, sweep: str, version: int = 1) -> tuple[str, str]:
 
 def confirmation_plan(spec: Spec, *, picked: list[dict], earlier_picked: list[dict], first_new_seed: int) -> list[dict]:
     """Phase 2's trials, seed by seed so that pairs finish together: each newly picked configuration
-    over seeds 1 ... confirm_seeds, and each earlier one over the seeds it has not run yet."""
+    over seeds 1 ... confirm_seeds, and each earlier one over the seeds it has not run yet. A
+    sequential design's first round: seeds 1 ... min (its searcher plans the rounds after it)."""
     items = []
-    for repeat in range(1, spec.ablation.confirm_seeds + 1):
+    for repeat in range(1, spec.ablation.min_seeds + 1):
         items += [dict(config, **{REPEAT_KEY: repeat}) for config in picked]
         if repeat >= first_new_seed:
             items += [dict(config, **{REPEAT_KEY: repeat}) for config in earlier_picked]
@@ -43,7 +44,7 @@ def phase_line(spec: Spec) -> str:
     a = spec.ablation
     return (f"ablation: {spec.variant_count()} variants of {', '.join(a.factors)}; phase 1 tunes "
             f"{', '.join(a.tune)} with {a.budget} trials per variant, phase 2 re-trains each variant's best "
-            f"with {a.confirm_seeds} seeds")
+            f"with {a.seeds_text()}")
 
 
 def record_verdict(spec: Spec, *, runs) -> tuple[list[str], dict]:
@@ -78,7 +79,9 @@ def best_variant(verdict: dict) -> dict | None:
 
 @dataclass
 class ConfirmationPlan:
-    items: list[dict]  # phase 2's trials: a configuration and its seed repeat each
+    items: list[dict]  # phase 2's trials (a sequential design's first round): a configuration and its seed repeat each
+    picked: list[dict]  # the variants' configurations it confirms
+    most: int  # the most trials it can run: len(items), or a sequential design's at max seeds
     earlier: Earlier  # what phase 2's summary adds to: the counts before it, phase 1's run ids
     line: str  # what the console says of it
 
@@ -96,10 +99,12 @@ def plan_confirmation(results, spec: Spec, *, record: SweepRecord, version: int,
                     run_ids=[r.config.get(RUN_ID_KEY) for r in results or [] if r.config.get(RUN_ID_KEY)],
                     best=earlier.best)
     state.phase, state.picked, state.missing, state.items, state.earlier = CONFIRM, picked, missing, items, after
-    parts = [f"{len(picked)} variants x {spec.ablation.confirm_seeds} seeds"] if picked else []
-    new_seeds = spec.ablation.confirm_seeds - state.first_new_seed + 1
+    parts = [f"{len(picked)} variants x {spec.ablation.seeds_text()}"] if picked else []
+    new_seeds = spec.ablation.confirm_seeds - state.first_new_seed + 1 if not spec.ablation.sequential else 0
     if state.earlier_picked and new_seeds > 0:
         parts.append(f"{len(state.earlier_picked)} earlier variants x {new_seeds} new seeds")
-    line = (f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {counted(len(items), 'trial')}"
+    most = len(picked) * spec.ablation.max_seeds if spec.ablation.sequential else len(items)
+    trials = counted(len(items), "trial") if most == len(items) else f"{len(items)} to {most} trials"
+    line = (f"phase 2 (confirm): {' + '.join(parts) or 'nothing'} = {trials}"
             + (f"; not confirmed, no trial of theirs ran every epoch: {', '.join(missing)}" if missing else ""))
-    return ConfirmationPlan(items=items, earlier=after, line=line)
+    return ConfirmationPlan(items=items, picked=picked, most=most, earlier=after, line=line)

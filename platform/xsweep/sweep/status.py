@@ -94,6 +94,9 @@ def _planned(record: SweepRecord, version: Version) -> int:
         return version.trials or spec.total_trials()
     state = record.ablation_state(version.version)
     phase_1 = version.trials if version.version > 1 else spec.search.num_samples
+    if spec.ablation.sequential:  # at most: its rounds stop where its comparisons are decided
+        confirmed = len(state.picked) if state.phase == CONFIRM else phase_1 // spec.ablation.budget
+        return phase_1 + confirmed * spec.ablation.max_seeds
     if state.phase == CONFIRM:
         return phase_1 + len(state.items)
     tuned = phase_1 // spec.ablation.budget
