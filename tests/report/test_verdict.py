@@ -223,3 +223,33 @@ def test_a_family_counts_only_the_comparisons_with_a_test_and_wording_follows_ho
     text = to_markdown(blocks(summarize(sweep(trials), workdir="/nowhere"), {}))
     assert "one family: 1 comparison, Holm (not counted: 1 more with too few pairs to test)" in text
     assert "(95%: a family of one is the plain test)" in text
+
+
+def test_each_verdict_says_what_it_cost_by_phase_and_an_undecided_one_what_would_decide_it():
+    tuning = [trial(r, a, 0, phase="tune", device_seconds=100.0) for (r, a) in BASE]
+    noisy = {(True, "relu", 1): -0.07, (True, "relu", 2): 0.05}  # ReLU's lead, made uncertain
+    trials = [trial(r, a, s, device_seconds=36.0) for (r, a) in BASE for s in SEED_EFFECT] + tuning
+    for t in trials:
+        shift = noisy.get((t.searched["model.residual"], t.searched["model.activation"], t.seed), 0.0)
+        t.history["val_accuracy"][-1] = (2, t.final("val_accuracy") + shift)
+    verdict = ablation_verdict(sweep(trials))
+    residual, relu = comparison(verdict, "model.residual"), comparison(verdict, "model.activation")
+    # Residual's verdict compares all four variants; each had one tuning trial and three seeds.
+    assert residual["price"]["tune_hours"] == pytest.approx(4 * 100 / 3600)
+    assert residual["price"]["confirm_hours"] == pytest.approx(12 * 36 / 3600)
+    assert residual["significant"] and "more_seeds" not in residual["price"]
+    assert not relu["significant"]
+    diffs = [trial(r, "relu", s).final("val_accuracy") + noisy.get((r, "relu", s), 0.0)
+             - trial(r, "none", s).final("val_accuracy") for r in (True, False) for s in SEED_EFFECT]
+    effect = abs(sum(diffs) / 6) / stats.tstd(diffs)
+    more = relu["price"]["more_seeds"]
+    # The estimate: the seeds (2 pairs each) at which the paired t-test at ReLU's Holm level has 80% power.
+    n = 2 * (3 + more)
+    level = 1 - relu["holm_confidence"]
+
+    def power(pairs: int) -> float:
+        return stats.nct.sf(stats.t.ppf(1 - level / 2, pairs - 1), pairs - 1, effect * math.sqrt(pairs))
+
+    assert power(n) >= 0.8 > power(n - 2)
+    text = to_markdown(blocks(summarize(sweep(trials), workdir="."), {}))
+    assert f"about {more} more seeds per variant would decide it with 80% power" in text

@@ -11,6 +11,7 @@ The factor is train.weight_decay with three levels against 0 (the reference):
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections import defaultdict
@@ -73,8 +74,20 @@ def test_the_verdicts_say_which_look_decided_and_the_report_names_the_method(seq
     same = next(line for line in resumed.splitlines() if line.startswith("verdict, weight_decay=1e-30"))
     assert "no significant difference at n = 4 after 4 seeds, the design's max" in same
     assert "= 0.0 pp" in same
+    lines = resumed.splitlines()
+    price = lines[lines.index(decided) + 1]  # what the verdict cost, under it
+    assert re.fullmatch(r"  price: [0-9.e-]+ device-hours on the variants it compares \(phase 1 [0-9.e-]+, "
+                        r"phase 2 [0-9.e-]+\)", price), price
     proc = run_xsweep("report", "smoke", "--out", str(workdir / "report"), cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (workdir / "report" / "report.md").read_text()
     assert "Pocock-type alpha spending (Lan & DeMets 1983), Holm across the family (Maurer & Bretz 2013)" in report
     assert "decided after 3 seeds" in report
+
+
+def test_a_sequential_confirmation_cannot_be_extended(sequential):
+    workdir, _, _ = sequential
+    proc = run_xsweep("extend", "smoke", "--set", "ablation.confirm_seeds={min: 3, max: 6}", cwd=workdir)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert "ablation.confirm_seeds: a sequential confirmation cannot be extended" in line

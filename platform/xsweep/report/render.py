@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xsweep.metrics import METRICS
+from xsweep.text import counted
 from xsweep.report.stats import METHOD, MIN_N, level_text
 
 FIGURE_OF = {"model.residual": "the Figure 9 analogue", "model.activation": "the Figure 10 analogue"}
@@ -32,6 +33,25 @@ def duration(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def price_text(price: dict) -> str:
+    """What a verdict cost, and for an undecided one what would decide it: '0.0123 device-hours on the
+    variants it compares (phase 1 0.0050, phase 2 0.0073); about 4 more seeds ...'."""
+    tune, confirm = price.get("tune_hours"), price.get("confirm_hours")
+    if tune is None and confirm is None:
+        text = "device time not recorded"
+    else:
+        text = (f"{(tune or 0) + (confirm or 0):.3g} device-hours on the variants it compares (phase 1 "
+                f"{tune or 0:.3g}, phase 2 {confirm or 0:.3g})")
+    if "more_seeds" in price:
+        more = price["more_seeds"]
+        text += (f"; undecided: about {more} more seed{'s' if more != 1 else ''} per variant would decide it with "
+                 "80% power, were the difference and its spread those observed (a smaller true difference needs more)"
+                 if more is not None else
+                 "; undecided, with no estimate of the seeds that would decide it (the observed difference is zero, "
+                 "or too small for its spread)")
+    return text
 
 
 def _value(value: Any) -> str:
@@ -197,7 +217,7 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     verdict = summary["ablation"]
     seeds = ", ".join(str(s) for s in verdict["seeds"]) or "none completed"
     out: Blocks = [("p", f"An ablation study in two phases. Phase 1 tuned each of the {len(verdict['variants'])} "
-                         f"variants with its own search ({verdict['budget']} trials each), so that no variant is "
+                         f"variants with its own search ({counted(verdict['budget'], 'trial')} each), so that no variant is "
                          "judged at another's learning rate. Phase 2 re-trained each variant's best configuration "
                          f"with {_seeds_text(verdict)} ({seeds}). Differences are of final "
                          "validation accuracy, in percentage points, paired by seed and by the other factors' "
@@ -210,6 +230,7 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
         for c in factor["comparisons"]:
             out.append(("h", 3, f"{c['label']} against {c['reference_label']}"))
             out.append(("p", f"Verdict: {c['verdict']}."))
+            out.append(("p", f"Price: {price_text(c['price'])}."))
             if c["paper"]:
                 out.append(("p", f"The paper: {c['paper']['claim']}. This sweep: {c['paper']['finding']}."))
             out.append(("table", ["within", "pairs", f"{c['label']} - {c['reference_label']} (pp)", "95% CI (pp)",

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from xsweep.report import stats as st
 
@@ -234,3 +235,30 @@ def sentence(label_a: str, label_b: str, decision: Decision, design: Design) -> 
              f"after {decision.seeds} of up to {design.max_seeds} seeds (undecided: `xsweep resume` adds its rounds)")
     return (f"no significant difference at {n} {where} "
             f"({st.difference_text(label_a, label_b, decision.interval, kind='repeated CI')})")
+
+
+MOST_PAIRS = 10_000  # past this, "more seeds" is no answer: the difference is too small for its spread
+POWER = 0.8  # the chance a seeds_to_decide estimate aims the comparison's test to have
+
+
+def seeds_to_decide(a: Sequence[float], b: Sequence[float], *, per_seed: int, level: float) -> int | None:
+    """About how many seeds a comparison needs to be decided at `level` (two-sided) with POWER, if
+    its true difference and spread were those observed in pairs (a, b): the paired t-test's power
+    from the noncentral t-distribution (a plug-in estimate: a true difference smaller than the one
+    observed needs more). None when it cannot tell (fewer than MIN_N pairs, no spread or no difference)
+    or when it would take more than MOST_PAIRS pairs."""
+    d = [x - y for x, y in zip(a, b)]
+    if len(d) < st.MIN_N:
+        return None
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    if sd == 0.0 or mean == 0.0:
+        return None
+    effect = abs(mean) / sd
+    n = max(st.MIN_N, 2)
+    while n <= MOST_PAIRS:
+        critical = scipy_stats.t.ppf(1 - level / 2, n - 1)
+        if scipy_stats.nct.sf(critical, n - 1, effect * math.sqrt(n)) >= POWER:
+            return math.ceil(n / per_seed)
+        n = n + 1 if n < 200 else int(n * 1.05)
+    return None

@@ -18,6 +18,7 @@ Plain JSON-able dicts, accuracies as fractions, like analysis.py.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -88,6 +89,8 @@ def ablation_verdict(data: SweepData) -> dict | None:
                              "verdict": st.verdict(label, ref_label, d)})
             comparisons.append({
                 "level": level, "label": label, "reference": ref, "reference_label": ref_label,
+                "price": _price(data, factors, path, [level, ref], pairs,
+                                per_seed=math.prod(len(_levels(data, p)) for p in others)),
                 "n": diff.n, "difference": st.finite_or_none(diff.estimate), "ci_low": st.finite_or_none(diff.low), "ci_high": st.finite_or_none(diff.high),
                 "p_value": st.finite_or_none(diff.p_value), "within": rows,
             })
@@ -100,6 +103,8 @@ def ablation_verdict(data: SweepData) -> dict | None:
                                           design=design)
     else:
         tested = _judge_family(family)
+        for comparison, *_ in family:
+            _still_needed(comparison, level=1 - (comparison["holm_confidence"] or st.CONFIDENCE), seeds_run=seeds)
         family_text = {"method": "Holm", "alpha": st.ALPHA, "size": tested, "untested": len(family) - tested,
                        "intervals": "each at its Holm step's level, 1 - alpha / (m - step + 1); after the step "
                                     "where Holm stops, that step's level"}
@@ -147,6 +152,10 @@ def _judge_sequentially(data: SweepData, family: list[tuple[dict, list, st.Inter
     for comparison, _, _, path in family:
         decision = by_key[(path, level_key(comparison["level"]))]
         interval = decision.interval
+        if decision.decided:  # what it cost to reach: the seeds up to the look that decided it
+            comparison["price"] = _price(data, factors, path, [comparison["level"], comparison["reference"]],
+                                         comparison["price"]["pairs"], per_seed=comparison["price"]["per_seed"],
+                                         last_seed=base_seed + decision.seeds)
         comparison.update({
             "p_adjusted": None, "decided": decision.decided, "decided_after_seeds": decision.seeds or None,
             "t": st.finite_or_none(decision.t), "boundary": st.finite_or_none(decision.boundary),
@@ -158,11 +167,42 @@ def _judge_sequentially(data: SweepData, family: list[tuple[dict, list, st.Inter
             "paper": _paper(path, comparison["level"], comparison["reference"],
                             estimate=interval.estimate if interval else 0.0, significant=decision.decided),
         })
+    for comparison, _, _, path in family:
+        share = by_key[(path, level_key(comparison["level"]))].level  # NaN: never tested
+        _still_needed(comparison, level=share if math.isfinite(share) else design.alpha, seeds_run=seeds_run)
     return {"method": "Holm, group-sequential", "alpha": design.alpha, "size": len(family), "untested": 0,
             "sequential": {"min": design.min_seeds, "max": design.max_seeds, "seeds_run": seeds_run,
                            "method": sequential.METHOD},
             "intervals": "repeated confidence intervals at each comparison's Holm share of alpha, at the look "
                          "that decided it (else its last)"}
+
+
+def _price(data: SweepData, factors: list[str], path: str, levels: list[Any], pairs: list[tuple[float, float]],
+           *, per_seed: int, last_seed: int | None = None) -> dict:
+    """What a comparison cost: the device-hours of every trial of the variants it compares (its level
+    and the reference, at every level of the other factors), phase 1 and phase 2 apart; phase 2 up
+    to `last_seed` when given (a sequential verdict: the seeds run after it decided bought others)."""
+    keys = {level_key(v) for v in levels}
+    compared = [t for t in data.trials if level_key(t.searched.get(path)) in keys
+                and all(p in t.searched for p in factors)
+                and (last_seed is None or t.phase != "confirm" or (t.seed is not None and t.seed <= last_seed))]
+    hours = {phase: st.sum_or_none([t.device_seconds for t in compared if t.phase == phase])
+             for phase in ("tune", "confirm")}
+    return {"tune_hours": hours["tune"] / 3600 if hours["tune"] is not None else None,
+            "confirm_hours": hours["confirm"] / 3600 if hours["confirm"] is not None else None,
+            "per_seed": per_seed, "pairs": [list(p) for p in pairs]}
+
+
+def _still_needed(comparison: dict, *, level: float, seeds_run: int) -> None:
+    """For an undecided comparison: about how many more seeds would decide it, were its difference
+    and spread those observed (sequential.seeds_to_decide); the pairs are dropped once used."""
+    price = comparison["price"]
+    pairs = price.pop("pairs")
+    if comparison["significant"]:
+        return
+    total = sequential.seeds_to_decide([a for a, _ in pairs], [b for _, b in pairs], per_seed=price["per_seed"],
+                                       level=level)
+    price["more_seeds"] = None if total is None else max(total - seeds_run, 1)
 
 
 def _levels(data: SweepData, path: str) -> list[Any]:

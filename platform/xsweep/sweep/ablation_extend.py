@@ -25,6 +25,9 @@ HOW = "an extended ablation adds factor levels (search.space.<factor>) or ablati
 def check_extension(old: Spec, new: Spec) -> tuple[list[dict], int]:
     """(the new spec's variants that the old one lacks, the first new seed repeat), or a SpecError
     in one line naming the field."""
+    if old.ablation.sequential or new.ablation.sequential:
+        raise SpecError(["ablation.confirm_seeds: a sequential confirmation cannot be extended (its rounds "
+                         "and boundaries are planned to its max; start a new sweep with the levels and a larger max)"])
     before, after = flatten(old.resolved()), flatten(new.resolved())
     factors = [f"search.space.{path}" for path in old.ablation.factors]
     for key in sorted(set(before) | set(after)):
@@ -37,9 +40,6 @@ def check_extension(old: Spec, new: Spec) -> tuple[list[dict], int]:
         if gone:
             raise SpecError([f"--set search.space.{path}: an extended ablation keeps every level it had "
                              f"(add levels, do not remove {', '.join(map(str, gone))})"])
-    if old.ablation.sequential or new.ablation.sequential:
-        raise SpecError(["ablation.confirm_seeds: a sequential confirmation cannot be extended (its rounds "
-                         "and boundaries are planned to its max; start a new sweep with the levels and a larger max)"])
     seeds_before, seeds_after = old.ablation.confirm_seeds, new.ablation.confirm_seeds
     if seeds_after < seeds_before:
         raise SpecError([f"--set ablation.confirm_seeds: {seeds_after} is fewer than the {seeds_before} seeds "

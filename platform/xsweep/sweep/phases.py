@@ -43,7 +43,7 @@ def confirmation_plan(spec: Spec, *, picked: list[dict], earlier_picked: list[di
 def phase_line(spec: Spec) -> str:
     a = spec.ablation
     return (f"ablation: {spec.variant_count()} variants of {', '.join(a.factors)}; phase 1 tunes "
-            f"{', '.join(a.tune)} with {a.budget} trials per variant, phase 2 re-trains each variant's best "
+            f"{', '.join(a.tune)} with {counted(a.budget, 'trial')} per variant, phase 2 re-trains each variant's best "
             f"with {a.seeds_text()}")
 
 
@@ -52,6 +52,7 @@ def record_verdict(spec: Spec, *, runs) -> tuple[list[str], dict]:
     artifact ablation_verdict.json and one tag per comparison; returns the summary's lines and the
     verdict."""
     from xsweep.report.data import load_sweep
+    from xsweep.report.render import price_text
     from xsweep.report.verdict import ablation_verdict
     from xsweep.spec.trial import format_value
     from xsweep.tracking.writes import set_tags
@@ -66,6 +67,7 @@ def record_verdict(spec: Spec, *, runs) -> tuple[list[str], dict]:
             tags[f"{TAG_ABLATION_VERDICT_PREFIX}{factor['path']}:{format_value(c['level'])}"] = c["verdict"]
             paper = f" (the paper: {c['paper']['finding']})" if c["paper"] else ""
             lines.append(f"verdict, {c['label']} against {c['reference_label']}: {c['verdict']}{paper}")
+            lines.append(f"  price: {price_text(c['price'])}")
     set_tags(runs.client, runs.parent_run_id, tags)
     return lines, verdict
 
