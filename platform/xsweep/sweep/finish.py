@@ -79,22 +79,23 @@ def _delete_orphans(runs, results, earlier: Earlier) -> list[str]:
             f"last saved state (restorable: mlflow runs restore --run-id ID): {', '.join(orphans)}"]
 
 
-def _best_of_sweep(results, spec, *, earlier: Earlier, verdict: dict | None) -> BestTrial | None:
-    """The sweep's best trial: this run's, unless an earlier version's is better. An ablation's best
-    variant is ranked by the verdict over every version's seeds, not by one trial's value."""
+def _best_of_sweep(results, spec, *, earlier: Earlier, verdict: dict | None) -> tuple[BestTrial | None, tune.Result | None]:
+    """The sweep's best trial and, when it is this run's, its Tune result (its checkpoints; else
+    None): this run's, unless an earlier version's is better. An ablation's best variant is ranked
+    by the verdict over every version's seeds, not by one trial's value."""
     best, value, variant = _best_confirmed(results, spec, verdict) if verdict else (*_best(results, spec), None)
     before = earlier.best
     outdone = best is not None and (variant is not None or better(value, before and before.value,
                                                                       mode=spec.search.mode))
     if before is not None and not outdone:
-        return replace(before, earlier=True)
+        return replace(before, earlier=True), None
     if best is None:
-        return None
+        return None, None
     return BestTrial(trial_id=best.metrics.get("trial_id"), run_id=best.config.get(RUN_ID_KEY),
                      name=trial_name(best.config), metric=spec.search.metric, value=value,
                      searched=sampled_params(best.config),
                      config=resolve_trial_config(spec.base_trial_config(), best.config),
-                     variant={key: variant[key] for key in ("label", "mean", "n")} if variant else None)
+                     variant={key: variant[key] for key in ("label", "mean", "n")} if variant else None), best
 
 
 def _end_statuses(results, in_flight: frozenset) -> list[str]:
@@ -131,10 +132,10 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
             outcome.notes = _delete_orphans(runs, results, earlier)
             if confirmed:
                 outcome.verdicts, verdict = record_verdict(spec, runs=runs)
-        outcome.best = _best_of_sweep(results, spec, earlier=earlier, verdict=verdict)
-        if outcome.best is not None and not outcome.best.earlier and not outcome.interrupted:
+        outcome.best, best_result = _best_of_sweep(results, spec, earlier=earlier, verdict=verdict)
+        if best_result is not None and not outcome.interrupted:
             # The registry's `best` is that of a whole sweep.
-            outcome.best.model = register_best_model(runs=runs, spec=spec, result=_result_of(results, outcome.best),
+            outcome.best.model = register_best_model(runs=runs, spec=spec, result=best_result,
                                                      value=outcome.best.value, sweep=Path(sweep_path).name)
         if confirmed:
             tuned = earlier.phase_counts if earlier.phase_counts is not None else earlier.counts
@@ -146,11 +147,6 @@ def finish_sweep(results, spec, *, runs, sweep_path: str, interrupted: bool = Fa
     outcome.cost, outcome.startup = _cost_and_startup(runs.client, runs.parent_run_id)
     _close_parent_run(outcome, spec, runs=runs, undelivered=undelivered)
     return outcome
-
-
-def _result_of(results, best: BestTrial):
-    """Tune's result of the best trial (its checkpoints)."""
-    return next(r for r in results if r.config.get(RUN_ID_KEY) == best.run_id)
 
 
 def _close_parent_run(outcome: SweepOutcome, spec, *, runs, undelivered: int) -> None:
