@@ -92,10 +92,26 @@ def test_a_written_reference_and_a_factor_the_paper_does_not_know():
      "s.yaml: ablation.confirm_seeds: a sequential confirmation needs both min and max, e.g. {min: 3, max: 10} "
      "(got {min: 3})"),
     (dict(ablation=ABLATION + "  seeds: 3\n"),
-     "s.yaml: ablation.seeds: unknown field (an ablation has factors, tune, budget, confirm_seeds, reference)"),
+     "s.yaml: ablation.seeds: unknown field (an ablation has factors, tune, budget, confirm_seeds, split_seed, "
+     "reference)"),
+    (dict(ablation=ABLATION + "  split_seed: yes please\n"), "s.yaml: ablation.split_seed: expected true or false "
+                                                             "(got 'yes please')"),
 ])
 def test_each_bad_ablation_is_one_line_naming_the_field(parts, expected):
     assert refusal(**parts) == [expected]
+
+
+def test_split_seed_is_refused_where_the_data_has_a_fixed_validation_set(tmp_path):
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "a.yaml"
+    path.write_text(f"name: a\ndata: {{dataset: imagefolder, root: {tmp_path / 'images'}}}\n{SPACE}{ABLATION}"
+                    "  split_seed: true\n")
+    proc = run_xsweep("validate", str(path), cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [f"{path}: ablation.split_seed: imagefolder has a fixed validation set "
+                                        "(data.root/val), which no seed redraws (remove split_seed)"]
+    proc = run_xsweep("validate", str(path), "--set", "data.dataset=digits", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # digits' split is drawn by a seed: each seed may redraw it
 
 
 def test_validate_says_where_an_ablations_trials_go(tmp_path):

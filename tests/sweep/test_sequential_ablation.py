@@ -1,6 +1,7 @@
 """A sequential confirmation end to end on a real embedded Ray and MLflow (sqlite): one comparison
 decided at `min` seeds, another that needs every seed up to `max`, and only the variants of the open
-one given the extra seed; interrupted in its second round and resumed where it stopped.
+one given the extra seed; interrupted in its second round and resumed where it stopped. Each seed
+also redraws the validation split (ablation.split_seed).
 
 The factor is train.weight_decay with three levels against 0 (the reference):
 * 10 shrinks every weight by half a step: the network never learns (chance, 10 %), a difference of
@@ -11,6 +12,7 @@ The factor is train.weight_decay with three levels against 0 (the reference):
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -21,10 +23,11 @@ import pytest
 from conftest import SPECS, XSWEEP, run_xsweep, sweep_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+TRAIN_SEED = 0  # smoke.yaml's
 
 SPEC = [str(SPECS / "smoke.yaml"), "--set", "search.num_samples=null", "--set", "train.epochs=5",
         "--set", "ablation={factors: [train.weight_decay], tune: [train.momentum], budget: 1, "
-                 "confirm_seeds: {min: 3, max: 4}}",
+                 "confirm_seeds: {min: 3, max: 4}, split_seed: true}",
         "--set", "search.space={train.weight_decay: {choice: [0.0, 1.0e-30, 10.0]}, train.momentum: {choice: [0.9]}}"]
 
 
@@ -58,10 +61,17 @@ def test_only_the_variants_of_the_open_comparison_get_more_seeds(sequential):
     assert "phase 2 (confirm): 3 variants x 3 to 4 seeds (sequential) = 9 to 12 trials" in interrupted
     assert "sweep finished: phase 1 (tune) 3 completed; phase 2 (confirm) 11 completed" in resumed
     _, _, children = sweep_runs(workdir, "smoke")
+    assert "re-trains each variant's best with 3 to 4 seeds (sequential), each drawing its own validation split" \
+        in interrupted
     seeds = defaultdict(list)
     for child in children:
+        config = json.loads(child.data.tags["xsweep.config"])  # what the trial trained
+        seed = child.info.run_name.rsplit(" s", 1)[1]
+        # Seed k trains with train.seed + k and validates on the split that seed draws; phase 1
+        # tunes every variant on train.seed's split (seed 0).
+        assert config["data"]["split_seed"] == config["train"]["seed"] == TRAIN_SEED + int(seed)
         if child.data.tags["xsweep.phase"] == "confirm":
-            seeds[child.data.tags["xsweep.variant"]].append(child.info.run_name.rsplit(" s", 1)[1])
+            seeds[child.data.tags["xsweep.variant"]].append(seed)
     # Each trial once: the resumed round went on where it stopped, it was not planned again.
     assert {variant: sorted(s) for variant, s in seeds.items()} == {
         "wd=0": ["1", "2", "3", "4"], "wd=1e-30": ["1", "2", "3", "4"], "wd=10": ["1", "2", "3"]}
@@ -83,6 +93,7 @@ def test_the_verdicts_say_which_look_decided_and_the_report_names_the_method(seq
     report = (workdir / "report" / "report.md").read_text()
     assert "Pocock-type alpha spending (Lan & DeMets 1983), Holm across the family (Maurer & Bretz 2013)" in report
     assert "decided after 3 seeds" in report
+    assert "initial weights, data order, augmentation and validation split (ablation.split_seed)" in report
 
 
 def test_a_sequential_confirmation_cannot_be_extended(sequential):

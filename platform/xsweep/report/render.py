@@ -219,7 +219,7 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
     out: Blocks = [("p", f"An ablation study in two phases. Phase 1 tuned each of the {len(verdict['variants'])} "
                          f"variants with its own search ({counted(verdict['budget'], 'trial')} each), so that no variant is "
                          "judged at another's learning rate. Phase 2 re-trained each variant's best configuration "
-                         f"with {_seeds_text(verdict)} ({seeds}). Differences are of final "
+                         f"with {_seeds_text(verdict)} ({seeds}). {_what_a_seed_draws(verdict)} Differences are of final "
                          "validation accuracy, in percentage points, paired by seed and by the other factors' "
                          "levels, over phase 2's completed trials, with "
                          f"{METHOD}; where the interval spans zero, this budget cannot decide (more "
@@ -244,6 +244,14 @@ def ablation_blocks(summary: dict, figures: dict[str, str]) -> Blocks:
                   pct(v["mean"]), ci_text(v["ci_low"], v["ci_high"]), duration(v.get("device_seconds"))]
                  for v in verdict["variants"]]))
     return out
+
+
+def _what_a_seed_draws(verdict: dict) -> str:
+    if verdict.get("split_seed"):
+        return ("A seed draws a trial's initial weights, data order, augmentation and validation split "
+                "(ablation.split_seed), so the intervals cover the split's variation too.")
+    return ("A seed draws a trial's initial weights, data order and augmentation; every trial is measured on "
+            "the one validation split that train.seed draws (ablation.split_seed: true redraws it per seed).")
 
 
 def _seeds_text(verdict: dict) -> str:

@@ -109,7 +109,8 @@ def ablation_verdict(data: SweepData) -> dict | None:
                        "intervals": "each at its Holm step's level, 1 - alpha / (m - step + 1); after the step "
                                     "where Holm stops, that step's level"}
     return {"factors": out_factors, "variants": _variants(data, factors, ablation["tune"], by_variant),
-            "family": family_text, "confirm_seeds": seeds, "budget": ablation["budget"],
+            "family": family_text, "confirm_seeds": seeds, "split_seed": bool(ablation.get("split_seed")),
+            "budget": ablation["budget"],
             "seeds": sorted({t.seed for t in confirmed if t.seed is not None})}
 
 

@@ -21,7 +21,8 @@ from xsweep.spec.trial import set_dotted
 from xsweep.tracking.tags import TAG_CONFIG, TAG_STATUS
 
 # How a trial ran, not what it computed: they may differ between a past trial and the new sweep.
-NOT_COMPARED = ("train.threads", "train.device", "train.compile", "train.seed")
+# Its seeds too: another seed's weights, data order and validation split are a repeat's noise.
+NOT_COMPARED = ("train.threads", "train.device", "train.compile", "train.seed", "data.split_seed")
 
 
 @dataclass

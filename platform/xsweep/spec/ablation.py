@@ -6,6 +6,7 @@
       budget: 4                                    # phase-1 (tuning) trials per variant
       confirm_seeds: 3                             # phase-2 seeds per variant, or {min: 3, max: 10}:
                                                    # seeds added only where a comparison is open
+      split_seed: false                            # true: each seed also redraws the validation split
       reference: {model.residual: true, model.activation: none}  # default: the paper's network
 
 A variant is one combination of the factors' levels. Every entry of search.space is either a
@@ -161,7 +162,14 @@ def _search_problems(ablation: dict[str, Any], checked) -> list[Problem]:
     from xsweep.search.algorithms import ALGORITHMS
     from xsweep.search.schedulers import SCHEDULERS
 
+    from xsweep.training.datasets import DATASETS
+
     problems = []
+    dataset = checked.value("data.dataset")
+    if ablation.get("split_seed") and dataset in DATASETS and DATASETS.get(dataset).fixed_val:
+        problems.append((f"{WHERE}.split_seed", f"{dataset} has a fixed validation set "
+                                                f"({DATASETS.get(dataset).fixed_val}), which no seed redraws "
+                                                "(remove split_seed)"))
     written = checked.clean["search"]
     budget = ablation.get("budget", section_rules(AblationSpec, WHERE)["budget"].default)
     phase_1 = variant_count(ablation, checked.space) * budget

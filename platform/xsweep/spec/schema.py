@@ -232,6 +232,9 @@ class AblationSpec(_Section):
     tune: list[str]
     budget: int = Field(4, ge=1)
     confirm_seeds: int | SequentialSeeds = 3  # one seed gives no interval: 2 or more (spec/ablation.py)
+    # A confirmation seed always draws its trial's initial weights, data order and augmentation;
+    # true: it also redraws the validation split (a dataset without a fixed one, such as digits).
+    split_seed: bool = False
     reference: dict[str, Any] = Field(default_factory=dict)  # factor -> level; filled in by parse_spec
 
     @property
@@ -328,7 +331,13 @@ class Spec(BaseModel):
         """{"data": ..., "model": ..., "train": ..., "resources": ...} before the searched values are applied."""
         resolved = self.resolved()
         # The resources travel too: a trial needs its worker count, and MLflow logs it as a param.
-        return {section: resolved[section] for section in (*TRIAL_SECTIONS, "resources")}
+        config = {section: resolved[section] for section in (*TRIAL_SECTIONS, "resources")}
+        # The seed of the validation split (and of synthetic images): train.seed for every trial,
+        # so that seed repeats differ in weights, order and augmentation and are measured on one
+        # split; None under ablation.split_seed: each trial's own seed (spec/trial.py).
+        per_seed = self.ablation is not None and self.ablation.split_seed
+        config["data"] = {**config["data"], "split_seed": None if per_seed else self.train.seed}
+        return config
 
     def sha256(self) -> str:
         """Hash of resolved() as canonical JSON: the same sweep gives the same hash whatever

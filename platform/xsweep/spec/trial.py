@@ -58,7 +58,15 @@ def resolve_trial_config(base: dict, tune_config: dict[str, Any]) -> dict:
     for path, value in sampled_params(tune_config).items():
         set_dotted(config, path, value)
     config["train"]["seed"] = config["train"]["seed"] + int(tune_config.get(REPEAT_KEY, 0))
+    config["data"]["split_seed"] = split_seed(config)
     return config
+
+
+def split_seed(config: dict) -> int:
+    """The seed that draws a trial's validation split: data.split_seed (Spec.base_trial_config
+    sets it), or the trial's own seed where that is None or not set."""
+    seed = config["data"].get("split_seed")
+    return config["train"]["seed"] if seed is None else seed
 
 
 def format_value(value: Any) -> str:

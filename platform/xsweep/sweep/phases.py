@@ -44,7 +44,7 @@ def phase_line(spec: Spec) -> str:
     a = spec.ablation
     return (f"ablation: {spec.variant_count()} variants of {', '.join(a.factors)}; phase 1 tunes "
             f"{', '.join(a.tune)} with {counted(a.budget, 'trial')} per variant, phase 2 re-trains each variant's best "
-            f"with {a.seeds_text()}")
+            f"with {a.seeds_text()}{', each drawing its own validation split' if a.split_seed else ''}")
 
 
 def record_verdict(spec: Spec, *, runs) -> tuple[list[str], dict]:

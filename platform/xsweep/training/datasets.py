@@ -5,6 +5,8 @@ An entry tells, without importing torch (the driver reads it before any trial st
 - `check`: what `xsweep run` checks before anything starts, so that a missing folder is one line
   instead of N failed trials (and a download happens once, not in every trial),
 - `requires_root`: what `data.root` must point at, if it must be set (`xsweep validate` checks it),
+- `fixed_val`: its validation set, where the data comes with one (none: split off by a seed, so
+  `ablation.split_seed` may redraw it per confirmation seed),
 - `loader`: the function that builds the train/val datasets in the trial process, named as
   "module:function" because it imports torch: `(data, *, seed, download) -> Datasets`.
 
@@ -34,6 +36,7 @@ class Dataset:
     loader: str  # "module:function", imported in the trial process only
     check: Callable[[dict], object] | None = None  # raises DataError; run calls it before anything starts
     requires_root: str | None = None  # what data.root must point at, if it must be set
+    fixed_val: str | None = None  # e.g. "data.root/val"; None: val_fraction is split off by a seed
     # The digest of its data that reproduce compares (fingerprint.py); None: of the data config only.
     fingerprint: Callable[[dict], fp.DataFingerprint] | None = None
 
@@ -59,7 +62,8 @@ DATASETS.add(Dataset("cifar100", channels=3, classes=100, loader=f"{LOADERS}:loa
                      check=sources.check_cifar, fingerprint=fp.cifar))
 DATASETS.add(Dataset("imagefolder", channels=3, classes=lambda data: len(sources.image_folder_classes(data)),
                      loader=f"{LOADERS}:load_image_folder", check=sources.check_image_folder,
-                     requires_root="the path of the image folder", fingerprint=fp.image_folder))
+                     requires_root="the path of the image folder", fixed_val="data.root/val",
+                     fingerprint=fp.image_folder))
 # Random images with random labels: shapes and speed without any data (benchmarks, GPU checks).
 DATASETS.add(Dataset("synthetic", channels=3, classes=lambda data: data["synthetic_classes"],
                      loader=f"{LOADERS}:load_synthetic"))

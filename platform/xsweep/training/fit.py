@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from xsweep.metrics import TOP5_MIN_CLASSES, with_derived
+from xsweep.spec.trial import split_seed
 from xsweep.training.compile_cache import SharedCompileCache, compile_key
 from xsweep.training.cost import TrialCost, forward_gflops_per_image, parameter_count
 from xsweep.training.device_decode import EncodedBatch
@@ -216,7 +217,7 @@ def set_up_trial(config: dict, *, shard: Shard = Shard()) -> TrialSetup:
     # without it cuDNN's choice of kernels does not depend on timings.
     torch.backends.cudnn.benchmark = False
 
-    datasets = build_datasets(config["data"], seed=tc["seed"])
+    datasets = build_datasets(config["data"], seed=split_seed(config))
     datasets.on_device(device)  # in-memory data on a GPU, where it fits
     datasets.decode_on(device)  # an image folder's JPEGs decoded on a GPU, or a line on stderr saying why not
     if device.type == "cpu":
