@@ -49,7 +49,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"--quick does not write {RESULTS}: give --out another path")
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     wall0, load_before = time.time(), os.getloadavg()
+    args.out = args.out.resolve()
     work = common.loopback_environment()  # before anything imports ray
+    # A sqlite store keeps its runs' artifacts under ./mlruns of the working folder: the work folder's.
+    os.chdir(work)
     try:
         print("1/4 Optuna TPE suggestion latency ...", flush=True)
         tpe = tpe_cost.measure(args, work)
@@ -60,6 +63,7 @@ def main(argv=None) -> None:
         print("4/4 checkpoint size ...", flush=True)
         ckpt = checkpoint_storage.measure(args, work)
     finally:
+        os.chdir(common.ROOT)
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     lines = [

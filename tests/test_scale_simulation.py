@@ -105,10 +105,12 @@ def test_every_measurement_of_the_scale_benchmark_runs_at_toy_size_and_stops_wha
     token = secrets.token_hex(8)
     env = {**os.environ, MARK: token}
     env.pop("MLFLOW_TRACKING_URI", None)
+    here = tmp_path / "here"  # an empty folder to run from: a sqlite store would leave ./mlruns in it
+    here.mkdir()
     started = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "benchmarks/scale_simulation.py", "--quick", "--out", str(out)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_simulation.py"), "--quick",
+                               "--out", str(out)], cwd=here, env=env, capture_output=True, text=True, timeout=300)
     finally:
         left = left_running(token, within_s=15)
         for pid in left:  # ours by the mark: stopped by PID, so a failure here leaves nothing behind
@@ -121,6 +123,7 @@ def test_every_measurement_of_the_scale_benchmark_runs_at_toy_size_and_stops_wha
     log = text + proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, log
     assert not left, f"processes the benchmark started were still running: {left}"
+    assert list(here.iterdir()) == [], "the benchmark left files in the folder it ran in"
     assert (RESULTS.read_bytes() if RESULTS.exists() else None) == committed, "--quick touched the results file"
     assert text.startswith("# Scale simulation: what limits a large sweep\n"), text
     assert "**--quick: toy sizes (" in text
