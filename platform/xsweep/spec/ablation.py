@@ -161,7 +161,6 @@ def _search_problems(ablation: dict[str, Any], checked) -> list[Problem]:
     """What the rest of the spec asks that an ablation does itself, or cannot do."""
     from xsweep.search.algorithms import ALGORITHMS
     from xsweep.search.schedulers import SCHEDULERS
-
     from xsweep.training.datasets import DATASETS
 
     problems = []
