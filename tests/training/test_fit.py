@@ -12,12 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.fs
 import pytest
 import torch
 
 from xsweep.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from xsweep.training.compile_cache import SharedCompileCache
 from xsweep.training.loaders import build_datasets, make_loaders
 from xsweep.metrics import reproducible
 from xsweep.training.fit import FitResult, evaluate, fit, set_up_trial
@@ -94,14 +92,25 @@ def test_fit_on_digits_learns():
     assert result.best["val_accuracy"] > 0.6
 
 
-# A trial of its own process (the config comes as JSON): prints how many of its compiled graphs inductor
-# found in the node's cache folder and how many it had to build.
-COMPILED_TRIAL = """
+# A trial in a process of its own, as every trial of a sweep is: argv is its config as JSON, the
+# sweep's compile-cache folder ("" for none) and where to save its final weights ("" for nowhere).
+# Prints its history and how many compiled graphs inductor built and how many it found in the node's
+# cache folder.
+TRIAL = """
 import json, sys
+import pyarrow.fs
+import torch
 from torch._dynamo.utils import counters
+from xsweep.training.compile_cache import SharedCompileCache
 from xsweep.training.fit import fit
-fit(json.loads(sys.argv[1]))
-print(json.dumps([counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]]))
+config, storage, weights = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+reports = []
+cache = SharedCompileCache(pyarrow.fs.LocalFileSystem(), storage) if storage else None
+result = fit(config, on_epoch=reports.append, compile_cache=cache)
+if weights:
+    torch.save(reports[-1].state()["model"], weights)
+print(json.dumps({"status": result.status, "history": result.history,
+                  "built": counters["inductor"]["fxgraph_cache_miss"], "found": counters["inductor"]["fxgraph_cache_hit"]}))
 """
 
 
@@ -124,20 +133,19 @@ def in_a_new_process(code: str, *args: str, node_folder) -> str:
 
 
 @pytest.mark.slow
-def test_compiled_trials_share_their_code_and_checkpoint_plain_weights(tmp_path, monkeypatch):
+def test_compiled_trials_share_their_code_and_checkpoint_plain_weights(tmp_path):
     # train.compile: true runs torch.compile (inductor builds C++ kernels: a minute or more here, for
-    # a model without middle blocks). The first trial compiles into its node's cache folder and keeps
-    # its code in the sweep's storage.
-    node, storage = tmp_path / "node", tmp_path / "sweep" / "compile-cache"
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(node))
+    # a model without middle blocks). The first trial on a fresh node builds every graph into the
+    # node's cache folder and keeps its code in the sweep's storage.
+    node, storage, saved = tmp_path / "node", tmp_path / "sweep" / "compile-cache", tmp_path / "weights.pt"
     c = config(epochs=1, compile=True, batch_size=16)
     c["model"]["middle_blocks"] = 0
-    reports = []
-    cache = SharedCompileCache(pyarrow.fs.LocalFileSystem(), str(storage))
-    result = fit(c, on_epoch=reports.append, compile_cache=cache)
-    assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
-    assert result.history[0]["compile_seconds"] > 0 and len(list(storage.glob("*.bin"))) == 1
-    weights = reports[-1].state()["model"]
+    first = json.loads(in_a_new_process(TRIAL, json.dumps(c), str(storage), str(saved), node_folder=node))
+    (epoch,) = first["history"]
+    assert first["status"] == "completed" and math.isfinite(epoch["train_loss"]) and epoch["compile_seconds"] > 0
+    assert first["built"] > 0 and first["found"] == 0, first
+    assert len(list(storage.glob("*.bin"))) == 1
+    weights = torch.load(saved, weights_only=True)
     assert not any(key.startswith("_orig_mod.") for key in weights)  # loads into the plain model
     datasets = build_datasets(c["data"], seed=0)
     _, val_loader = make_loaders(datasets, batch_size=16, seed=0)
@@ -145,15 +153,14 @@ def test_compiled_trials_share_their_code_and_checkpoint_plain_weights(tmp_path,
     model.load_state_dict(weights)
     model.to(memory_format=torch.channels_last)
     evaluated = evaluate(model, val_loader, device=torch.device("cpu"), channels_last=True)
-    val_loss, val_accuracy = evaluated["val_loss"], evaluated["val_accuracy"]
-    assert val_accuracy == result.history[0]["val_accuracy"]
-    assert val_loss == pytest.approx(result.history[0]["val_loss"], rel=1e-4)
+    assert evaluated["val_accuracy"] == epoch["val_accuracy"]
+    assert evaluated["val_loss"] == pytest.approx(epoch["val_loss"], rel=1e-4)
 
-    # A later trial of the same shapes on the same node, in a process of its own, finds every graph's
-    # code in the node's folder and builds none (what makes it compile in a fraction of the first
-    # trial's time; a count, not a time, so a loaded machine cannot upset it).
-    hits, misses = json.loads(in_a_new_process(COMPILED_TRIAL, json.dumps(c), node_folder=node))
-    assert hits > 0 and misses == 0, (hits, misses)
+    # A later trial of the same shapes on the same node finds every graph the first one built and
+    # builds none: what makes it compile in a fraction of the first trial's time (counted, not timed,
+    # so a loaded machine cannot upset it).
+    later = json.loads(in_a_new_process(TRIAL, json.dumps(c), "", "", node_folder=node))
+    assert (later["found"], later["built"]) == (first["built"], 0), later
     # A node whose folder is empty (another node, a resumed sweep on a fresh machine) takes the first
     # trial's compiled graphs from the sweep's storage before it compiles.
     other_node = tmp_path / "other-node"
