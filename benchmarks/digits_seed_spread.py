@@ -38,26 +38,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from host import machine  # noqa: E402
+from host import commit_text, machine  # noqa: E402
 
 SPEC = ROOT / "search_spaces" / "xception_ablation.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "digits_confirmation_seeds.json"
 XSWEEP = Path(sys.executable).parent / "xsweep"
 FACTORS = ("model.residual", "model.activation")
 VARIANTS = 6  # 2 x 3 levels
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def commit_text() -> str:
-    """HEAD, and whether the working tree had uncommitted changes to tracked files."""
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty else "")
 
 
 def read_confirmations(workdir: Path, experiment: str) -> dict:

@@ -1,4 +1,5 @@
-"""What every benchmark writes beside its numbers: the machine it ran on, and its results file.
+"""What every benchmark writes beside its numbers: the machine it ran on, the commit it measured, and
+its results file.
 
 Imported by the sibling scripts (run as `python benchmarks/NAME.py`, so this folder is on sys.path).
 """
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_model() -> str:
@@ -23,6 +27,19 @@ def cpu_model() -> str:
 def machine() -> str:
     return (f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}")
+
+
+def commit_text(*paths: str) -> str:
+    """HEAD, and whether `paths` (every tracked file when none is given) had uncommitted changes."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    where = f" under {', '.join(p + '/' for p in paths)}" if paths else ""
+    return git("rev-parse", "HEAD") + (f" (with uncommitted changes{where})" if dirty else "")
 
 
 def targets_table(rows: list[tuple[str, str, str, bool | None]]) -> list[str]:

@@ -59,7 +59,6 @@ import datetime as dt
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -72,7 +71,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from host import machine  # noqa: E402
+from host import commit_text, machine  # noqa: E402
 
 from xsweep.report import sequential  # noqa: E402
 from xsweep.report import stats as st  # noqa: E402
@@ -420,19 +419,6 @@ def pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f} %"
 
 
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def commit_text() -> str:
-    """HEAD, and whether the product's code (platform/) had uncommitted changes when it ran."""
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "platform")
-    return git("rev-parse", "HEAD") + (" (with uncommitted changes under platform/)" if dirty else "")
-
-
 def noise_lines(study: Study, noise: Noise) -> list[str]:
     """The real runs' figures: each variant's spread, the seed-shared part, each comparison's pairs."""
     labels = [c[VARIANT_KEY] for c in study.picked]
@@ -719,7 +705,8 @@ def main() -> None:
         sys.exit(f"{args.seeds_json}: not found (benchmarks/digits_seed_spread.py writes it)")
     sizes = SIZES["quick" if args.quick else "full"]
     started = time.time()
-    settings = {"commit": commit_text(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    settings = {"commit": commit_text("platform"),
+                "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "sizes": sizes, "workers": args.workers}
 
     _setup(str(args.seeds_json))
