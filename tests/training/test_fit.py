@@ -101,8 +101,10 @@ import json, sys
 import pyarrow.fs
 import torch
 from torch._dynamo.utils import counters
+from xsweep.defaults import apply_process_defaults
 from xsweep.training.compile_cache import SharedCompileCache
 from xsweep.training.fit import fit
+apply_process_defaults()  # as a trial's process does first (training/trainable.py)
 config, storage, weights = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 reports = []
 cache = SharedCompileCache(pyarrow.fs.LocalFileSystem(), storage) if storage else None
