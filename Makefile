@@ -26,11 +26,10 @@ system-deps:
 sweep: setup
 	$(VENV)/bin/xsweep run search_spaces/xception_ablation.yaml
 
-# Three test files at a time on two cores, each file whole on one worker (its module fixtures are its
-# own): a sweep test spends much of its time waiting (Ray starting, trials starting, servers), using
-# about a third of the two cores. Files go out slowest first (tests/conftest.py orders them).
+# Two test files at a time, each file whole on one worker (its module fixtures are its own): one
+# file at a time left a core idle. Files go out slowest first (tests/conftest.py orders them).
 test: setup system-deps
-	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Unit tests only: no Ray, MLflow server or PostgreSQL.
 test-fast: setup

@@ -20,8 +20,8 @@ XSWEEP = Path(sys.executable).parent / "xsweep"
 
 def pytest_collection_modifyitems(config, items):
     """Files with the most slow tests first, each file's tests in their own order. `make test` runs
-    three files at a time and hands out files in this order (--no-loadscope-reorder): a slow file left
-    for the end keeps one worker busy while the others have nothing left to do."""
+    two files at a time and hands out files in this order (--no-loadscope-reorder): a slow file left
+    for the end keeps one worker busy while the other has nothing left to do."""
     slow_tests: dict[Path, int] = {}
     for item in items:
         slow_tests[item.path] = slow_tests.get(item.path, 0) + bool(item.get_closest_marker("slow"))
